@@ -1,0 +1,224 @@
+//! Binary cross-entropy on probabilities: PyTorch's `nn.BCELoss` and
+//! `F.binary_cross_entropy`.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{Tensor, backend::Backend};
+
+use crate::broadcast::BroadcastWeight;
+use crate::reduction::{Reduction, reduce_by_count};
+use crate::{checks, workarounds};
+
+const FUNCTION: &str = "binary_cross_entropy";
+
+/// PyTorch clamps each logarithm at this value so that a probability of exactly 0 or 1 gives a
+/// finite loss.
+const LOG_FLOOR: f64 = -100.0;
+
+/// PyTorch's gradient divides by `max(p (1 - p), EPSILON)` so that it stays finite at 0 and 1;
+/// PyTorch's constant is the f32 nearest 1e-12, in every dtype.
+const EPSILON: f64 = 1e-12f32 as f64;
+
+/// Options of [`binary_cross_entropy`]: PyTorch's `weight`, plus the value check.
+#[derive(Clone, Debug)]
+pub struct BceOptions<B: Backend> {
+    /// Rescales each element's loss; broadcast against the input (PyTorch's `weight`).
+    pub weight: Option<BroadcastWeight<B>>,
+    /// Check that every probability lies in `[0, 1]` (default `true`); see
+    /// [`binary_cross_entropy`] for what it costs.
+    pub check_values: bool,
+}
+
+impl<B: Backend> Default for BceOptions<B> {
+    fn default() -> Self {
+        Self {
+            weight: None,
+            check_values: true,
+        }
+    }
+}
+
+impl<B: Backend> BceOptions<B> {
+    /// No weight, values checked: `F.binary_cross_entropy(input, target)`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the element weight (any rank that broadcasts to the input).
+    pub fn with_weight(mut self, weight: impl Into<BroadcastWeight<B>>) -> Self {
+        self.weight = Some(weight.into());
+        self
+    }
+
+    /// Switches the `[0, 1]` check of the input on or off.
+    pub fn with_check_values(mut self, check_values: bool) -> Self {
+        self.check_values = check_values;
+        self
+    }
+}
+
+/// Binary cross-entropy between probabilities `input` and `target`, reduced to one value.
+///
+/// `loss_i = -w_i [t_i max(log p_i, -100) + (1 - t_i) max(log(1 - p_i), -100)]`, then the mean
+/// or the sum over all elements (the mean of an empty input is NaN).
+///
+/// | PyTorch | burn-xent |
+/// |---|---|
+/// | `F.binary_cross_entropy(p, t)` | `binary_cross_entropy(p, t, Reduction::Mean, &BceOptions::new())` |
+/// | `F.binary_cross_entropy(p, t, weight=w, reduction='sum')` | `binary_cross_entropy(p, t, Reduction::Sum, &BceOptions::new().with_weight(w))` |
+///
+/// # Shapes
+/// - `input`: any shape, probabilities in `[0, 1]`
+/// - `target`: the input's shape, values in `[0, 1]` (soft labels allowed; like PyTorch, not
+///   checked)
+/// - `weight`: broadcasts to the input's shape
+/// - output: `[1]`
+///
+/// # Gradient
+/// The input gradient is PyTorch's, `w (p - t) / max(p (1 - p), 1e-12)`, which stays finite at
+/// probabilities of exactly 0 and 1 (plain autodiff of the clamped logarithms would not give
+/// PyTorch's numbers there). The target gradient is that of the loss formula above.
+///
+/// # Panics
+/// - if `target`'s shape differs from `input`'s, or `weight` does not broadcast to it;
+/// - if `check_values` is on and a probability is below 0, above 1 or NaN (PyTorch raises the
+///   same error). The check costs one reduction over the input and one read of a single value
+///   from the device, which waits for the work queued before it; switch it off in a hot loop
+///   whose inputs come out of a sigmoid.
+pub fn binary_cross_entropy<B: Backend, const D: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+    reduction: Reduction,
+    options: &BceOptions<B>,
+) -> Tensor<B, 1> {
+    let count = input.shape().num_elements();
+    let loss = binary_cross_entropy_no_reduction(input, target, options);
+    reduce_by_count(loss, reduction, count)
+}
+
+/// Binary cross-entropy per element, PyTorch's `reduction='none'`: the input's shape.
+///
+/// See [`binary_cross_entropy`] for the formula, options and panics.
+///
+/// | PyTorch | burn-xent |
+/// |---|---|
+/// | `F.binary_cross_entropy(p, t, reduction='none')` | `binary_cross_entropy_no_reduction(p, t, &BceOptions::new())` |
+pub fn binary_cross_entropy_no_reduction<B: Backend, const D: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+    options: &BceOptions<B>,
+) -> Tensor<B, D> {
+    checks::same_shape(FUNCTION, &input.dims(), &target.dims());
+    if workarounds::is_empty(&input) {
+        return workarounds::empty_loss(input.dims(), &input.device());
+    }
+    if options.check_values {
+        checks::probabilities(FUNCTION, &input);
+    }
+    let weight = options
+        .weight
+        .as_ref()
+        .map(|w| w.expand_to(FUNCTION, "weight", input.dims()));
+
+    // The value, with gradients for the target, comes from constant probabilities; the input
+    // gradient is added by a term that is zero in value and has PyTorch's derivative.
+    let p = input.clone().detach();
+    let log_p = p.clone().log().clamp_min(LOG_FLOOR);
+    let log_1mp = p.clone().neg().log1p().clamp_min(LOG_FLOOR);
+    let value = (target.clone() - 1.0) * log_1mp - target.clone() * log_p;
+    let slope =
+        (p.clone() - target.detach()) / (p.clone().neg() + 1.0).mul(p.clone()).clamp_min(EPSILON);
+    let loss = value + (input - p) * slope;
+    match weight {
+        Some(weight) => loss * weight,
+        None => loss,
+    }
+}
+
+/// Configuration of [`BceLoss`], PyTorch's `nn.BCELoss(weight=…)`.
+#[derive(Config, Debug)]
+pub struct BceLossConfig {
+    /// Element weights, broadcast against the input (PyTorch's `weight`); with
+    /// `weight_shape` unset they are one weight per position of the last dimension.
+    pub weight: Option<Vec<f32>>,
+    /// The shape of `weight` (default `[weight.len()]`), any shape that broadcasts to the input.
+    pub weight_shape: Option<Vec<usize>>,
+    /// Check that every probability lies in `[0, 1]` before computing (default `true`).
+    #[config(default = true)]
+    pub check_values: bool,
+}
+
+impl BceLossConfig {
+    /// Builds the module on `device`.
+    ///
+    /// # Panics
+    /// If `weight_shape` does not hold as many elements as `weight`.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> BceLoss<B> {
+        BceLoss {
+            weight: self
+                .weight
+                .as_ref()
+                .map(|w| Tensor::<B, 1>::from_floats(w.as_slice(), device)),
+            weight_shape: crate::broadcast::config_shape(
+                "BceLossConfig",
+                "weight_shape",
+                &self.weight,
+                &self.weight_shape,
+            ),
+            check_values: self.check_values,
+        }
+    }
+}
+
+/// Binary cross-entropy on probabilities as a module: PyTorch's `nn.BCELoss`.
+///
+/// Built by [`BceLossConfig`]; [`BceLoss::forward`] calls [`binary_cross_entropy`] and
+/// [`BceLoss::forward_no_reduction`] calls [`binary_cross_entropy_no_reduction`], so both give
+/// the function's values and gradients bit for bit.
+///
+/// | PyTorch | burn-xent |
+/// |---|---|
+/// | `nn.BCELoss()(p, t)` | `BceLossConfig::new().init(&device).forward(p, t, Reduction::Mean)` |
+/// | `nn.BCELoss(weight=w, reduction='none')(p, t)` | `BceLossConfig::new().with_weight(Some(w)).init(&device).forward_no_reduction(p, t)` |
+#[derive(Module, Debug)]
+pub struct BceLoss<B: Backend> {
+    /// The element weights, flat (see `weight_shape`).
+    pub weight: Option<Tensor<B, 1>>,
+    /// The shape the weights broadcast from.
+    #[module(skip)]
+    pub weight_shape: Vec<usize>,
+    /// Whether probabilities are checked to lie in `[0, 1]`.
+    pub check_values: bool,
+}
+
+impl<B: Backend> BceLoss<B> {
+    /// The function options this module stands for.
+    pub fn options(&self) -> BceOptions<B> {
+        BceOptions {
+            weight: self
+                .weight
+                .clone()
+                .map(|w| BroadcastWeight::from_flat(w, self.weight_shape.clone())),
+            check_values: self.check_values,
+        }
+    }
+
+    /// The reduced loss; see [`binary_cross_entropy`] for shapes and panics.
+    pub fn forward<const D: usize>(
+        &self,
+        input: Tensor<B, D>,
+        target: Tensor<B, D>,
+        reduction: Reduction,
+    ) -> Tensor<B, 1> {
+        binary_cross_entropy(input, target, reduction, &self.options())
+    }
+
+    /// The per-element loss in the input's shape; see [`binary_cross_entropy_no_reduction`].
+    pub fn forward_no_reduction<const D: usize>(
+        &self,
+        input: Tensor<B, D>,
+        target: Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        binary_cross_entropy_no_reduction(input, target, &self.options())
+    }
+}

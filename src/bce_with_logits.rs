@@ -1,0 +1,216 @@
+//! Binary cross-entropy on logits: PyTorch's `nn.BCEWithLogitsLoss` and
+//! `F.binary_cross_entropy_with_logits`.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{Tensor, activation::log_sigmoid, backend::Backend};
+
+use crate::broadcast::{BroadcastWeight, config_shape};
+use crate::reduction::{Reduction, reduce_by_count};
+use crate::{checks, workarounds};
+
+const FUNCTION: &str = "binary_cross_entropy_with_logits";
+
+/// Options of [`binary_cross_entropy_with_logits`]: PyTorch's `weight` and `pos_weight`.
+#[derive(Clone, Debug)]
+pub struct BceWithLogitsOptions<B: Backend> {
+    /// Rescales each element's loss; broadcast against the input (PyTorch's `weight`).
+    pub weight: Option<BroadcastWeight<B>>,
+    /// Weight of the positive term, broadcast against the input; usually shape `[C]`, one
+    /// per class of the last dimension (PyTorch's `pos_weight`).
+    pub pos_weight: Option<BroadcastWeight<B>>,
+}
+
+impl<B: Backend> Default for BceWithLogitsOptions<B> {
+    fn default() -> Self {
+        Self {
+            weight: None,
+            pos_weight: None,
+        }
+    }
+}
+
+impl<B: Backend> BceWithLogitsOptions<B> {
+    /// No weights: `F.binary_cross_entropy_with_logits(x, t)`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the element weight (any rank that broadcasts to the input).
+    pub fn with_weight(mut self, weight: impl Into<BroadcastWeight<B>>) -> Self {
+        self.weight = Some(weight.into());
+        self
+    }
+
+    /// Sets the positive-class weight (any rank that broadcasts to the input).
+    pub fn with_pos_weight(mut self, pos_weight: impl Into<BroadcastWeight<B>>) -> Self {
+        self.pos_weight = Some(pos_weight.into());
+        self
+    }
+}
+
+/// Binary cross-entropy between `sigmoid(input)` and `target`, computed from the logits
+/// without forming the sigmoid, reduced to one value.
+///
+/// `loss_i = w_i [(1 - t_i) x_i - (1 + (pw_i - 1) t_i) log_sigmoid(x_i)]` (PyTorch's formula),
+/// then the mean or the sum over all elements (the mean of an empty input is NaN). It is
+/// stable for logits up to ±1e4 and beyond: no overflow, with or without `pos_weight`.
+///
+/// | PyTorch | burn-xent |
+/// |---|---|
+/// | `F.binary_cross_entropy_with_logits(x, t)` | `binary_cross_entropy_with_logits(x, t, Reduction::Mean, &BceWithLogitsOptions::new())` |
+/// | `F.binary_cross_entropy_with_logits(x, t, pos_weight=pw, reduction='sum')` | `binary_cross_entropy_with_logits(x, t, Reduction::Sum, &BceWithLogitsOptions::new().with_pos_weight(pw))` |
+///
+/// # Shapes
+/// - `input`: any shape, logits
+/// - `target`: the input's shape, values in `[0, 1]` (soft labels allowed; not checked, as in
+///   PyTorch)
+/// - `weight`, `pos_weight`: broadcast to the input's shape
+/// - output: `[1]`
+///
+/// # Panics
+/// If `target`'s shape differs from `input`'s, or `weight` or `pos_weight` does not broadcast
+/// to it. No value is read from the device.
+pub fn binary_cross_entropy_with_logits<B: Backend, const D: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+    reduction: Reduction,
+    options: &BceWithLogitsOptions<B>,
+) -> Tensor<B, 1> {
+    let count = input.shape().num_elements();
+    let loss = binary_cross_entropy_with_logits_no_reduction(input, target, options);
+    reduce_by_count(loss, reduction, count)
+}
+
+/// Binary cross-entropy on logits per element, PyTorch's `reduction='none'`: the input's
+/// shape.
+///
+/// See [`binary_cross_entropy_with_logits`] for the formula, options and panics.
+///
+/// | PyTorch | burn-xent |
+/// |---|---|
+/// | `F.binary_cross_entropy_with_logits(x, t, reduction='none')` | `binary_cross_entropy_with_logits_no_reduction(x, t, &BceWithLogitsOptions::new())` |
+pub fn binary_cross_entropy_with_logits_no_reduction<B: Backend, const D: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+    options: &BceWithLogitsOptions<B>,
+) -> Tensor<B, D> {
+    checks::same_shape(FUNCTION, &input.dims(), &target.dims());
+    if workarounds::is_empty(&input) {
+        return workarounds::empty_loss(input.dims(), &input.device());
+    }
+    let shape = input.dims();
+    let weight = options
+        .weight
+        .as_ref()
+        .map(|w| w.expand_to(FUNCTION, "weight", shape));
+    let pos_weight = options
+        .pos_weight
+        .as_ref()
+        .map(|w| w.expand_to(FUNCTION, "pos_weight", shape));
+
+    let log_sig = log_sigmoid(input.clone());
+    let negative_part = (target.clone().neg() + 1.0) * input;
+    let loss = match pos_weight {
+        Some(pos_weight) => negative_part - ((pos_weight - 1.0) * target + 1.0) * log_sig,
+        None => negative_part - log_sig,
+    };
+    match weight {
+        Some(weight) => loss * weight,
+        None => loss,
+    }
+}
+
+/// Configuration of [`BceWithLogitsLoss`], PyTorch's
+/// `nn.BCEWithLogitsLoss(weight=…, pos_weight=…)`.
+#[derive(Config, Debug)]
+pub struct BceWithLogitsLossConfig {
+    /// Element weights, broadcast against the input (PyTorch's `weight`); with
+    /// `weight_shape` unset, one weight per position of the last dimension.
+    pub weight: Option<Vec<f32>>,
+    /// The shape of `weight` (default `[weight.len()]`).
+    pub weight_shape: Option<Vec<usize>>,
+    /// Positive-class weights (PyTorch's `pos_weight`); with `pos_weight_shape` unset, one
+    /// per class of the last dimension.
+    pub pos_weight: Option<Vec<f32>>,
+    /// The shape of `pos_weight` (default `[pos_weight.len()]`).
+    pub pos_weight_shape: Option<Vec<usize>>,
+}
+
+impl BceWithLogitsLossConfig {
+    /// Builds the module on `device`.
+    ///
+    /// # Panics
+    /// If a `*_shape` does not hold as many elements as its weights.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> BceWithLogitsLoss<B> {
+        let tensor = |w: &Vec<f32>| Tensor::<B, 1>::from_floats(w.as_slice(), device);
+        let config = "BceWithLogitsLossConfig";
+        BceWithLogitsLoss {
+            weight: self.weight.as_ref().map(tensor),
+            weight_shape: config_shape(config, "weight_shape", &self.weight, &self.weight_shape),
+            pos_weight: self.pos_weight.as_ref().map(tensor),
+            pos_weight_shape: config_shape(
+                config,
+                "pos_weight_shape",
+                &self.pos_weight,
+                &self.pos_weight_shape,
+            ),
+        }
+    }
+}
+
+/// Binary cross-entropy on logits as a module: PyTorch's `nn.BCEWithLogitsLoss`.
+///
+/// Built by [`BceWithLogitsLossConfig`]; its methods call
+/// [`binary_cross_entropy_with_logits`] and [`binary_cross_entropy_with_logits_no_reduction`].
+///
+/// | PyTorch | burn-xent |
+/// |---|---|
+/// | `nn.BCEWithLogitsLoss(pos_weight=pw)(x, t)` | `BceWithLogitsLossConfig::new().with_pos_weight(Some(pw)).init(&device).forward(x, t, Reduction::Mean)` |
+#[derive(Module, Debug)]
+pub struct BceWithLogitsLoss<B: Backend> {
+    /// The element weights, flat (see `weight_shape`).
+    pub weight: Option<Tensor<B, 1>>,
+    /// The shape the element weights broadcast from.
+    #[module(skip)]
+    pub weight_shape: Vec<usize>,
+    /// The positive-class weights, flat (see `pos_weight_shape`).
+    pub pos_weight: Option<Tensor<B, 1>>,
+    /// The shape the positive-class weights broadcast from.
+    #[module(skip)]
+    pub pos_weight_shape: Vec<usize>,
+}
+
+impl<B: Backend> BceWithLogitsLoss<B> {
+    /// The function options this module stands for.
+    pub fn options(&self) -> BceWithLogitsOptions<B> {
+        let broadcast = |w: &Option<Tensor<B, 1>>, shape: &Vec<usize>| {
+            w.clone()
+                .map(|w| BroadcastWeight::from_flat(w, shape.clone()))
+        };
+        BceWithLogitsOptions {
+            weight: broadcast(&self.weight, &self.weight_shape),
+            pos_weight: broadcast(&self.pos_weight, &self.pos_weight_shape),
+        }
+    }
+
+    /// The reduced loss; see [`binary_cross_entropy_with_logits`].
+    pub fn forward<const D: usize>(
+        &self,
+        input: Tensor<B, D>,
+        target: Tensor<B, D>,
+        reduction: Reduction,
+    ) -> Tensor<B, 1> {
+        binary_cross_entropy_with_logits(input, target, reduction, &self.options())
+    }
+
+    /// The per-element loss in the input's shape; see
+    /// [`binary_cross_entropy_with_logits_no_reduction`].
+    pub fn forward_no_reduction<const D: usize>(
+        &self,
+        input: Tensor<B, D>,
+        target: Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        binary_cross_entropy_with_logits_no_reduction(input, target, &self.options())
+    }
+}

@@ -1,0 +1,90 @@
+//! Weights of any rank that broadcast against the input, as PyTorch's BCE `weight` and
+//! `pos_weight` do.
+
+use burn::tensor::{Tensor, backend::Backend};
+
+use crate::checks;
+
+/// A float tensor of any rank, kept flat with its shape, that is broadcast against the input
+/// of a loss when the loss is computed (PyTorch's broadcasting rules: align the shapes from the
+/// right; each dimension equal to the input's or 1).
+///
+/// Built from any `Tensor<B, K>` with [`BroadcastWeight::new`] or `From`; the usual shapes are
+/// `[C]` (one weight per position of the last dimension) and the input's own shape.
+#[derive(Clone, Debug)]
+pub struct BroadcastWeight<B: Backend> {
+    values: Tensor<B, 1>,
+    shape: Vec<usize>,
+}
+
+impl<B: Backend> BroadcastWeight<B> {
+    /// Keeps `tensor` (any rank) for broadcasting against a loss's input.
+    pub fn new<const K: usize>(tensor: Tensor<B, K>) -> Self {
+        let shape = tensor.dims().to_vec();
+        Self {
+            values: tensor.flatten(0, K - 1),
+            shape,
+        }
+    }
+
+    /// Builds the weight from a flat tensor and the shape it stands for.
+    ///
+    /// # Panics
+    /// If `shape` does not hold as many elements as `values`.
+    pub fn from_flat(values: Tensor<B, 1>, shape: Vec<usize>) -> Self {
+        let count: usize = shape.iter().product();
+        assert!(
+            count == values.dims()[0],
+            "BroadcastWeight::from_flat: shape: expected {} elements to match the values, got shape {shape:?} ({count} elements)",
+            values.dims()[0]
+        );
+        Self { values, shape }
+    }
+
+    /// The shape of the weight as given.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The weight broadcast to `to`, or a panic naming `function` and `argument` when its
+    /// shape does not broadcast to exactly `to`.
+    pub(crate) fn expand_to<const D: usize>(
+        &self,
+        function: &str,
+        argument: &str,
+        to: [usize; D],
+    ) -> Tensor<B, D> {
+        checks::broadcasts_to(function, argument, &self.shape, &to);
+        let mut padded = [1usize; D];
+        padded[D - self.shape.len()..].copy_from_slice(&self.shape);
+        self.values.clone().reshape(padded).expand(to)
+    }
+}
+
+impl<B: Backend, const K: usize> From<Tensor<B, K>> for BroadcastWeight<B> {
+    fn from(tensor: Tensor<B, K>) -> Self {
+        Self::new(tensor)
+    }
+}
+
+/// The shape a config's flat weights stand for: `shape` when given (checked against the
+/// number of weights), otherwise `[weights.len()]`.
+pub(crate) fn config_shape(
+    config: &str,
+    argument: &str,
+    weights: &Option<Vec<f32>>,
+    shape: &Option<Vec<usize>>,
+) -> Vec<usize> {
+    let len = weights.as_ref().map_or(0, Vec::len);
+    match shape {
+        None => vec![len],
+        Some(shape) => {
+            let count: usize = shape.iter().product();
+            assert!(
+                count == len,
+                "{config}: {argument}: expected a shape with {len} elements to match the weights, got {shape:?} ({count} elements)"
+            );
+            shape.clone()
+        }
+    }
+}

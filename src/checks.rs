@@ -1,0 +1,135 @@
+//! Input validation shared by every loss: shapes (free, from metadata) and values (one read
+//! from the device). Each failure panics with a message that names the function, the
+//! argument, what was expected and what came, following Burn's convention.
+
+use burn::tensor::{Bool, Int, Tensor, backend::Backend};
+
+/// Panics unless `input` and `target` have the same shape.
+pub(crate) fn same_shape(function: &str, input: &[usize], target: &[usize]) {
+    assert!(
+        input == target,
+        "{function}: target: expected the input's shape {input:?}, got {target:?}"
+    );
+}
+
+/// Panics unless `smoothing` lies in `[0, 1]`.
+pub(crate) fn label_smoothing(function: &str, smoothing: f64) {
+    assert!(
+        (0.0..=1.0).contains(&smoothing),
+        "{function}: label_smoothing: expected a value in [0, 1], got {smoothing}"
+    );
+}
+
+/// Panics unless the per-class `weight` has one entry per class.
+pub(crate) fn class_weight<B: Backend>(function: &str, weight: &Tensor<B, 1>, classes: usize) {
+    let got = weight.dims()[0];
+    assert!(
+        got == classes,
+        "{function}: weight: expected one weight per class, shape [{classes}], got shape [{got}]"
+    );
+}
+
+/// Panics unless a tensor of shape `from` broadcasts to exactly `to` (PyTorch's rules:
+/// align from the right, each dimension equal or 1, no more dimensions than `to`).
+pub(crate) fn broadcasts_to(function: &str, argument: &str, from: &[usize], to: &[usize]) {
+    let fits = from.len() <= to.len()
+        && from
+            .iter()
+            .rev()
+            .zip(to.iter().rev())
+            .all(|(&f, &t)| f == t || f == 1);
+    assert!(
+        fits,
+        "{function}: {argument}: expected a shape that broadcasts to the input's shape {to:?}, got {from:?}"
+    );
+}
+
+/// Panics if any element of `bad` is true, naming the first offending element.
+///
+/// `describe` turns the flat index of the first offender into the message; it is only
+/// called on failure, so the happy path costs one `any()` and one scalar read.
+pub(crate) fn none_set<B: Backend, const D: usize>(
+    bad: Tensor<B, D, Bool>,
+    describe: impl FnOnce(usize) -> String,
+) {
+    let any_set = bad
+        .clone()
+        .any()
+        .into_data()
+        .iter::<bool>()
+        .any(|flag| flag);
+    if !any_set {
+        return;
+    }
+    let flags = bad.into_data();
+    let first = flags
+        .iter::<bool>()
+        .position(|flag| flag)
+        .expect("any() reported a set element");
+    panic!("{}", describe(first));
+}
+
+/// Panics unless every class index lies in `[0, classes)` or equals `ignore_index`.
+///
+/// This check is what stands between the user and a silent wrong loss: on wgpu an
+/// out-of-range `gather` returns 0 instead of failing.
+pub(crate) fn class_indices<B: Backend, const D: usize>(
+    function: &str,
+    target: &Tensor<B, D, Int>,
+    classes: usize,
+    ignore_index: i64,
+) {
+    let out_of_range = target
+        .clone()
+        .lower_elem(0)
+        .bool_or(target.clone().greater_equal_elem(classes as i64))
+        .bool_and(target.clone().not_equal_elem(ignore_index));
+    none_set(out_of_range, |first| {
+        let values = target.to_data().convert::<i64>();
+        let value = values.as_slice::<i64>().expect("converted to i64")[first];
+        let index = unravel(first, &target.dims());
+        format!(
+            "{function}: target: expected class indices in [0, {classes}) or ignore_index \
+             ({ignore_index}), got {value} at index {index:?}"
+        )
+    });
+}
+
+/// Panics unless every probability lies in `[0, 1]` (NaN is refused, as PyTorch does).
+pub(crate) fn probabilities<B: Backend, const D: usize>(function: &str, input: &Tensor<B, D>) {
+    let outside = input
+        .clone()
+        .lower_elem(0.0)
+        .bool_or(input.clone().greater_elem(1.0))
+        .bool_or(input.clone().is_nan());
+    none_set(outside, |first| {
+        let values = input.to_data().convert::<f64>();
+        let value = values.as_slice::<f64>().expect("converted to f64")[first];
+        let index = unravel(first, &input.dims());
+        format!(
+            "{function}: input: expected probabilities in [0, 1], got {value} at index {index:?}"
+        )
+    });
+}
+
+/// The multi-dimensional index of row-major flat index `flat` in `shape`.
+fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (slot, &extent) in index.iter_mut().zip(shape).rev() {
+        *slot = flat % extent;
+        flat /= extent;
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unravel;
+
+    #[test]
+    fn unravel_is_row_major() {
+        assert_eq!(unravel(0, &[2, 3]), vec![0, 0]);
+        assert_eq!(unravel(4, &[2, 3]), vec![1, 1]);
+        assert_eq!(unravel(23, &[2, 3, 4]), vec![1, 2, 3]);
+    }
+}

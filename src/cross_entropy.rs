@@ -1,0 +1,393 @@
+//! Cross-entropy on logits: PyTorch's `nn.CrossEntropyLoss` and `F.cross_entropy`, with class
+//! indices or class probabilities as targets.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{Int, Tensor, backend::Backend};
+
+use crate::checks;
+use crate::class_layout::{
+    ClassLayout, check_output_rank, flat_index_target, pick_targets, validate_index_inputs,
+};
+use crate::reduction::{Reduction, reduce_by, reduce_by_count};
+
+const FUNCTION: &str = "cross_entropy";
+const FUNCTION_PROBS: &str = "cross_entropy_with_probs";
+
+/// Options of [`cross_entropy`] and [`cross_entropy_with_probs`]: PyTorch's `weight`,
+/// `ignore_index` and `label_smoothing`, plus the value check.
+#[derive(Clone, Debug)]
+pub struct CrossEntropyOptions<B: Backend> {
+    /// One weight per class, shape `[C]` (PyTorch's `weight`); zeros allowed.
+    pub weight: Option<Tensor<B, 1>>,
+    /// Class-index targets equal to this value get no loss and no gradient, and do not count
+    /// in the mean (PyTorch's `ignore_index`, default -100). Any integer, never gathered.
+    /// Probability targets refuse a non-negative value, as PyTorch does.
+    pub ignore_index: i64,
+    /// Mixes the target with the uniform distribution: `(1 - ε) target + ε / C`, ε in
+    /// `[0, 1]` (PyTorch's `label_smoothing`, default 0).
+    pub label_smoothing: f64,
+    /// Check that every class index lies in `[0, C)` or equals `ignore_index` (default `true`).
+    pub check_values: bool,
+}
+
+impl<B: Backend> Default for CrossEntropyOptions<B> {
+    fn default() -> Self {
+        Self {
+            weight: None,
+            ignore_index: -100,
+            label_smoothing: 0.0,
+            check_values: true,
+        }
+    }
+}
+
+impl<B: Backend> CrossEntropyOptions<B> {
+    /// PyTorch's defaults: no weight, `ignore_index=-100`, no smoothing, values checked.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the per-class weight, shape `[C]`.
+    pub fn with_weight(mut self, weight: Tensor<B, 1>) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+
+    /// Sets the class-index target value that is ignored.
+    pub fn with_ignore_index(mut self, ignore_index: i64) -> Self {
+        self.ignore_index = ignore_index;
+        self
+    }
+
+    /// Sets the label smoothing ε, in `[0, 1]`.
+    pub fn with_label_smoothing(mut self, label_smoothing: f64) -> Self {
+        self.label_smoothing = label_smoothing;
+        self
+    }
+
+    /// Switches the target range check on or off.
+    pub fn with_check_values(mut self, check_values: bool) -> Self {
+        self.check_values = check_values;
+        self
+    }
+}
+
+/// Cross-entropy between the softmax of logits `input` and class-index targets, reduced to
+/// one value: `nll_loss(log_softmax(input, 1), target)` with label smoothing.
+///
+/// `loss_i = (1 - ε) w[t_i] (-log_softmax(x_i)[t_i]) + (ε / C) Σ_c w[c] (-log_softmax(x_i)[c])`
+/// (0 where `t_i == ignore_index`). `Mean` divides the sum by the sum of `w[t_i]` over
+/// non-ignored elements (their count without weights), as PyTorch does, so a batch whose
+/// targets are all ignored gives NaN with a zero gradient, and `Sum` gives 0. The log-softmax
+/// subtracts each row's maximum (log-sum-exp), so large logits do not overflow.
+///
+/// | PyTorch | burn-xent |
+/// |---|---|
+/// | `F.cross_entropy(x, t)` | `cross_entropy(x, t, Reduction::Mean, &CrossEntropyOptions::new())` |
+/// | `F.cross_entropy(x, t, weight=w, label_smoothing=0.1)` | `cross_entropy(x, t, Reduction::Mean, &CrossEntropyOptions::new().with_weight(w).with_label_smoothing(0.1))` |
+///
+/// # Shapes
+/// - `input`: `[C]`, `[N, C]` or `[N, C, d1, …, dk]`, logits (class dimension 1)
+/// - `target`: `[1]` for an unbatched `[C]` input (PyTorch's scalar), `[N]`, or
+///   `[N, d1, …, dk]`; class indices in `[0, C)` or `ignore_index`
+/// - `weight`: `[C]`
+/// - output: `[1]`
+///
+/// # Panics
+/// - if `target`'s shape is not the one above, `weight` is not `[C]`, or `label_smoothing`
+///   is outside `[0, 1]` (PyTorch silently accepts a negative one; burn-xent refuses it);
+/// - if `check_values` is on and a target is outside `[0, C)` and not `ignore_index`. The
+///   check costs one pass over the target and a read of one value from the device (it waits
+///   for the queued work). Switched off, an out-of-range target gives a wrong number on
+///   backends whose `gather` does not fail (wgpu returns 0).
+pub fn cross_entropy<B: Backend, const D: usize, const DT: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, DT, Int>,
+    reduction: Reduction,
+    options: &CrossEntropyOptions<B>,
+) -> Tensor<B, 1> {
+    let terms = index_terms(input, target, options);
+    reduce_by(terms.loss, reduction, || terms.target_weight.sum())
+}
+
+/// Cross-entropy with class-index targets per element, PyTorch's `reduction='none'`: the
+/// target's shape, 0 where the target is ignored.
+///
+/// See [`cross_entropy`] for the formula, shapes, options and panics.
+///
+/// | PyTorch | burn-xent |
+/// |---|---|
+/// | `F.cross_entropy(x, t, reduction='none')` | `cross_entropy_no_reduction(x, t, &CrossEntropyOptions::new())` |
+pub fn cross_entropy_no_reduction<B: Backend, const D: usize, const DT: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, DT, Int>,
+    options: &CrossEntropyOptions<B>,
+) -> Tensor<B, DT> {
+    let dims = target.dims();
+    ClassLayout::output(index_terms(input, target, options).loss, dims)
+}
+
+/// The per-element loss and the weights the mean divides by, on the `[N, S]` grid.
+struct IndexTerms<B: Backend> {
+    loss: Tensor<B, 2>,
+    target_weight: Tensor<B, 2>,
+}
+
+fn index_terms<B: Backend, const D: usize, const DT: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, DT, Int>,
+    options: &CrossEntropyOptions<B>,
+) -> IndexTerms<B> {
+    let weight = options.weight.as_ref();
+    checks::label_smoothing(FUNCTION, options.label_smoothing);
+    validate_index_inputs(
+        FUNCTION,
+        &input,
+        &target,
+        weight,
+        options.ignore_index,
+        options.check_values,
+    );
+    let layout = ClassLayout::new(input);
+    if layout.is_empty() {
+        return IndexTerms {
+            loss: layout.empty_grid(),
+            target_weight: layout.empty_grid(),
+        };
+    }
+    let target = flat_index_target(&layout, target);
+    let log_probs = layout.log_softmax();
+    let picked = pick_targets(
+        &layout,
+        log_probs.clone(),
+        target,
+        weight,
+        options.ignore_index,
+    );
+    let smoothing = options.label_smoothing;
+    let loss = if smoothing > 0.0 {
+        // PyTorch's smoothing term: -Σ_c w[c] log p_c, masked where ignored.
+        let weighted = match weight {
+            Some(weight) => log_probs * layout.per_class(weight),
+            None => log_probs,
+        };
+        let uniform = weighted
+            .sum_dim(1)
+            .reshape([layout.batch, layout.spatial])
+            .neg()
+            .mask_fill(picked.ignored, 0.0);
+        picked.nll.mul_scalar(1.0 - smoothing)
+            + uniform.mul_scalar(smoothing / layout.classes as f64)
+    } else {
+        picked.nll
+    };
+    IndexTerms {
+        loss,
+        target_weight: picked.target_weight,
+    }
+}
+
+/// Cross-entropy between the softmax of logits `input` and class probabilities `target`,
+/// reduced to one value; PyTorch's `F.cross_entropy` with a float target of the input's shape.
+///
+/// `loss_i = -Σ_c w[c] q_ic log_softmax(x_i)[c]` with `q = (1 - ε) target + ε / C`. Unlike
+/// class-index targets, `Mean` divides by the number of elements `N × d1 × … × dk`, not by the
+/// weights (PyTorch's rule); the mean of an empty batch is NaN.
+///
+/// | PyTorch | burn-xent |
+/// |---|---|
+/// | `F.cross_entropy(x, probs)` | `cross_entropy_with_probs(x, probs, Reduction::Mean, &CrossEntropyOptions::new())` |
+///
+/// # Shapes
+/// - `input`: `[C]`, `[N, C]` or `[N, C, d1, …, dk]`, logits (class dimension 1)
+/// - `target`: the input's shape, class probabilities (not checked, as in PyTorch)
+/// - `weight`: `[C]`
+/// - output: `[1]`
+///
+/// # Panics
+/// If `target`'s shape differs from `input`'s, `weight` is not `[C]`, `label_smoothing` is
+/// outside `[0, 1]`, or `ignore_index` is not negative (PyTorch: "ignore_index is not
+/// supported for floating point target"). No value is read from the device.
+pub fn cross_entropy_with_probs<B: Backend, const D: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+    reduction: Reduction,
+    options: &CrossEntropyOptions<B>,
+) -> Tensor<B, 1> {
+    let (loss, layout_elements) = probs_terms(input, target, options);
+    reduce_by_count(loss, reduction, layout_elements)
+}
+
+/// Cross-entropy with probability targets per element, PyTorch's `reduction='none'`: the
+/// input's shape without the class dimension (`[1]` for an unbatched `[C]` input), as a
+/// tensor of rank `DO`, which must be `D - 1` (1 when `D` is 1).
+///
+/// See [`cross_entropy_with_probs`] for the formula, options and panics; it also panics if
+/// `DO` is not that rank.
+///
+/// | PyTorch | burn-xent |
+/// |---|---|
+/// | `F.cross_entropy(x, probs, reduction='none')` | `cross_entropy_with_probs_no_reduction::<_, 2, 1>(x, probs, &CrossEntropyOptions::new())` |
+pub fn cross_entropy_with_probs_no_reduction<B: Backend, const D: usize, const DO: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+    options: &CrossEntropyOptions<B>,
+) -> Tensor<B, DO> {
+    check_output_rank::<D, DO>(FUNCTION_PROBS);
+    let dims: [usize; DO] = crate::class_layout::index_target_shape(&input.dims())
+        .try_into()
+        .expect("rank checked above");
+    ClassLayout::output(probs_terms(input, target, options).0, dims)
+}
+
+/// The per-element loss on the `[N, S]` grid and the number of elements.
+fn probs_terms<B: Backend, const D: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+    options: &CrossEntropyOptions<B>,
+) -> (Tensor<B, 2>, usize) {
+    checks::same_shape(FUNCTION_PROBS, &input.dims(), &target.dims());
+    checks::label_smoothing(FUNCTION_PROBS, options.label_smoothing);
+    assert!(
+        options.ignore_index < 0,
+        "{FUNCTION_PROBS}: ignore_index: expected a negative value (ignore_index is not \
+         supported for probability targets), got {}",
+        options.ignore_index
+    );
+    let layout = ClassLayout::new(input);
+    if let Some(weight) = &options.weight {
+        checks::class_weight(FUNCTION_PROBS, weight, layout.classes);
+    }
+    if layout.is_empty() {
+        return (layout.empty_grid(), 0);
+    }
+    let target = ClassLayout::new(target).input;
+    let smoothing = options.label_smoothing;
+    let target = if smoothing > 0.0 {
+        target.mul_scalar(1.0 - smoothing) + smoothing / layout.classes as f64
+    } else {
+        target
+    };
+    let log_probs = layout.log_softmax();
+    let product = log_probs * target;
+    let product = match &options.weight {
+        Some(weight) => product * layout.per_class(weight),
+        None => product,
+    };
+    let loss = product
+        .sum_dim(1)
+        .reshape([layout.batch, layout.spatial])
+        .neg();
+    (loss, layout.elements())
+}
+
+/// Configuration of [`CrossEntropyLoss`], PyTorch's
+/// `nn.CrossEntropyLoss(weight=…, ignore_index=…, label_smoothing=…)`.
+#[derive(Config, Debug)]
+pub struct CrossEntropyLossConfig {
+    /// One weight per class (PyTorch's `weight`).
+    pub weight: Option<Vec<f32>>,
+    /// The class-index target value that is ignored (PyTorch's `ignore_index`).
+    #[config(default = -100)]
+    pub ignore_index: i64,
+    /// Label smoothing ε in `[0, 1]` (PyTorch's `label_smoothing`).
+    #[config(default = 0.0)]
+    pub label_smoothing: f64,
+    /// Check that every class index is a class or `ignore_index` before computing.
+    #[config(default = true)]
+    pub check_values: bool,
+}
+
+impl CrossEntropyLossConfig {
+    /// Builds the module on `device`.
+    ///
+    /// # Panics
+    /// If `label_smoothing` is outside `[0, 1]`.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> CrossEntropyLoss<B> {
+        checks::label_smoothing("CrossEntropyLossConfig::init", self.label_smoothing);
+        CrossEntropyLoss {
+            weight: self
+                .weight
+                .as_ref()
+                .map(|w| Tensor::<B, 1>::from_floats(w.as_slice(), device)),
+            ignore_index: self.ignore_index,
+            label_smoothing: self.label_smoothing,
+            check_values: self.check_values,
+        }
+    }
+}
+
+/// Cross-entropy on logits as a module: PyTorch's `nn.CrossEntropyLoss`.
+///
+/// Built by [`CrossEntropyLossConfig`]; `forward` and `forward_no_reduction` take class
+/// indices and call [`cross_entropy`] and [`cross_entropy_no_reduction`]; `forward_probs` and
+/// `forward_probs_no_reduction` take class probabilities and call [`cross_entropy_with_probs`]
+/// and [`cross_entropy_with_probs_no_reduction`].
+///
+/// | PyTorch | burn-xent |
+/// |---|---|
+/// | `nn.CrossEntropyLoss(label_smoothing=0.1)(x, t)` | `CrossEntropyLossConfig::new().with_label_smoothing(0.1).init(&device).forward(x, t, Reduction::Mean)` |
+#[derive(Module, Debug)]
+pub struct CrossEntropyLoss<B: Backend> {
+    /// One weight per class.
+    pub weight: Option<Tensor<B, 1>>,
+    /// The class-index target value that is ignored.
+    pub ignore_index: i64,
+    /// Label smoothing ε.
+    pub label_smoothing: f64,
+    /// Whether class indices are checked.
+    pub check_values: bool,
+}
+
+impl<B: Backend> CrossEntropyLoss<B> {
+    /// The function options this module stands for.
+    pub fn options(&self) -> CrossEntropyOptions<B> {
+        CrossEntropyOptions {
+            weight: self.weight.clone(),
+            ignore_index: self.ignore_index,
+            label_smoothing: self.label_smoothing,
+            check_values: self.check_values,
+        }
+    }
+
+    /// The reduced loss with class-index targets; see [`cross_entropy`].
+    pub fn forward<const D: usize, const DT: usize>(
+        &self,
+        input: Tensor<B, D>,
+        target: Tensor<B, DT, Int>,
+        reduction: Reduction,
+    ) -> Tensor<B, 1> {
+        cross_entropy(input, target, reduction, &self.options())
+    }
+
+    /// The per-element loss with class-index targets; see [`cross_entropy_no_reduction`].
+    pub fn forward_no_reduction<const D: usize, const DT: usize>(
+        &self,
+        input: Tensor<B, D>,
+        target: Tensor<B, DT, Int>,
+    ) -> Tensor<B, DT> {
+        cross_entropy_no_reduction(input, target, &self.options())
+    }
+
+    /// The reduced loss with probability targets; see [`cross_entropy_with_probs`]. The
+    /// module's `ignore_index` must be negative (the default -100 is).
+    pub fn forward_probs<const D: usize>(
+        &self,
+        input: Tensor<B, D>,
+        target: Tensor<B, D>,
+        reduction: Reduction,
+    ) -> Tensor<B, 1> {
+        cross_entropy_with_probs(input, target, reduction, &self.options())
+    }
+
+    /// The per-element loss with probability targets, rank `DO = D - 1`; see
+    /// [`cross_entropy_with_probs_no_reduction`].
+    pub fn forward_probs_no_reduction<const D: usize, const DO: usize>(
+        &self,
+        input: Tensor<B, D>,
+        target: Tensor<B, D>,
+    ) -> Tensor<B, DO> {
+        cross_entropy_with_probs_no_reduction(input, target, &self.options())
+    }
+}

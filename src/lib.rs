@@ -1,0 +1,59 @@
+//! # burn-xent
+//!
+//! PyTorch's cross-entropy family of losses for [Burn](https://burn.dev), with PyTorch's
+//! options and numbers, generic over every Burn [`Backend`](burn::tensor::backend::Backend):
+//!
+//! | PyTorch module | PyTorch function | burn-xent module (+ `…Config`) | burn-xent function |
+//! |---|---|---|---|
+//! | `nn.BCELoss` | `F.binary_cross_entropy` | [`BceLoss`] | [`binary_cross_entropy`] |
+//! | `nn.BCEWithLogitsLoss` | `F.binary_cross_entropy_with_logits` | [`BceWithLogitsLoss`] | [`binary_cross_entropy_with_logits`] |
+//! | `nn.CrossEntropyLoss` | `F.cross_entropy` | [`CrossEntropyLoss`] | [`cross_entropy`], [`cross_entropy_with_probs`] |
+//! | `nn.NLLLoss` | `F.nll_loss` | [`NllLoss`] | [`nll_loss`] |
+//!
+//! Each module is built from its `#[derive(Config)]` configuration and its `forward` calls the
+//! function, so the two agree bit for bit, values and gradients. Following burn-nn's
+//! `MseLoss`, a module's `forward(input, target, reduction)` returns the reduced loss as a
+//! `Tensor<B, 1>` of shape `[1]` ([`Reduction::Mean`] or [`Reduction::Sum`]) and
+//! `forward_no_reduction(input, target)` returns PyTorch's `reduction='none'` per-element
+//! loss; the functions come in the same two forms (`*_no_reduction`).
+//!
+//! ```ignore
+//! // PyTorch: nn.CrossEntropyLoss(weight=w, label_smoothing=0.1)(logits, target)
+//! let loss = CrossEntropyLossConfig::new()
+//!     .with_weight(Some(vec![1.0, 2.0, 0.5]))
+//!     .with_label_smoothing(0.1)
+//!     .init(&device)
+//!     .forward(logits, target, Reduction::Mean);
+//! ```
+//!
+//! Bad input (mismatched shapes, a class weight of the wrong length, a target class out of
+//! range, a BCE probability outside `[0, 1]`, a label smoothing outside `[0, 1]`) panics with
+//! a message that names the function, the argument, what was expected and what came. The
+//! checks of values need one read from the device; each function's docs say what it costs
+//! and how to switch it off.
+
+mod bce;
+mod bce_with_logits;
+mod broadcast;
+mod checks;
+mod class_layout;
+mod cross_entropy;
+pub mod gradcheck;
+mod nll;
+mod reduction;
+mod workarounds;
+
+pub use bce::{
+    BceLoss, BceLossConfig, BceOptions, binary_cross_entropy, binary_cross_entropy_no_reduction,
+};
+pub use bce_with_logits::{
+    BceWithLogitsLoss, BceWithLogitsLossConfig, BceWithLogitsOptions,
+    binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_no_reduction,
+};
+pub use broadcast::BroadcastWeight;
+pub use cross_entropy::{
+    CrossEntropyLoss, CrossEntropyLossConfig, CrossEntropyOptions, cross_entropy,
+    cross_entropy_no_reduction, cross_entropy_with_probs, cross_entropy_with_probs_no_reduction,
+};
+pub use nll::{NllLoss, NllLossConfig, NllLossOptions, nll_loss, nll_loss_no_reduction};
+pub use reduction::Reduction;

@@ -1,0 +1,67 @@
+//! How a loss's per-element values are reduced to one number.
+
+use burn::config::Config;
+use burn::tensor::{Tensor, backend::Backend};
+
+use crate::workarounds;
+
+/// How a reduced loss combines its per-element values; PyTorch's `reduction='mean'` and
+/// `reduction='sum'`.
+///
+/// PyTorch's `reduction='none'` is the `*_no_reduction` form of each function and the
+/// `forward_no_reduction` method of each module, which return the per-element loss in
+/// PyTorch's shape. This follows burn-nn's `MseLoss` (`forward(…, reduction)` and
+/// `forward_no_reduction`), so a reduced loss is always a `Tensor<B, 1>` of shape `[1]`
+/// (PyTorch returns a 0-dimensional tensor; Burn has none).
+///
+/// What `Mean` divides by depends on the loss, exactly as in PyTorch: the number of elements
+/// for the two BCEs and for cross-entropy with probability targets, and the sum of the
+/// targets' class weights over non-ignored elements for cross-entropy and NLL with class
+/// indices (the count of non-ignored elements without weights).
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum Reduction {
+    /// The (weighted) mean of the per-element losses; PyTorch's default, `reduction='mean'`.
+    Mean,
+    /// The sum of the per-element losses; `reduction='sum'`.
+    Sum,
+}
+
+impl Default for Reduction {
+    fn default() -> Self {
+        Self::Mean
+    }
+}
+
+/// Sums `loss` and, for [`Reduction::Mean`], divides by `divisor`.
+///
+/// `divisor` is a one-element tensor so that weighted means stay on the device; dividing by
+/// zero gives NaN for a fully ignored batch, as PyTorch does. An empty loss gives PyTorch's
+/// NaN (mean) or 0 (sum) without touching the device (see [`workarounds`]).
+pub(crate) fn reduce_by<B: Backend, const D: usize>(
+    loss: Tensor<B, D>,
+    reduction: Reduction,
+    divisor: impl FnOnce() -> Tensor<B, 1>,
+) -> Tensor<B, 1> {
+    if workarounds::is_empty(&loss) {
+        return workarounds::empty_reduced(reduction, &loss.device());
+    }
+    match reduction {
+        Reduction::Sum => loss.sum(),
+        Reduction::Mean => loss.sum().div(divisor()),
+    }
+}
+
+/// Sums `loss` and, for [`Reduction::Mean`], divides by `count` (NaN when `count` is 0).
+pub(crate) fn reduce_by_count<B: Backend, const D: usize>(
+    loss: Tensor<B, D>,
+    reduction: Reduction,
+    count: usize,
+) -> Tensor<B, 1> {
+    if count == 0 {
+        return workarounds::empty_reduced(reduction, &loss.device());
+    }
+    match reduction {
+        Reduction::Sum => loss.sum(),
+        Reduction::Mean => loss.sum().div_scalar(count as f64),
+    }
+}

@@ -1,0 +1,258 @@
+//! Each misuse is refused on each backend, before any number comes out, with a message that
+//! names the function, the argument, what was expected and what came.
+
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor};
+use burn_xent::*;
+
+use crate::common::{assert_panics_with, float, int};
+use crate::support::*;
+
+fn bce_refuses<B: AutodiffBackend>(device: &B::Device) {
+    let (p, t) = (probabilities::<B>(device), soft_targets::<B>(device));
+    let opts = BceOptions::<B>::new();
+    assert_panics_with(
+        || binary_cross_entropy(p.clone(), t.clone().slice([0..2]), Reduction::Mean, &opts),
+        &["binary_cross_entropy: target", "[4, 3]", "[2, 3]"],
+    );
+    assert_panics_with(
+        || {
+            let w = float::<B, 1>(&[1.0, 2.0], [2], device);
+            binary_cross_entropy(
+                p.clone(),
+                t.clone(),
+                Reduction::Mean,
+                &BceOptions::new().with_weight(w),
+            )
+        },
+        &["binary_cross_entropy: weight", "[4, 3]", "[2]"],
+    );
+    for (bad, shown) in [(-0.25, "-0.25"), (1.5, "1.5"), (f64::NAN, "NaN")] {
+        let mut raw = crate::common::values(p.clone());
+        raw[7] = bad;
+        let bad_p = float::<B, 2>(&raw, [N, C], device);
+        assert_panics_with(
+            || binary_cross_entropy(bad_p.clone(), t.clone(), Reduction::Sum, &opts),
+            &["binary_cross_entropy: input", "[0, 1]", shown, "[2, 1]"],
+        );
+        assert_panics_with(
+            || {
+                BceLossConfig::new()
+                    .init::<B>(device)
+                    .forward_no_reduction(bad_p.clone(), t.clone())
+            },
+            &["binary_cross_entropy: input", shown],
+        );
+    }
+}
+
+fn bce_with_logits_refuses<B: AutodiffBackend>(device: &B::Device) {
+    let (x, t) = (logits::<B>(device), soft_targets::<B>(device));
+    assert_panics_with(
+        || {
+            binary_cross_entropy_with_logits(
+                x.clone(),
+                t.clone().slice([0..3]),
+                Reduction::Mean,
+                &BceWithLogitsOptions::new(),
+            )
+        },
+        &[
+            "binary_cross_entropy_with_logits: target",
+            "[4, 3]",
+            "[3, 3]",
+        ],
+    );
+    assert_panics_with(
+        || {
+            let pw = float::<B, 1>(&[1.0, 2.0, 3.0, 4.0], [4], device);
+            binary_cross_entropy_with_logits(
+                x.clone(),
+                t.clone(),
+                Reduction::Mean,
+                &BceWithLogitsOptions::new().with_pos_weight(pw),
+            )
+        },
+        &[
+            "binary_cross_entropy_with_logits: pos_weight",
+            "broadcasts",
+            "[4, 3]",
+            "[4]",
+        ],
+    );
+    assert_panics_with(
+        || {
+            BceWithLogitsLossConfig::new()
+                .with_pos_weight(Some(vec![1.0, 2.0]))
+                .init::<B>(device)
+                .forward(x.clone(), t.clone(), Reduction::Mean)
+        },
+        &["binary_cross_entropy_with_logits: pos_weight", "[2]"],
+    );
+}
+
+/// The refusals CE and NLL share, checked through `loss(input, target, options)`.
+fn class_index_refusals<B: AutodiffBackend>(
+    device: &B::Device,
+    function: &str,
+    loss: &dyn Fn(Tensor<B, 2>, Tensor<B, 1, Int>, Option<Tensor<B, 1>>, i64) -> Tensor<B, 1>,
+    loss_k: &dyn Fn(Tensor<B, 3>, Tensor<B, 2, Int>) -> Tensor<B, 1>,
+) {
+    let x = logits::<B>(device);
+    let target = format!("{function}: target");
+    assert_panics_with(
+        || loss(x.clone(), int(&[0, 1, 2], [3], device), None, -100),
+        &[&target, "expected shape [4]", "[4, 3]", "got [3]"],
+    );
+    let (xk, _) = k_dim::<B>(device);
+    assert_panics_with(
+        || loss_k(xk.clone(), int(&[0, 1, 2], [1, 3], device)),
+        &[&target, "expected shape [2, 2]", "got [1, 3]"],
+    );
+    assert_panics_with(
+        || {
+            loss(
+                x.clone(),
+                classes::<B>(device),
+                Some(float(&[1.0, 1.0, 1.0, 1.0], [4], device)),
+                -100,
+            )
+        },
+        &[&format!("{function}: weight"), "[3]", "[4]"],
+    );
+    assert_panics_with(
+        || loss(x.clone(), int(&[0, 3, 1, 1], [N], device), None, -100),
+        &[&target, "[0, 3)", "got 3 at index [1]"],
+    );
+    assert_panics_with(
+        || loss(x.clone(), int(&[0, 1, -1, 1], [N], device), None, -100),
+        &[&target, "ignore_index (-100)", "got -1 at index [2]"],
+    );
+    // The same -1 is accepted when it is the ignore_index.
+    let accepted = loss(x.clone(), int(&[0, 1, -1, 1], [N], device), None, -1);
+    assert!(crate::common::values(accepted)[0].is_finite());
+}
+
+fn cross_entropy_refuses<B: AutodiffBackend>(device: &B::Device) {
+    class_index_refusals::<B>(
+        device,
+        "cross_entropy",
+        &|x, t, weight, ignore_index| {
+            let options = CrossEntropyOptions {
+                weight,
+                ignore_index,
+                ..CrossEntropyOptions::new()
+            };
+            cross_entropy(x, t, Reduction::Mean, &options)
+        },
+        &|x, t| cross_entropy(x, t, Reduction::Mean, &CrossEntropyOptions::new()),
+    );
+    let (x, t) = (logits::<B>(device), classes::<B>(device));
+    for smoothing in [1.5, -0.1] {
+        assert_panics_with(
+            || {
+                cross_entropy(
+                    x.clone(),
+                    t.clone(),
+                    Reduction::Mean,
+                    &CrossEntropyOptions::new().with_label_smoothing(smoothing),
+                )
+            },
+            &[
+                "cross_entropy: label_smoothing",
+                "[0, 1]",
+                &format!("{smoothing}"),
+            ],
+        );
+        assert_panics_with(
+            || {
+                CrossEntropyLossConfig::new()
+                    .with_label_smoothing(smoothing)
+                    .init::<B>(device)
+            },
+            &["label_smoothing", "[0, 1]"],
+        );
+    }
+    let q = class_probabilities::<B>(device);
+    assert_panics_with(
+        || {
+            cross_entropy_with_probs(
+                x.clone(),
+                q.clone().slice([0..2]),
+                Reduction::Mean,
+                &CrossEntropyOptions::new(),
+            )
+        },
+        &["cross_entropy_with_probs: target", "[4, 3]", "[2, 3]"],
+    );
+    assert_panics_with(
+        || {
+            cross_entropy_with_probs(
+                x.clone(),
+                q.clone(),
+                Reduction::Mean,
+                &CrossEntropyOptions::new().with_ignore_index(0),
+            )
+        },
+        &["cross_entropy_with_probs: ignore_index", "got 0"],
+    );
+    assert_panics_with(
+        || {
+            cross_entropy_with_probs(
+                x.clone(),
+                q.clone(),
+                Reduction::Mean,
+                &CrossEntropyOptions::new().with_weight(float(&[1.0, 2.0], [2], device)),
+            )
+        },
+        &["cross_entropy_with_probs: weight", "[3]", "[2]"],
+    );
+    assert_panics_with(
+        || {
+            cross_entropy_with_probs_no_reduction::<B, 2, 2>(
+                x.clone(),
+                q.clone(),
+                &CrossEntropyOptions::new(),
+            )
+        },
+        &["cross_entropy_with_probs: output", "rank 1", "got rank 2"],
+    );
+}
+
+fn nll_refuses<B: AutodiffBackend>(device: &B::Device) {
+    class_index_refusals::<B>(
+        device,
+        "nll_loss",
+        &|x, t, weight, ignore_index| {
+            nll_loss(
+                x,
+                t,
+                Reduction::Sum,
+                &NllLossOptions {
+                    weight,
+                    ignore_index,
+                    check_values: true,
+                },
+            )
+        },
+        &|x, t| nll_loss(x, t, Reduction::Mean, &NllLossOptions::new()),
+    );
+    // The module refuses too.
+    assert_panics_with(
+        || {
+            NllLossConfig::new().init::<B>(device).forward(
+                logits::<B>(device),
+                int(&[0, 9, 1, 1], [N], device),
+                Reduction::Mean,
+            )
+        },
+        &["nll_loss: target", "got 9 at index [1]"],
+    );
+}
+
+crate::matrix_tests!(
+    bce_refuses,
+    bce_with_logits_refuses,
+    cross_entropy_refuses,
+    nll_refuses
+);

@@ -1,0 +1,261 @@
+//! Each module's `forward` and `forward_no_reduction` give its function's values and input
+//! gradients bit for bit, for every reduction and option: the config wires every option
+//! through.
+
+use burn::tensor::backend::AutodiffBackend;
+use burn_xent::*;
+
+use crate::common::float;
+use crate::support::*;
+
+const REDUCTIONS: [Reduction; 2] = [Reduction::Mean, Reduction::Sum];
+
+fn bce<B: AutodiffBackend>(device: &B::Device) {
+    let (p, t) = (probabilities::<B>(device), soft_targets::<B>(device));
+    let row_weight = [0.5f32, 1.0, 2.0, 0.0];
+    let cases: Vec<(&str, BceLossConfig, BceOptions<B>)> = vec![
+        ("default", BceLossConfig::new(), BceOptions::new()),
+        (
+            "class weight [C]",
+            BceLossConfig::new().with_weight(Some(CLASS_WEIGHT.to_vec())),
+            BceOptions::new().with_weight(class_weight::<B>(device)),
+        ),
+        (
+            "row weight [N, 1]",
+            BceLossConfig::new()
+                .with_weight(Some(row_weight.to_vec()))
+                .with_weight_shape(Some(vec![N, 1])),
+            BceOptions::new().with_weight(float::<B, 2>(&[0.5, 1.0, 2.0, 0.0], [N, 1], device)),
+        ),
+        (
+            "unchecked",
+            BceLossConfig::new().with_check_values(false),
+            BceOptions::new().with_check_values(false),
+        ),
+    ];
+    for (name, config, options) in cases {
+        let module = config.init::<B>(device);
+        for reduction in REDUCTIONS {
+            assert_bit_identical(
+                &evaluate(p.clone(), |x| module.forward(x, t.clone(), reduction)),
+                &evaluate(p.clone(), |x| {
+                    binary_cross_entropy(x, t.clone(), reduction, &options)
+                }),
+                &format!("BceLoss {name} {reduction:?}"),
+            );
+        }
+        assert_bit_identical(
+            &evaluate(p.clone(), |x| module.forward_no_reduction(x, t.clone())),
+            &evaluate(p.clone(), |x| {
+                binary_cross_entropy_no_reduction(x, t.clone(), &options)
+            }),
+            &format!("BceLoss {name} none"),
+        );
+    }
+}
+
+fn bce_with_logits<B: AutodiffBackend>(device: &B::Device) {
+    let (x, t) = (logits::<B>(device), soft_targets::<B>(device));
+    let pos_weight = [3.0f32, 0.5, 1.0];
+    let pos_weight_tensor = || float::<B, 1>(&[3.0, 0.5, 1.0], [C], device);
+    let cases: Vec<(&str, BceWithLogitsLossConfig, BceWithLogitsOptions<B>)> = vec![
+        (
+            "default",
+            BceWithLogitsLossConfig::new(),
+            BceWithLogitsOptions::new(),
+        ),
+        (
+            "weight",
+            BceWithLogitsLossConfig::new().with_weight(Some(CLASS_WEIGHT.to_vec())),
+            BceWithLogitsOptions::new().with_weight(class_weight::<B>(device)),
+        ),
+        (
+            "pos_weight",
+            BceWithLogitsLossConfig::new().with_pos_weight(Some(pos_weight.to_vec())),
+            BceWithLogitsOptions::new().with_pos_weight(pos_weight_tensor()),
+        ),
+        (
+            "weight and pos_weight",
+            BceWithLogitsLossConfig::new()
+                .with_weight(Some(CLASS_WEIGHT.to_vec()))
+                .with_pos_weight(Some(pos_weight.to_vec())),
+            BceWithLogitsOptions::new()
+                .with_weight(class_weight::<B>(device))
+                .with_pos_weight(pos_weight_tensor()),
+        ),
+    ];
+    for (name, config, options) in cases {
+        let module = config.init::<B>(device);
+        for reduction in REDUCTIONS {
+            assert_bit_identical(
+                &evaluate(x.clone(), |x| module.forward(x, t.clone(), reduction)),
+                &evaluate(x.clone(), |x| {
+                    binary_cross_entropy_with_logits(x, t.clone(), reduction, &options)
+                }),
+                &format!("BceWithLogitsLoss {name} {reduction:?}"),
+            );
+        }
+        assert_bit_identical(
+            &evaluate(x.clone(), |x| module.forward_no_reduction(x, t.clone())),
+            &evaluate(x.clone(), |x| {
+                binary_cross_entropy_with_logits_no_reduction(x, t.clone(), &options)
+            }),
+            &format!("BceWithLogitsLoss {name} none"),
+        );
+    }
+}
+
+/// The CE and NLL option sets: (name, config values, function options).
+fn class_cases<B: AutodiffBackend>(
+    device: &B::Device,
+) -> Vec<(
+    &'static str,
+    Option<Vec<f32>>,
+    i64,
+    f64,
+    CrossEntropyOptions<B>,
+)> {
+    let weighted = || CrossEntropyOptions::new().with_weight(class_weight::<B>(device));
+    vec![
+        ("default", None, -100, 0.0, CrossEntropyOptions::new()),
+        ("weight", Some(CLASS_WEIGHT.to_vec()), -100, 0.0, weighted()),
+        (
+            "ignore_index 1",
+            None,
+            1,
+            0.0,
+            CrossEntropyOptions::new().with_ignore_index(1),
+        ),
+        (
+            "smoothing",
+            None,
+            -100,
+            0.1,
+            CrossEntropyOptions::new().with_label_smoothing(0.1),
+        ),
+        (
+            "weight, ignore_index 1, smoothing",
+            Some(CLASS_WEIGHT.to_vec()),
+            1,
+            0.2,
+            weighted().with_ignore_index(1).with_label_smoothing(0.2),
+        ),
+    ]
+}
+
+fn cross_entropy_indices<B: AutodiffBackend>(device: &B::Device) {
+    let (x, t) = (logits::<B>(device), classes::<B>(device));
+    let (xk, tk) = k_dim::<B>(device);
+    for (name, weight, ignore_index, smoothing, options) in class_cases::<B>(device) {
+        let module = CrossEntropyLossConfig::new()
+            .with_weight(weight)
+            .with_ignore_index(ignore_index)
+            .with_label_smoothing(smoothing)
+            .init::<B>(device);
+        for reduction in REDUCTIONS {
+            assert_bit_identical(
+                &evaluate(x.clone(), |x| module.forward(x, t.clone(), reduction)),
+                &evaluate(x.clone(), |x| {
+                    cross_entropy(x, t.clone(), reduction, &options)
+                }),
+                &format!("CrossEntropyLoss {name} {reduction:?}"),
+            );
+            assert_bit_identical(
+                &evaluate(xk.clone(), |x| module.forward(x, tk.clone(), reduction)),
+                &evaluate(xk.clone(), |x| {
+                    cross_entropy(x, tk.clone(), reduction, &options)
+                }),
+                &format!("CrossEntropyLoss K-dim {name} {reduction:?}"),
+            );
+        }
+        assert_bit_identical(
+            &evaluate(x.clone(), |x| module.forward_no_reduction(x, t.clone())),
+            &evaluate(x.clone(), |x| {
+                cross_entropy_no_reduction(x, t.clone(), &options)
+            }),
+            &format!("CrossEntropyLoss {name} none"),
+        );
+        assert_bit_identical(
+            &evaluate(xk.clone(), |x| module.forward_no_reduction(x, tk.clone())),
+            &evaluate(xk.clone(), |x| {
+                cross_entropy_no_reduction(x, tk.clone(), &options)
+            }),
+            &format!("CrossEntropyLoss K-dim {name} none"),
+        );
+    }
+}
+
+fn cross_entropy_probabilities<B: AutodiffBackend>(device: &B::Device) {
+    let (x, q) = (logits::<B>(device), class_probabilities::<B>(device));
+    for (name, weight, _, smoothing, options) in class_cases::<B>(device) {
+        if options.ignore_index >= 0 {
+            continue; // probability targets refuse a class to ignore, as PyTorch does
+        }
+        let module = CrossEntropyLossConfig::new()
+            .with_weight(weight)
+            .with_label_smoothing(smoothing)
+            .init::<B>(device);
+        for reduction in REDUCTIONS {
+            assert_bit_identical(
+                &evaluate(x.clone(), |x| module.forward_probs(x, q.clone(), reduction)),
+                &evaluate(x.clone(), |x| {
+                    cross_entropy_with_probs(x, q.clone(), reduction, &options)
+                }),
+                &format!("CrossEntropyLoss probs {name} {reduction:?}"),
+            );
+        }
+        assert_bit_identical(
+            &evaluate(x.clone(), |x| {
+                module.forward_probs_no_reduction::<2, 1>(x, q.clone())
+            }),
+            &evaluate(x.clone(), |x| {
+                cross_entropy_with_probs_no_reduction::<B, 2, 1>(x, q.clone(), &options)
+            }),
+            &format!("CrossEntropyLoss probs {name} none"),
+        );
+    }
+}
+
+fn nll<B: AutodiffBackend>(device: &B::Device) {
+    let (x, t) = (logits::<B>(device), classes::<B>(device));
+    let (xk, tk) = k_dim::<B>(device);
+    for (name, weight, ignore_index, smoothing, ce_options) in class_cases::<B>(device) {
+        if smoothing > 0.0 {
+            continue; // NLL has no smoothing
+        }
+        let options = NllLossOptions {
+            weight: ce_options.weight,
+            ignore_index,
+            check_values: true,
+        };
+        let module = NllLossConfig::new()
+            .with_weight(weight)
+            .with_ignore_index(ignore_index)
+            .init::<B>(device);
+        for reduction in REDUCTIONS {
+            assert_bit_identical(
+                &evaluate(x.clone(), |x| module.forward(x, t.clone(), reduction)),
+                &evaluate(x.clone(), |x| nll_loss(x, t.clone(), reduction, &options)),
+                &format!("NllLoss {name} {reduction:?}"),
+            );
+            assert_bit_identical(
+                &evaluate(xk.clone(), |x| module.forward(x, tk.clone(), reduction)),
+                &evaluate(xk.clone(), |x| nll_loss(x, tk.clone(), reduction, &options)),
+                &format!("NllLoss K-dim {name} {reduction:?}"),
+            );
+        }
+        assert_bit_identical(
+            &evaluate(x.clone(), |x| module.forward_no_reduction(x, t.clone())),
+            &evaluate(x.clone(), |x| nll_loss_no_reduction(x, t.clone(), &options)),
+            &format!("NllLoss {name} none"),
+        );
+    }
+}
+
+crate::matrix_tests!(
+    bce,
+    bce_with_logits,
+    cross_entropy_indices,
+    cross_entropy_probabilities,
+    nll
+);

@@ -1,0 +1,296 @@
+//! The PyTorch notebook this project started from ("Single-Label Entropy Loss in Torch"),
+//! in Rust with burn-xent, on every backend that is available here.
+//!
+//! For the binary case (`[10, 1]` logits and float targets) and the multi-class case
+//! (`[10, 2]` logits and `[10]` integer targets) it prints the shapes and dtypes of the
+//! notebook's variables, then each loss computed by "the module" and by "the function it
+//! uses", then the cross checks: BCE on probabilities against BCE with logits, cross-entropy
+//! against NLL on log-probabilities, and the one the notebook says cannot be shown, binary
+//! BCE with logits against two-class cross-entropy on the logits `[0, x]`. Each check prints
+//! the largest difference seen, in the loss and in its gradient with respect to the logits.
+//!
+//! Run: `cargo run --example equivalence`
+
+use burn::tensor::activation::{log_softmax, sigmoid, softmax};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use burn_xent::*;
+
+type NdArray = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
+type Wgpu = burn_autodiff::Autodiff<burn_wgpu::Wgpu>;
+
+/// The notebook's random inputs, drawn once (seeded) on the CPU so every backend gets the
+/// same numbers.
+struct Inputs {
+    binary_logits: TensorData,
+    binary_targets: TensorData,
+    logits: TensorData,
+    targets: TensorData,
+}
+
+fn draw_inputs() -> Inputs {
+    use burn::tensor::backend::Backend;
+    type Cpu = burn_ndarray::NdArray<f32>;
+    let device = Default::default();
+    Cpu::seed(&device, 42);
+    let normal = Distribution::Normal(0.0, 1.0);
+    let coin = Distribution::Uniform(0.0, 2.0);
+    Inputs {
+        binary_logits: Tensor::<Cpu, 2>::random([10, 1], normal, &device).into_data(),
+        binary_targets: Tensor::<Cpu, 2>::random([10, 1], coin, &device)
+            .floor()
+            .into_data(),
+        logits: Tensor::<Cpu, 2>::random([10, 2], normal, &device).into_data(),
+        targets: Tensor::<Cpu, 1>::random([10], coin, &device)
+            .floor()
+            .int()
+            .into_data(),
+    }
+}
+
+/// A loss and the gradient of it with respect to `x`, both as f64 vectors.
+fn with_grad<B: AutodiffBackend, const D: usize>(
+    x: &Tensor<B, D>,
+    loss: impl FnOnce(Tensor<B, D>) -> Tensor<B, 1>,
+) -> (Vec<f64>, Vec<f64>) {
+    let x = x.clone().detach().require_grad();
+    let value = loss(x.clone());
+    let grads = value.backward();
+    let as_f64 = |d: TensorData| d.convert::<f64>().to_vec::<f64>().unwrap();
+    (
+        as_f64(value.into_data()),
+        as_f64(x.grad(&grads).expect("x is a leaf").into_data()),
+    )
+}
+
+fn largest_difference(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Prints one cross check and returns its largest difference.
+fn cross_check(name: &str, a: (Vec<f64>, Vec<f64>), b: (Vec<f64>, Vec<f64>)) -> f64 {
+    let loss_diff = largest_difference(&a.0, &b.0);
+    let grad_diff = largest_difference(&a.1, &b.1);
+    println!(
+        "  {name}:\n    {:.10} vs {:.10}; largest difference: loss {loss_diff:.3e}, gradient {grad_diff:.3e}",
+        a.0[0], b.0[0]
+    );
+    loss_diff.max(grad_diff)
+}
+
+fn describe<B: burn::tensor::backend::Backend, const D: usize, K>(
+    name: &str,
+    tensor: &Tensor<B, D, K>,
+) -> String
+where
+    K: burn::tensor::TensorKind<B> + burn::tensor::BasicOps<B>,
+{
+    format!("{name}: {:?} {:?}", tensor.dims(), tensor.dtype())
+}
+
+fn run<B: AutodiffBackend>(backend: &str, device: &B::Device, inputs: &Inputs) -> f64 {
+    println!("\n================ {backend} ================");
+    let mut worst: f64 = 0.0;
+
+    println!("\n1. Binary case");
+    let logits = Tensor::<B, 2>::from_data(inputs.binary_logits.clone(), device);
+    let targets = Tensor::<B, 2>::from_data(inputs.binary_targets.clone(), device);
+    let probs = sigmoid(logits.clone());
+    let log_probs = probs.clone().log();
+    let preds = probs.clone().greater_elem(0.5).float();
+    for line in [
+        describe("logits", &logits),
+        describe("probs", &probs),
+        describe("log_probs", &log_probs),
+        describe("preds", &preds),
+        describe("targets", &targets),
+    ] {
+        println!("  {line}");
+    }
+
+    let value = |t: Tensor<B, 1>| t.into_scalar();
+    println!("\n  BCELoss and binary_cross_entropy");
+    let bce = BceLossConfig::new().init::<B>(device);
+    println!(
+        "    The module:            {}",
+        value(bce.forward(probs.clone(), targets.clone(), Reduction::Mean))
+    );
+    println!(
+        "    The function it uses:  {}",
+        value(binary_cross_entropy(
+            probs.clone(),
+            targets.clone(),
+            Reduction::Mean,
+            &BceOptions::new()
+        ))
+    );
+    println!("\n  BCEWithLogitsLoss and binary_cross_entropy_with_logits");
+    let bce_logits = BceWithLogitsLossConfig::new().init::<B>(device);
+    println!(
+        "    The module:            {}",
+        value(bce_logits.forward(logits.clone(), targets.clone(), Reduction::Mean))
+    );
+    println!(
+        "    The function it uses:  {}",
+        value(binary_cross_entropy_with_logits(
+            logits.clone(),
+            targets.clone(),
+            Reduction::Mean,
+            &BceWithLogitsOptions::new()
+        ))
+    );
+
+    println!("\n2. Multi-class case");
+    let mc_logits = Tensor::<B, 2>::from_data(inputs.logits.clone(), device);
+    let mc_targets = Tensor::<B, 1, Int>::from_data(inputs.targets.clone(), device);
+    let mc_probs = softmax(mc_logits.clone(), 1);
+    let mc_log_probs = mc_probs.clone().log();
+    let mc_preds = mc_probs.clone().argmax(1).squeeze_dim::<1>(1).float();
+    for line in [
+        describe("logits", &mc_logits),
+        describe("probs", &mc_probs),
+        describe("log_probs", &mc_log_probs),
+        describe("preds", &mc_preds),
+        describe("targets", &mc_targets),
+    ] {
+        println!("  {line}");
+    }
+    println!("\n  CrossEntropyLoss and cross_entropy");
+    let ce = CrossEntropyLossConfig::new().init::<B>(device);
+    println!(
+        "    The module:            {}",
+        value(ce.forward(mc_logits.clone(), mc_targets.clone(), Reduction::Mean))
+    );
+    println!(
+        "    The function it uses:  {}",
+        value(cross_entropy(
+            mc_logits.clone(),
+            mc_targets.clone(),
+            Reduction::Mean,
+            &CrossEntropyOptions::new()
+        ))
+    );
+    println!("\n  NLLLoss and nll_loss");
+    let nll = NllLossConfig::new().init::<B>(device);
+    println!(
+        "    The module:            {}",
+        value(nll.forward(mc_log_probs.clone(), mc_targets.clone(), Reduction::Mean))
+    );
+    println!(
+        "    The function it uses:  {}",
+        value(nll_loss(
+            mc_log_probs,
+            mc_targets.clone(),
+            Reduction::Mean,
+            &NllLossOptions::new()
+        ))
+    );
+
+    println!("\n3. Cross checks (loss values, and gradients with respect to the logits)");
+    worst = worst.max(cross_check(
+        "BCE on sigmoid(x) vs BCE with logits on x",
+        with_grad(&logits, |x| {
+            binary_cross_entropy(
+                sigmoid(x),
+                targets.clone(),
+                Reduction::Mean,
+                &BceOptions::new(),
+            )
+        }),
+        with_grad(&logits, |x| {
+            binary_cross_entropy_with_logits(
+                x,
+                targets.clone(),
+                Reduction::Mean,
+                &BceWithLogitsOptions::new(),
+            )
+        }),
+    ));
+    worst = worst.max(cross_check(
+        "cross-entropy on logits vs NLL on log_softmax(logits)",
+        with_grad(&mc_logits, |x| {
+            cross_entropy(
+                x,
+                mc_targets.clone(),
+                Reduction::Mean,
+                &CrossEntropyOptions::new(),
+            )
+        }),
+        with_grad(&mc_logits, |x| {
+            nll_loss(
+                log_softmax(x, 1),
+                mc_targets.clone(),
+                Reduction::Mean,
+                &NllLossOptions::new(),
+            )
+        }),
+    ));
+    // Across the two cases: softmax([0, x])[1] = 1 / (1 + e^-x) = sigmoid(x), so BCE with
+    // logits on x equals cross-entropy on the two-class logits [0, x] with integer targets.
+    let class_targets = targets.clone().flatten::<1>(0, 1).int();
+    worst = worst.max(cross_check(
+        "binary: BCE with logits on x vs two-class cross-entropy on [0, x]",
+        with_grad(&logits, |x| {
+            binary_cross_entropy_with_logits(
+                x,
+                targets.clone(),
+                Reduction::Mean,
+                &BceWithLogitsOptions::new(),
+            )
+        }),
+        with_grad(&logits, |x| {
+            let two_class = Tensor::cat(vec![x.zeros_like(), x], 1);
+            cross_entropy(
+                two_class,
+                class_targets.clone(),
+                Reduction::Mean,
+                &CrossEntropyOptions::new(),
+            )
+        }),
+    ));
+    println!("\n  largest difference on {backend}: {worst:.3e}");
+    worst
+}
+
+/// Whether a wgpu adapter exists here (Burn panics without one, so probe on a thread).
+fn wgpu_adapter() -> Result<(), String> {
+    std::thread::spawn(|| {
+        let device = burn_wgpu::WgpuDevice::default();
+        Tensor::<burn_wgpu::Wgpu, 1>::from_floats([1.0], &device).into_data()
+    })
+    .join()
+    .map(|_| ())
+    .map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown error".into())
+    })
+}
+
+fn main() {
+    let inputs = draw_inputs();
+    let mut worst = run::<NdArray>(
+        "ndarray (Autodiff<NdArray<f32>>)",
+        &Default::default(),
+        &inputs,
+    );
+    match wgpu_adapter() {
+        Ok(()) => {
+            worst = worst.max(run::<Wgpu>(
+                "wgpu (Autodiff<Wgpu>)",
+                &Default::default(),
+                &inputs,
+            ));
+        }
+        Err(reason) => println!(
+            "\nSKIPPED wgpu: no usable adapter ({}); on Debian: apt-get install mesa-vulkan-drivers",
+            reason.lines().next().unwrap_or_default()
+        ),
+    }
+    println!("\nLargest difference over every check and backend: {worst:.3e}");
+}

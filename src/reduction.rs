@@ -26,6 +26,9 @@ pub enum Reduction {
     Sum,
 }
 
+// Written out: `#[derive(Default)]` with `#[default]` does not compile next to
+// `#[derive(Config)]`.
+#[allow(clippy::derivable_impls)]
 impl Default for Reduction {
     fn default() -> Self {
         Self::Mean

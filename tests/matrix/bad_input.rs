@@ -12,7 +12,7 @@ fn bce_refuses<B: AutodiffBackend>(device: &B::Device) {
     let (p, t) = (probabilities::<B>(device), soft_targets::<B>(device));
     let opts = BceOptions::<B>::new();
     assert_panics_with(
-        || binary_cross_entropy(p.clone(), t.clone().slice([0..2]), Reduction::Mean, &opts),
+        || binary_cross_entropy(p.clone(), t.clone().narrow(0, 0, 2), Reduction::Mean, &opts),
         &["binary_cross_entropy: target", "[4, 3]", "[2, 3]"],
     );
     assert_panics_with(
@@ -52,7 +52,7 @@ fn bce_with_logits_refuses<B: AutodiffBackend>(device: &B::Device) {
         || {
             binary_cross_entropy_with_logits(
                 x.clone(),
-                t.clone().slice([0..3]),
+                t.clone().narrow(0, 0, 3),
                 Reduction::Mean,
                 &BceWithLogitsOptions::new(),
             )
@@ -91,11 +91,15 @@ fn bce_with_logits_refuses<B: AutodiffBackend>(device: &B::Device) {
     );
 }
 
-/// The refusals CE and NLL share, checked through `loss(input, target, options)`.
+/// A class-index loss called as `loss(input, target, weight, ignore_index)`.
+type IndexLoss<'a, B> =
+    &'a dyn Fn(Tensor<B, 2>, Tensor<B, 1, Int>, Option<Tensor<B, 1>>, i64) -> Tensor<B, 1>;
+
+/// The refusals CE and NLL share, checked through `loss(input, target, weight, ignore)`.
 fn class_index_refusals<B: AutodiffBackend>(
     device: &B::Device,
     function: &str,
-    loss: &dyn Fn(Tensor<B, 2>, Tensor<B, 1, Int>, Option<Tensor<B, 1>>, i64) -> Tensor<B, 1>,
+    loss: IndexLoss<'_, B>,
     loss_k: &dyn Fn(Tensor<B, 3>, Tensor<B, 2, Int>) -> Tensor<B, 1>,
 ) {
     let x = logits::<B>(device);
@@ -178,7 +182,7 @@ fn cross_entropy_refuses<B: AutodiffBackend>(device: &B::Device) {
         || {
             cross_entropy_with_probs(
                 x.clone(),
-                q.clone().slice([0..2]),
+                q.clone().narrow(0, 0, 2),
                 Reduction::Mean,
                 &CrossEntropyOptions::new(),
             )

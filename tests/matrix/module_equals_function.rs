@@ -105,16 +105,18 @@ fn bce_with_logits<B: AutodiffBackend>(device: &B::Device) {
     }
 }
 
-/// The CE and NLL option sets: (name, config values, function options).
-fn class_cases<B: AutodiffBackend>(
-    device: &B::Device,
-) -> Vec<(
+/// A CE/NLL option set: name, the config's weight, ignore_index and smoothing, and the
+/// same options for the function.
+type ClassCase<B> = (
     &'static str,
     Option<Vec<f32>>,
     i64,
     f64,
     CrossEntropyOptions<B>,
-)> {
+);
+
+/// The CE and NLL option sets.
+fn class_cases<B: AutodiffBackend>(device: &B::Device) -> Vec<ClassCase<B>> {
     let weighted = || CrossEntropyOptions::new().with_weight(class_weight::<B>(device));
     vec![
         ("default", None, -100, 0.0, CrossEntropyOptions::new()),

@@ -63,8 +63,8 @@ fn ignored_rows_drop_out<B: AutodiffBackend>(device: &B::Device) {
     let with_ignored = evaluate(poisoned, |x| {
         cross_entropy(x, t.clone(), Reduction::Mean, &options)
     });
-    let rest = evaluate(x.slice([1..N]), |x| {
-        cross_entropy(x, t.clone().slice([1..N]), Reduction::Mean, &options)
+    let rest = evaluate(x.narrow(0, 1, N - 1), |x| {
+        cross_entropy(x, t.clone().narrow(0, 1, N - 1), Reduction::Mean, &options)
     });
     assert_close(
         &with_ignored.loss,
@@ -96,10 +96,10 @@ fn zero_class_weight<B: AutodiffBackend>(device: &B::Device) {
             &CrossEntropyOptions::new().with_weight(zero_first),
         )
     });
-    let without_row0 = evaluate(x.slice([1..N]), |x| {
+    let without_row0 = evaluate(x.narrow(0, 1, N - 1), |x| {
         cross_entropy(
             x,
-            t.clone().slice([1..N]),
+            t.clone().narrow(0, 1, N - 1),
             Reduction::Mean,
             &CrossEntropyOptions::new().with_weight(class_weight::<B>(device)),
         )

@@ -17,13 +17,27 @@
 //! `forward_no_reduction(input, target)` returns PyTorch's `reduction='none'` per-element
 //! loss; the functions come in the same two forms (`*_no_reduction`).
 //!
-//! ```ignore
-//! // PyTorch: nn.CrossEntropyLoss(weight=w, label_smoothing=0.1)(logits, target)
-//! let loss = CrossEntropyLossConfig::new()
+//! ```
+//! use burn::tensor::{Int, Tensor};
+//! use burn_xent::{CrossEntropyLossConfig, CrossEntropyOptions, Reduction, cross_entropy};
+//! type B = burn_ndarray::NdArray<f32>;
+//! let device = Default::default();
+//! let logits = Tensor::<B, 2>::from_floats([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], &device);
+//! let target = Tensor::<B, 1, Int>::from_ints([0, 2], &device);
+//!
+//! // PyTorch: nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5]), label_smoothing=0.1)
+//! let module = CrossEntropyLossConfig::new()
 //!     .with_weight(Some(vec![1.0, 2.0, 0.5]))
 //!     .with_label_smoothing(0.1)
-//!     .init(&device)
-//!     .forward(logits, target, Reduction::Mean);
+//!     .init::<B>(&device);
+//! let loss = module.forward(logits.clone(), target.clone(), Reduction::Mean);
+//!
+//! // PyTorch: F.cross_entropy(logits, target, weight=w, label_smoothing=0.1)
+//! let options = CrossEntropyOptions::new()
+//!     .with_weight(Tensor::from_floats([1.0, 2.0, 0.5], &device))
+//!     .with_label_smoothing(0.1);
+//! let same = cross_entropy(logits, target, Reduction::Mean, &options);
+//! assert_eq!(loss.into_scalar(), same.into_scalar());
 //! ```
 //!
 //! Bad input (mismatched shapes, a class weight of the wrong length, a target class out of
@@ -31,6 +45,8 @@
 //! a message that names the function, the argument, what was expected and what came. The
 //! checks of values need one read from the device; each function's docs say what it costs
 //! and how to switch it off.
+
+#![warn(missing_docs)]
 
 mod bce;
 mod bce_with_logits;

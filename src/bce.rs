@@ -110,7 +110,7 @@ pub fn binary_cross_entropy_no_reduction<B: Backend, const D: usize>(
 ) -> Tensor<B, D> {
     checks::same_shape(FUNCTION, &input.dims(), &target.dims());
     if workarounds::is_empty(&input) {
-        return workarounds::empty_loss(input.dims(), &input.device());
+        return workarounds::empty_loss(input.dims(), &input);
     }
     if options.check_values {
         checks::probabilities(FUNCTION, &input);
@@ -118,7 +118,7 @@ pub fn binary_cross_entropy_no_reduction<B: Backend, const D: usize>(
     let weight = options
         .weight
         .as_ref()
-        .map(|w| w.expand_to(FUNCTION, "weight", input.dims()));
+        .map(|w| w.expand_to(FUNCTION, "weight", &input));
 
     // The value, with gradients for the target, comes from constant probabilities; the input
     // gradient is added by a term that is zero in value and has PyTorch's derivative.

@@ -97,17 +97,16 @@ pub fn binary_cross_entropy_with_logits_no_reduction<B: Backend, const D: usize>
 ) -> Tensor<B, D> {
     checks::same_shape(FUNCTION, &input.dims(), &target.dims());
     if workarounds::is_empty(&input) {
-        return workarounds::empty_loss(input.dims(), &input.device());
+        return workarounds::empty_loss(input.dims(), &input);
     }
-    let shape = input.dims();
     let weight = options
         .weight
         .as_ref()
-        .map(|w| w.expand_to(FUNCTION, "weight", shape));
+        .map(|w| w.expand_to(FUNCTION, "weight", &input));
     let pos_weight = options
         .pos_weight
         .as_ref()
-        .map(|w| w.expand_to(FUNCTION, "pos_weight", shape));
+        .map(|w| w.expand_to(FUNCTION, "pos_weight", &input));
 
     let log_sig = log_sigmoid(input.clone());
     let negative_part = (target.clone().neg() + 1.0) * input;

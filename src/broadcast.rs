@@ -46,18 +46,23 @@ impl<B: Backend> BroadcastWeight<B> {
         &self.shape
     }
 
-    /// The weight broadcast to `to`, or a panic naming `function` and `argument` when its
-    /// shape does not broadcast to exactly `to`.
+    /// The weight broadcast to the shape and cast to the dtype of `input`, or a panic naming
+    /// `function` and `argument` when its shape does not broadcast to exactly the input's.
     pub(crate) fn expand_to<const D: usize>(
         &self,
         function: &str,
         argument: &str,
-        to: [usize; D],
+        input: &Tensor<B, D>,
     ) -> Tensor<B, D> {
+        let to = input.dims();
         checks::broadcasts_to(function, argument, &self.shape, &to);
         let mut padded = [1usize; D];
         padded[D - self.shape.len()..].copy_from_slice(&self.shape);
-        self.values.clone().reshape(padded).expand(to)
+        self.values
+            .clone()
+            .cast(input.dtype())
+            .reshape(padded)
+            .expand(to)
     }
 }
 

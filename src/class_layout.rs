@@ -46,7 +46,7 @@ impl<B: Backend> ClassLayout<B> {
 
     /// An empty `[N, S]` grid, for an empty input.
     pub fn empty_grid(&self) -> Tensor<B, 2> {
-        workarounds::empty_loss([self.batch, self.spatial], &self.input.device())
+        workarounds::empty_loss([self.batch, self.spatial], &self.input)
     }
 
     /// The number of elements that get a loss, `N × S`.
@@ -54,15 +54,19 @@ impl<B: Backend> ClassLayout<B> {
         self.batch * self.spatial
     }
 
-    /// A `[1, C, 1]` view of a per-class weight, for broadcasting against the input.
+    /// A `[1, C, 1]` view of a per-class weight in the input's dtype, for broadcasting
+    /// against the input.
     pub fn per_class(&self, weight: &Tensor<B, 1>) -> Tensor<B, 3> {
-        weight.clone().reshape([1, self.classes, 1])
+        weight
+            .clone()
+            .cast(self.input.dtype())
+            .reshape([1, self.classes, 1])
     }
 
     /// An `[N, S]` tensor reshaped to the loss's output shape `dims`.
     pub fn output<const DO: usize>(loss: Tensor<B, 2>, dims: [usize; DO]) -> Tensor<B, DO> {
         if workarounds::is_empty(&loss) {
-            return workarounds::empty_loss(dims, &loss.device());
+            return workarounds::empty_loss(dims, &loss);
         }
         loss.reshape(dims)
     }
@@ -128,10 +132,11 @@ pub(crate) fn pick_targets<B: Backend>(
     let target_weight = match weight {
         Some(weight) => weight
             .clone()
+            .cast(picked.dtype())
             .gather(0, safe_target.reshape([n * s]))
             .reshape([n, s])
             .mask_fill(ignored.clone(), 0.0),
-        None => ignored.clone().bool_not().float(),
+        None => picked.ones_like().mask_fill(ignored.clone(), 0.0),
     };
     let nll = picked
         .neg()

@@ -46,7 +46,7 @@ pub(crate) fn reduce_by<B: Backend, const D: usize>(
     divisor: impl FnOnce() -> Tensor<B, 1>,
 ) -> Tensor<B, 1> {
     if workarounds::is_empty(&loss) {
-        return workarounds::empty_reduced(reduction, &loss.device());
+        return workarounds::empty_reduced(reduction, &loss);
     }
     match reduction {
         Reduction::Sum => loss.sum(),
@@ -61,7 +61,7 @@ pub(crate) fn reduce_by_count<B: Backend, const D: usize>(
     count: usize,
 ) -> Tensor<B, 1> {
     if count == 0 {
-        return workarounds::empty_reduced(reduction, &loss.device());
+        return workarounds::empty_reduced(reduction, &loss);
     }
     match reduction {
         Reduction::Sum => loss.sum(),

@@ -19,19 +19,25 @@ pub(crate) fn is_empty<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> boo
     tensor.shape().num_elements() == 0
 }
 
-/// An empty per-element loss of shape `dims` (which holds a 0), made from host data.
-pub(crate) fn empty_loss<B: Backend, const D: usize>(
+/// An empty per-element loss of shape `dims` (which holds a 0), made from host data on the
+/// device and in the float dtype of `like`.
+pub(crate) fn empty_loss<B: Backend, const D: usize, const DL: usize>(
     dims: [usize; D],
-    device: &B::Device,
+    like: &Tensor<B, DL>,
 ) -> Tensor<B, D> {
-    Tensor::from_data(TensorData::new(Vec::<f32>::new(), dims), device)
+    let data = TensorData::new(Vec::<f32>::new(), dims);
+    Tensor::from_data(data, (&like.device(), like.dtype()))
 }
 
-/// The reduction of an empty loss, PyTorch's: NaN for the mean, 0 for the sum.
-pub(crate) fn empty_reduced<B: Backend>(reduction: Reduction, device: &B::Device) -> Tensor<B, 1> {
+/// The reduction of an empty loss, PyTorch's: NaN for the mean, 0 for the sum, on the
+/// device and in the float dtype of `like`.
+pub(crate) fn empty_reduced<B: Backend, const DL: usize>(
+    reduction: Reduction,
+    like: &Tensor<B, DL>,
+) -> Tensor<B, 1> {
     let value = match reduction {
         Reduction::Mean => f32::NAN,
         Reduction::Sum => 0.0,
     };
-    Tensor::from_floats([value], device)
+    Tensor::from_data(TensorData::from([value]), (&like.device(), like.dtype()))
 }

@@ -1,0 +1,693 @@
+//! `burn_xent::gradcheck` on itself: every loss, every reduction and the main options, on
+//! every backend of the matrix (f32 settings), and again on `Autodiff<NdArray<f64>>` with
+//! PyTorch's tolerances; plus planted wrong gradients that the checker must catch and locate.
+//!
+//! Shapes are few on purpose (wgpu compiles kernels per shape): `[6]` for rank-1 BCE,
+//! `[4, 3]` for 2-D inputs (class weights `[1, 3]`), `[2, 3, 2]` for K-dimensional ones.
+//! BCE probabilities stay in `[0.05, 0.95]`, away from its clamps at 0 and 1.
+
+mod common;
+
+use burn::tensor::Tensor;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Element, TensorData};
+use burn_xent::gradcheck::{
+    GradcheckConfig, GradcheckReport, Projection, assert_gradcheck, gradcheck,
+};
+use burn_xent::{
+    BceOptions, BceWithLogitsOptions, CrossEntropyOptions, NllLossOptions, Reduction,
+    binary_cross_entropy, binary_cross_entropy_no_reduction, binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_no_reduction, cross_entropy, cross_entropy_no_reduction,
+    cross_entropy_with_probs, cross_entropy_with_probs_no_reduction, nll_loss,
+    nll_loss_no_reduction,
+};
+use common::{NdArrayAd, NdArrayAd64, Stream, int};
+
+const REDUCTIONS: [Reduction; 2] = [Reduction::Mean, Reduction::Sum];
+
+/// A float tensor of `shape` from `values`, in the backend's own float dtype.
+///
+/// Stated explicitly because Burn 0.21 keeps the default float dtype per device type, fixed by
+/// the first tensor created on it: `NdArray<f32>` and `NdArray<f64>` share `NdArrayDevice`, so
+/// in a test binary that runs both, a plain `Tensor::from_data` on `NdArray<f64>` may give
+/// f32 tensors.
+fn float<B: AutodiffBackend, const D: usize>(
+    values: &[f64],
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    let dtype = <B::FloatElem as Element>::dtype();
+    Tensor::from_data(
+        TensorData::new(values.to_vec(), shape).convert_dtype(dtype),
+        (device, dtype),
+    )
+}
+
+/// The settings for the inputs' dtype: PyTorch's defaults in f64, the f32 preset otherwise.
+fn config_for<B: AutodiffBackend, const D: usize>(inputs: &[Tensor<B, D>]) -> GradcheckConfig {
+    GradcheckConfig::for_dtype(inputs[0].dtype())
+}
+
+/// Gradchecks `f` at `inputs` with every element checked, printing the report; fails the
+/// test with the report when an element fails.
+#[track_caller]
+fn check<B: AutodiffBackend, const D: usize, const DO: usize>(
+    what: &str,
+    inputs: &[Tensor<B, D>],
+    f: impl Fn(&[Tensor<B, D>]) -> Tensor<B, DO>,
+) -> GradcheckReport {
+    let dtype = <B::FloatElem as Element>::dtype();
+    for input in inputs {
+        assert_eq!(input.dtype(), dtype, "{what}: input dtype");
+    }
+    let report = gradcheck(f, inputs, &config_for(inputs));
+    println!("{what}: {report}");
+    assert!(report.passed, "{what}: {report}");
+    let elements: usize = inputs.iter().map(|t| t.shape().num_elements()).sum();
+    assert_eq!(report.checked, elements, "{what}: {report}");
+    assert_eq!(report.inputs.len(), inputs.len(), "{what}: {report}");
+    report
+}
+
+/// Class probabilities of shape `[N, C]` or `[N, C, d]` built from `values`, normalised over
+/// dimension 1 on the host.
+fn probabilities<B: AutodiffBackend, const D: usize>(
+    values: &[f64],
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    let classes = shape[1];
+    let inner: usize = shape[2..].iter().product();
+    let mut out = values.to_vec();
+    for n in 0..shape[0] {
+        for s in 0..inner {
+            let at = |c: usize| (n * classes + c) * inner + s;
+            let total: f64 = (0..classes).map(|c| values[at(c)]).sum();
+            for c in 0..classes {
+                out[at(c)] = values[at(c)] / total;
+            }
+        }
+    }
+    float(&out, shape, device)
+}
+
+// ---------------------------------------------------------------- BCE on probabilities
+
+fn bce_reductions<B: AutodiffBackend>(device: &B::Device) {
+    let mut s = Stream::new(11);
+    let p = float::<B, 1>(&s.uniforms(6, 0.05, 0.95), [6], device);
+    let t = float::<B, 1>(&s.uniforms(6, 0.0, 1.0), [6], device);
+    let inputs = [p, t];
+    let opts = BceOptions::new();
+    for reduction in REDUCTIONS {
+        check(&format!("bce {reduction:?}"), &inputs, |x| {
+            binary_cross_entropy(x[0].clone(), x[1].clone(), reduction, &opts)
+        });
+    }
+    check("bce none", &inputs, |x| {
+        binary_cross_entropy_no_reduction(x[0].clone(), x[1].clone(), &opts)
+    });
+}
+
+fn bce_weight<B: AutodiffBackend>(device: &B::Device) {
+    let mut s = Stream::new(12);
+    let p = float::<B, 2>(&s.uniforms(12, 0.05, 0.95), [4, 3], device);
+    let t = float::<B, 2>(&s.uniforms(12, 0.0, 1.0), [4, 3], device);
+    // The weight broadcasts from [1, 3]; its gradient is checked too.
+    let w = float::<B, 2>(&s.uniforms(3, 0.5, 2.0), [1, 3], device);
+    let inputs = [p, t, w];
+    for reduction in REDUCTIONS {
+        check(&format!("bce weight {reduction:?}"), &inputs, |x| {
+            let opts = BceOptions::new().with_weight(x[2].clone());
+            binary_cross_entropy(x[0].clone(), x[1].clone(), reduction, &opts)
+        });
+    }
+    check("bce weight none", &inputs, |x| {
+        let opts = BceOptions::new().with_weight(x[2].clone());
+        binary_cross_entropy_no_reduction(x[0].clone(), x[1].clone(), &opts)
+    });
+}
+
+// ---------------------------------------------------------------- BCE on logits
+
+fn bce_with_logits_reductions<B: AutodiffBackend>(device: &B::Device) {
+    let mut s = Stream::new(21);
+    let x = float::<B, 1>(&s.normals(6, 1.5), [6], device);
+    let t = float::<B, 1>(&s.uniforms(6, 0.0, 1.0), [6], device);
+    let inputs = [x, t];
+    let opts = BceWithLogitsOptions::new();
+    for reduction in REDUCTIONS {
+        check(&format!("bce_with_logits {reduction:?}"), &inputs, |x| {
+            binary_cross_entropy_with_logits(x[0].clone(), x[1].clone(), reduction, &opts)
+        });
+    }
+    check("bce_with_logits none", &inputs, |x| {
+        binary_cross_entropy_with_logits_no_reduction(x[0].clone(), x[1].clone(), &opts)
+    });
+}
+
+fn bce_with_logits_weights<B: AutodiffBackend>(device: &B::Device) {
+    let mut s = Stream::new(22);
+    let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
+    let t = float::<B, 2>(&s.uniforms(12, 0.0, 1.0), [4, 3], device);
+    let w = float::<B, 2>(&s.uniforms(12, 0.5, 2.0), [4, 3], device);
+    let pw = float::<B, 2>(&s.uniforms(3, 0.5, 3.0), [1, 3], device);
+    // Gradients with respect to the logits, the target, the weight and the pos_weight.
+    let inputs = [x, t, w, pw];
+    let opts = |x: &[Tensor<B, 2>]| {
+        BceWithLogitsOptions::new()
+            .with_weight(x[2].clone())
+            .with_pos_weight(x[3].clone())
+    };
+    for reduction in REDUCTIONS {
+        check(
+            &format!("bce_with_logits weights {reduction:?}"),
+            &inputs,
+            |x| binary_cross_entropy_with_logits(x[0].clone(), x[1].clone(), reduction, &opts(x)),
+        );
+    }
+    check("bce_with_logits weights none", &inputs, |x| {
+        binary_cross_entropy_with_logits_no_reduction(x[0].clone(), x[1].clone(), &opts(x))
+    });
+}
+
+// ---------------------------------------------------------------- cross-entropy, class indices
+
+fn cross_entropy_reductions<B: AutodiffBackend>(device: &B::Device) {
+    let mut s = Stream::new(31);
+    let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
+    let target = int::<B, 1>(&s.classes(4, 3), [4], device);
+    let inputs = [x];
+    let opts = CrossEntropyOptions::new();
+    for reduction in REDUCTIONS {
+        check(&format!("cross_entropy {reduction:?}"), &inputs, |x| {
+            cross_entropy(x[0].clone(), target.clone(), reduction, &opts)
+        });
+    }
+    check("cross_entropy none", &inputs, |x| {
+        cross_entropy_no_reduction(x[0].clone(), target.clone(), &opts)
+    });
+}
+
+fn cross_entropy_options<B: AutodiffBackend>(device: &B::Device) {
+    let mut s = Stream::new(32);
+    let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
+    // Class weight as [1, 3], reshaped to [3] inside: its gradient is checked too.
+    let w = float::<B, 2>(&s.uniforms(3, 0.5, 2.0), [1, 3], device);
+    let inputs = [x, w];
+
+    // Weight, ignore_index 1 (rows 1 and 3 ignored), label smoothing.
+    let target = int::<B, 1>(&[2, 1, 0, 1], [4], device);
+    let opts = |w: &Tensor<B, 2>| {
+        CrossEntropyOptions::new()
+            .with_weight(w.clone().reshape([3]))
+            .with_ignore_index(1)
+            .with_label_smoothing(0.1)
+    };
+    for reduction in REDUCTIONS {
+        check(
+            &format!("cross_entropy options {reduction:?}"),
+            &inputs,
+            |x| cross_entropy(x[0].clone(), target.clone(), reduction, &opts(&x[1])),
+        );
+    }
+    check("cross_entropy options none", &inputs, |x| {
+        cross_entropy_no_reduction(x[0].clone(), target.clone(), &opts(&x[1]))
+    });
+
+    // The default ignore_index -100 in the target, smoothing 0.2, no weight.
+    let target = int::<B, 1>(&[0, -100, 2, 1], [4], device);
+    let opts = CrossEntropyOptions::new().with_label_smoothing(0.2);
+    let logits = [inputs[0].clone()];
+    for reduction in REDUCTIONS {
+        check(
+            &format!("cross_entropy ignored -100 {reduction:?}"),
+            &logits,
+            |x| cross_entropy(x[0].clone(), target.clone(), reduction, &opts),
+        );
+    }
+    check("cross_entropy ignored -100 none", &logits, |x| {
+        cross_entropy_no_reduction(x[0].clone(), target.clone(), &opts)
+    });
+}
+
+// ---------------------------------------------------------------- cross-entropy, probabilities
+
+fn cross_entropy_probs<B: AutodiffBackend>(device: &B::Device) {
+    let mut s = Stream::new(41);
+    let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
+    let q = probabilities::<B, 2>(&s.uniforms(12, 0.05, 1.0), [4, 3], device);
+    let w = float::<B, 2>(&s.uniforms(3, 0.5, 2.0), [1, 3], device);
+
+    // Gradients with respect to the logits and the soft target.
+    let inputs = [x.clone(), q.clone()];
+    let plain = CrossEntropyOptions::new();
+    for reduction in REDUCTIONS {
+        check(
+            &format!("cross_entropy_with_probs {reduction:?}"),
+            &inputs,
+            |x| cross_entropy_with_probs(x[0].clone(), x[1].clone(), reduction, &plain),
+        );
+    }
+    check("cross_entropy_with_probs none", &inputs, |x| {
+        cross_entropy_with_probs_no_reduction::<_, 2, 1>(x[0].clone(), x[1].clone(), &plain)
+    });
+
+    // Weight and label smoothing; the weight's gradient is checked too.
+    let inputs = [x, q, w];
+    let opts = |w: &Tensor<B, 2>| {
+        CrossEntropyOptions::new()
+            .with_weight(w.clone().reshape([3]))
+            .with_label_smoothing(0.1)
+    };
+    for reduction in REDUCTIONS {
+        check(
+            &format!("cross_entropy_with_probs options {reduction:?}"),
+            &inputs,
+            |x| cross_entropy_with_probs(x[0].clone(), x[1].clone(), reduction, &opts(&x[2])),
+        );
+    }
+    check("cross_entropy_with_probs options none", &inputs, |x| {
+        cross_entropy_with_probs_no_reduction::<_, 2, 1>(x[0].clone(), x[1].clone(), &opts(&x[2]))
+    });
+}
+
+// ---------------------------------------------------------------- K-dimensional inputs
+
+fn cross_entropy_k_dim<B: AutodiffBackend>(device: &B::Device) {
+    let mut s = Stream::new(51);
+    let x = float::<B, 3>(&s.normals(12, 1.5), [2, 3, 2], device);
+    let q = probabilities::<B, 3>(&s.uniforms(12, 0.05, 1.0), [2, 3, 2], device);
+    let w = float::<B, 3>(&s.uniforms(3, 0.5, 2.0), [1, 1, 3], device);
+
+    // Class indices with weight, one ignored element and smoothing.
+    let target = int::<B, 2>(&[0, 2, -100, 1], [2, 2], device);
+    let inputs = [x.clone(), w];
+    let opts = |w: &Tensor<B, 3>| {
+        CrossEntropyOptions::new()
+            .with_weight(w.clone().reshape([3]))
+            .with_label_smoothing(0.1)
+    };
+    for reduction in REDUCTIONS {
+        check(
+            &format!("cross_entropy k-dim {reduction:?}"),
+            &inputs,
+            |x| cross_entropy(x[0].clone(), target.clone(), reduction, &opts(&x[1])),
+        );
+    }
+    check("cross_entropy k-dim none", &inputs, |x| {
+        cross_entropy_no_reduction(x[0].clone(), target.clone(), &opts(&x[1]))
+    });
+
+    // Probabilities, with respect to logits and target, with smoothing.
+    let inputs = [x, q];
+    let opts = CrossEntropyOptions::new().with_label_smoothing(0.1);
+    for reduction in REDUCTIONS {
+        check(
+            &format!("cross_entropy_with_probs k-dim {reduction:?}"),
+            &inputs,
+            |x| cross_entropy_with_probs(x[0].clone(), x[1].clone(), reduction, &opts),
+        );
+    }
+    check("cross_entropy_with_probs k-dim none", &inputs, |x| {
+        cross_entropy_with_probs_no_reduction::<_, 3, 2>(x[0].clone(), x[1].clone(), &opts)
+    });
+}
+
+// ---------------------------------------------------------------- NLL
+
+fn nll_loss_reductions<B: AutodiffBackend>(device: &B::Device) {
+    let mut s = Stream::new(61);
+    let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
+    let w = float::<B, 2>(&s.uniforms(3, 0.5, 2.0), [1, 3], device);
+    let target = int::<B, 1>(&s.classes(4, 3), [4], device);
+    let inputs = [x.clone()];
+    let plain = NllLossOptions::new();
+    for reduction in REDUCTIONS {
+        check(&format!("nll_loss {reduction:?}"), &inputs, |x| {
+            nll_loss(x[0].clone(), target.clone(), reduction, &plain)
+        });
+    }
+    check("nll_loss none", &inputs, |x| {
+        nll_loss_no_reduction(x[0].clone(), target.clone(), &plain)
+    });
+
+    // Weight (gradient checked) and ignore_index 0.
+    let target = int::<B, 1>(&[0, 2, 1, 0], [4], device);
+    let inputs = [x, w];
+    let opts = |w: &Tensor<B, 2>| {
+        NllLossOptions::new()
+            .with_weight(w.clone().reshape([3]))
+            .with_ignore_index(0)
+    };
+    for reduction in REDUCTIONS {
+        check(&format!("nll_loss options {reduction:?}"), &inputs, |x| {
+            nll_loss(x[0].clone(), target.clone(), reduction, &opts(&x[1]))
+        });
+    }
+    check("nll_loss options none", &inputs, |x| {
+        nll_loss_no_reduction(x[0].clone(), target.clone(), &opts(&x[1]))
+    });
+}
+
+fn nll_loss_k_dim<B: AutodiffBackend>(device: &B::Device) {
+    let mut s = Stream::new(62);
+    let x = float::<B, 3>(&s.normals(12, 1.5), [2, 3, 2], device);
+    let w = float::<B, 3>(&s.uniforms(3, 0.5, 2.0), [1, 1, 3], device);
+    let target = int::<B, 2>(&[1, -100, 2, 0], [2, 2], device);
+    let inputs = [x, w];
+    let opts = |w: &Tensor<B, 3>| NllLossOptions::new().with_weight(w.clone().reshape([3]));
+    for reduction in REDUCTIONS {
+        check(&format!("nll_loss k-dim {reduction:?}"), &inputs, |x| {
+            nll_loss(x[0].clone(), target.clone(), reduction, &opts(&x[1]))
+        });
+    }
+    check("nll_loss k-dim none", &inputs, |x| {
+        nll_loss_no_reduction(x[0].clone(), target.clone(), &opts(&x[1]))
+    });
+}
+
+// ---------------------------------------------------------------- the checker itself
+
+/// `[4, 3]` inputs with element `[1, 2]` (flat 5) set to 1.25 and `[2, 0]` (flat 6) to -1.5,
+/// so that the planted errors there are large.
+fn planted_input<B: AutodiffBackend>(seed: u64, device: &B::Device) -> Tensor<B, 2> {
+    let mut values = Stream::new(seed).normals(12, 1.0);
+    values[5] = 1.25;
+    values[6] = -1.5;
+    float(&values, [4, 3], device)
+}
+
+/// A float mask of `[4, 3]` with a single 1 at flat position `at`.
+fn one_hot<B: AutodiffBackend>(at: usize, device: &B::Device) -> Tensor<B, 2> {
+    let mut values = vec![0.0; 12];
+    values[at] = 1.0;
+    float(&values, [4, 3], device)
+}
+
+/// `Σ x²`, except that element `[1, 2]` of one factor is detached: its gradient is `x`
+/// instead of `2x` there, right everywhere else.
+fn planted_square<B: AutodiffBackend>(x: &[Tensor<B, 2>]) -> Tensor<B, 1> {
+    let x = x[0].clone();
+    let mask = one_hot::<B>(5, &x.device());
+    let keep = mask.clone().neg() + 1.0;
+    let mixed = x.clone() * keep + x.clone().detach() * mask;
+    (x * mixed).sum()
+}
+
+fn planted_detach_is_caught<B: AutodiffBackend>(device: &B::Device) {
+    let x = planted_input::<B>(71, device);
+    let inputs = [x];
+    let report = gradcheck(planted_square::<B>, &inputs, &config_for(&inputs));
+    println!("{report}");
+    assert!(!report.passed, "{report}");
+    assert_eq!(report.checked, 12);
+    assert_eq!(report.failed, 1, "{report}");
+    let worst = report.worst.as_ref().expect("a worst element");
+    assert_eq!((worst.input, worst.index.as_slice()), (0, &[1, 2][..]));
+    assert_eq!(worst.flat_index, 5);
+    // Half the true derivative: analytic p x, numeric 2 p x, with p the projection weight.
+    assert!(
+        (worst.analytic / worst.numeric - 0.5).abs() < 1e-2,
+        "{report}"
+    );
+    assert!((1.2..3.8).contains(&worst.numeric.abs()), "{report}");
+    assert!(!worst.passed() && worst.ratio() > 1.0);
+    let text = report.to_string();
+    assert!(text.starts_with("gradcheck FAILED: 1 of 12"), "{text}");
+    assert!(text.contains("input 0 element [1, 2]"), "{text}");
+}
+
+fn planted_detach_in_second_input_is_caught<B: AutodiffBackend>(device: &B::Device) {
+    let x = planted_input::<B>(72, device);
+    let t = float::<B, 2>(&Stream::new(73).uniforms(12, 0.0, 1.0), [4, 3], device);
+    // The target's element [2, 0] (flat 6) is detached: its gradient -x there is lost.
+    let inputs = [x, t];
+    let f = |x: &[Tensor<B, 2>]| {
+        let mask = one_hot::<B>(6, &x[1].device());
+        let keep = mask.clone().neg() + 1.0;
+        let t = x[1].clone() * keep + x[1].clone().detach() * mask;
+        let opts = BceWithLogitsOptions::new();
+        binary_cross_entropy_with_logits(x[0].clone(), t, Reduction::Sum, &opts)
+    };
+    let report = gradcheck(f, &inputs, &config_for(&inputs));
+    println!("{report}");
+    assert!(!report.passed, "{report}");
+    assert_eq!((report.checked, report.failed), (24, 1), "{report}");
+    let worst = report.worst.as_ref().expect("a worst element");
+    assert_eq!((worst.input, worst.index.as_slice()), (1, &[2, 0][..]));
+    assert_eq!(worst.analytic, 0.0);
+    assert_eq!(report.inputs[0].failed, 0);
+    assert_eq!(report.inputs[1].failed, 1);
+}
+
+fn correct_function_passes<B: AutodiffBackend>(device: &B::Device) {
+    let x = planted_input::<B>(74, device);
+    let inputs = [x];
+    // A non-linear [4, 3] -> [4] map, checked through the random projection.
+    let report = check("sin(x) * x summed over rows", &inputs, |x| {
+        (x[0].clone().sin() * x[0].clone()).sum_dim(1).reshape([4])
+    });
+    assert_eq!((report.checked, report.failed), (12, 0));
+    assert_eq!(report.output_shape, vec![4]);
+    let worst = report.worst.expect("a worst element");
+    assert!(worst.passed() && worst.ratio() <= 1.0);
+    assert!(report.inputs[0].worst.is_some());
+}
+
+fn assert_gradcheck_panics_with_the_report<B: AutodiffBackend>(device: &B::Device) {
+    let inputs = [planted_input::<B>(75, device)];
+    let config = config_for(&inputs);
+    common::assert_panics_with(
+        || assert_gradcheck(planted_square::<B>, &inputs, &config),
+        &[
+            "gradcheck FAILED",
+            "input 0 element [1, 2]",
+            "analytic",
+            "numeric",
+        ],
+    );
+    // The correct square passes and returns its report.
+    let report = assert_gradcheck(|x| (x[0].clone() * x[0].clone()).sum(), &inputs, &config);
+    assert!(report.passed && report.checked == 12);
+}
+
+fn sum_projection_misses_what_random_catches<B: AutodiffBackend>(device: &B::Device) {
+    // y = x + (x[2] - x[2].detach()) v with Σ v = 0: the value is x, but the gradient of
+    // x[2] gains p · v, which vanishes for the plain sum (p = 1) and not for a random p.
+    let x = float::<B, 1>(&Stream::new(76).normals(6, 1.0), [6], device);
+    let v = float::<B, 1>(&[1.0, -1.0, 0.0, 0.0, 0.0, 0.0], [6], device);
+    let f = |x: &[Tensor<B, 1>]| {
+        let x2 = x[0].clone().narrow(0, 2, 1);
+        x[0].clone() + (x2.clone() - x2.detach()) * v.clone()
+    };
+    let inputs = [x];
+    let base = config_for(&inputs);
+    let summed = gradcheck(f, &inputs, &base.clone().with_projection(Projection::Sum));
+    assert!(summed.passed, "{summed}");
+    let p = Projection::default().weights(6);
+    assert_ne!(
+        p[0], p[1],
+        "the default projection must tell elements 0 and 1 apart"
+    );
+    let random = gradcheck(f, &inputs, &base);
+    println!("{random}");
+    assert!(!random.passed, "{random}");
+    let worst = random.worst.as_ref().expect("a worst element");
+    assert_eq!((worst.input, worst.index.as_slice()), (0, &[2][..]));
+    assert!(
+        (worst.analytic - worst.numeric - (p[0] - p[1])).abs() < 1e-2,
+        "{random}"
+    );
+}
+
+fn max_elements_caps_the_check<B: AutodiffBackend>(device: &B::Device) {
+    let x = planted_input::<B>(77, device);
+    let w = float::<B, 2>(&[0.5, 1.0, 2.0], [1, 3], device);
+    let inputs = [x, w];
+    let config = config_for(&inputs).with_max_elements_per_input(Some(5));
+    let report = gradcheck(
+        |x| (x[0].clone().tanh() * x[1].clone()).sum(),
+        &inputs,
+        &config,
+    );
+    assert!(report.passed, "{report}");
+    assert_eq!(report.checked, 5 + 3, "{report}");
+    assert_eq!(report.inputs[0].checked, 5);
+    assert_eq!(report.inputs[1].checked, 3);
+    // A capped check can miss the planted element ([1, 2] is flat 5; 5 of 12 checks 0, 2, 4, 7, 9).
+    let capped = gradcheck(planted_square::<B>, &inputs[..1], &config);
+    assert!(capped.passed, "{capped}");
+}
+
+matrix_tests!(
+    bce_reductions,
+    bce_weight,
+    bce_with_logits_reductions,
+    bce_with_logits_weights,
+    cross_entropy_reductions,
+    cross_entropy_options,
+    cross_entropy_probs,
+    cross_entropy_k_dim,
+    nll_loss_reductions,
+    nll_loss_k_dim,
+    planted_detach_is_caught,
+    planted_detach_in_second_input_is_caught,
+    correct_function_passes,
+    assert_gradcheck_panics_with_the_report,
+    sum_projection_misses_what_random_catches,
+    max_elements_caps_the_check,
+);
+
+/// The same checks on `Autodiff<NdArray<f64>>`, with PyTorch's defaults (step 1e-6,
+/// atol 1e-5, rtol 1e-3), each in a child process of this test binary.
+///
+/// Burn 0.21 fixes a device's default float dtype when the first tensor is created on it,
+/// per device *type*, and `NdArray<f32>` and `NdArray<f64>` share `NdArrayDevice`: in one
+/// process, whichever test runs first decides whether tensors that Burn or a loss creates
+/// without an explicit dtype (a bool mask turned float, say) are f32 or f64 for all the
+/// others. A child process that touches only `NdArray<f64>` keeps every tensor f64, and the
+/// f32 tests of the parent unaffected.
+mod double {
+    use super::*;
+
+    /// Set in a child to the name of the one test it runs.
+    const CHILD: &str = "BURN_XENT_GRADCHECK_F64_CHILD";
+
+    /// Runs `test` when this process is the child for `name`; otherwise runs this test
+    /// binary again for `name` alone, in a child, and fails with its output if it fails.
+    pub(super) fn in_own_process(name: &str, test: impl FnOnce()) {
+        if std::env::var(CHILD).as_deref() == Ok(name) {
+            test();
+            return;
+        }
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let output = std::process::Command::new(exe)
+            .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+            .env(CHILD, name)
+            .output()
+            .expect("running the test binary again");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        println!("{stdout}");
+        eprintln!("{stderr}");
+        assert!(
+            output.status.success(),
+            "{name} failed in its own process:\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains("test result: ok. 1 passed"),
+            "{name}: the child process did not run exactly this test:\n{stdout}"
+        );
+    }
+
+    macro_rules! f64_tests {
+        ($($test:ident),* $(,)?) => {
+            $(
+                #[test]
+                fn $test() {
+                    let name = concat!("double::", stringify!($test));
+                    in_own_process(name, || {
+                        super::$test::<NdArrayAd64>(&Default::default())
+                    });
+                }
+            )*
+        };
+    }
+
+    f64_tests!(
+        bce_reductions,
+        bce_weight,
+        bce_with_logits_reductions,
+        bce_with_logits_weights,
+        cross_entropy_reductions,
+        cross_entropy_options,
+        cross_entropy_probs,
+        cross_entropy_k_dim,
+        nll_loss_reductions,
+        nll_loss_k_dim,
+        planted_detach_is_caught,
+        planted_detach_in_second_input_is_caught,
+        sum_projection_misses_what_random_catches,
+    );
+
+    #[test]
+    fn f64_uses_pytorch_defaults() {
+        in_own_process("double::f64_uses_pytorch_defaults", || {
+            let x = float::<NdArrayAd64, 1>(&[0.5, -1.0], [2], &Default::default());
+            assert_eq!(x.dtype(), burn::tensor::DType::F64);
+            let config = config_for(&[x]);
+            assert_eq!(config, GradcheckConfig::new());
+            assert_eq!((config.step, config.atol, config.rtol), (1e-6, 1e-5, 1e-3));
+        });
+    }
+}
+
+// ---------------------------------------------------------------- bad settings
+
+#[test]
+fn bad_settings_panic_with_a_message() {
+    let device = Default::default();
+    let x = float::<NdArrayAd, 1>(&[1.0, 2.0], [2], &device);
+    let square = |x: &[Tensor<NdArrayAd, 1>]| x[0].clone().powi_scalar(2);
+    let config = GradcheckConfig::f32();
+    common::assert_panics_with(
+        || gradcheck(square, &[], &config),
+        &["gradcheck", "inputs", "at least one"],
+    );
+    common::assert_panics_with(
+        || {
+            gradcheck(
+                square,
+                std::slice::from_ref(&x),
+                &config.clone().with_step(0.0),
+            )
+        },
+        &["gradcheck", "step", "positive"],
+    );
+    common::assert_panics_with(
+        || {
+            gradcheck(
+                square,
+                std::slice::from_ref(&x),
+                &config.clone().with_atol(-1.0),
+            )
+        },
+        &["gradcheck", "atol"],
+    );
+    // 1e-9 is below f32's resolution at 1.0: the step vanishes.
+    common::assert_panics_with(
+        || gradcheck(square, &[x], &config.clone().with_step(1e-9)),
+        &["gradcheck", "vanishes", "F32", "element [0]", "larger step"],
+    );
+}
+
+#[test]
+fn inputs_without_gradient_get_zero() {
+    // The second input does not reach the output: autodiff gives it no gradient (`None`),
+    // which is compared as 0 with a numeric derivative of 0.
+    let device = Default::default();
+    let x = float::<NdArrayAd, 2>(&[0.5, -1.0, 2.0], [1, 3], &device);
+    let unused = float::<NdArrayAd, 2>(&[3.0, 4.0], [1, 2], &device);
+    let inputs = [x, unused];
+    let report = gradcheck(
+        |x| x[0].clone().exp().sum(),
+        &inputs,
+        &GradcheckConfig::f32(),
+    );
+    assert!(report.passed, "{report}");
+    assert_eq!(report.checked, 5);
+    assert_eq!(report.inputs[1].worst.as_ref().unwrap().analytic, 0.0);
+    assert_eq!(report.inputs[1].worst.as_ref().unwrap().numeric, 0.0);
+
+    // A detached output reaches no input at all: the backward pass gives no gradient, and
+    // the (wrong) zero is reported against the numeric derivative exp(x).
+    let report = gradcheck(
+        |x| x[0].clone().detach().exp().sum(),
+        &inputs[..1],
+        &GradcheckConfig::f32(),
+    );
+    assert!(!report.passed, "{report}");
+    assert_eq!(report.failed, 3, "{report}");
+    assert_eq!(report.worst.as_ref().unwrap().index, vec![0, 2]);
+}

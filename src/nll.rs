@@ -126,11 +126,7 @@ fn nll_picked<B: Backend, const D: usize, const DT: usize>(
     );
     let layout = ClassLayout::new(input);
     if layout.is_empty() {
-        return PickedTargets {
-            ignored: layout.empty_grid().bool(),
-            target_weight: layout.empty_grid(),
-            nll: layout.empty_grid(),
-        };
+        return layout.empty_picked();
     }
     let target = flat_index_target(&layout, target);
     pick_targets(

@@ -65,6 +65,15 @@ pub(crate) fn reduce_by_count<B: Backend, const D: usize>(
     }
     match reduction {
         Reduction::Sum => loss.sum(),
-        Reduction::Mean => loss.sum().div_scalar(count as f64),
+        // Divide by a tensor, not `div_scalar`: Burn 0.21's `div_scalar` gradient rounds
+        // the divisor's reciprocal to f32, which f64 losses would inherit.
+        Reduction::Mean => {
+            let sum = loss.sum();
+            let count = Tensor::<B, 1>::from_data(
+                burn::tensor::TensorData::from([count as f64]),
+                (&sum.device(), sum.dtype()),
+            );
+            sum.div(count)
+        }
     }
 }

@@ -10,7 +10,7 @@
 //! the input, so Burn reports no gradient for it (`grad` returns `None`; PyTorch returns an
 //! empty gradient).
 
-use burn::tensor::{Tensor, TensorData, backend::Backend};
+use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
 
 use crate::reduction::Reduction;
 
@@ -27,6 +27,15 @@ pub(crate) fn empty_loss<B: Backend, const D: usize, const DL: usize>(
 ) -> Tensor<B, D> {
     let data = TensorData::new(Vec::<f32>::new(), dims);
     Tensor::from_data(data, (&like.device(), like.dtype()))
+}
+
+/// An empty boolean mask of shape `dims` (which holds a 0), made from host data on the device
+/// of `like`.
+pub(crate) fn empty_mask<B: Backend, const D: usize, const DL: usize>(
+    dims: [usize; D],
+    like: &Tensor<B, DL>,
+) -> Tensor<B, D, Bool> {
+    Tensor::from_data(TensorData::new(Vec::<bool>::new(), dims), &like.device())
 }
 
 /// The reduction of an empty loss, PyTorch's: NaN for the mean, 0 for the sum, on the

@@ -1,0 +1,471 @@
+//! Runs one fixture case through burn-xent on an autodiff backend: the loss, then the input
+//! gradient of `sum(loss * upstream)`.
+//!
+//! Fixture ranks are runtime values and the crate's functions take const-generic ranks, so
+//! each case is dispatched on its ranks (1 to [`MAX_RANK`]) to a monomorphic call. PyTorch's
+//! 0-dimensional tensors are Burn's shape `[1]`: a scalar target, upstream or weight is loaded
+//! as `[1]`, and a loss of shape `[]` is compared with the crate's `[1]`.
+//!
+//! Float tensors are created with an explicit dtype. Burn 0.21 fixes a device's default float
+//! dtype per device type when the first tensor is created on it, and `NdArray<f32>` and
+//! `NdArray<f64>` share `NdArrayDevice`: in a process that ran f32 cases first,
+//! `Tensor::from_data(data, &device)` on `NdArray<f64>` would silently give f32 tensors.
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use burn_xent::{
+    BceOptions, BceWithLogitsOptions, BroadcastWeight, CrossEntropyOptions, NllLossOptions,
+    binary_cross_entropy, binary_cross_entropy_no_reduction, binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_no_reduction, cross_entropy, cross_entropy_no_reduction,
+    cross_entropy_with_probs, cross_entropy_with_probs_no_reduction, nll_loss,
+    nll_loss_no_reduction,
+};
+
+use super::fixture::{Case, FloatTensor, IndexTensor, Loss, Reduction, Target};
+
+/// The highest tensor rank the dispatch covers (inputs, targets and weights).
+pub const MAX_RANK: usize = 4;
+
+/// What the crate computed for a case.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub loss_shape: Vec<usize>,
+    pub loss: Vec<f64>,
+    pub grad_shape: Vec<usize>,
+    pub grad: Vec<f64>,
+    /// Burn returned no gradient for the input (taken as zeros of the input's shape).
+    pub grad_missing: bool,
+    /// The dtype the loss and the gradient were computed in.
+    pub loss_dtype: DType,
+    pub grad_dtype: Option<DType>,
+}
+
+/// How a case ended.
+#[derive(Clone, Debug)]
+pub enum Run {
+    /// The crate returned a loss and a gradient.
+    Ran(Outcome),
+    /// The crate panicked (refused the input); the panic message.
+    Panicked(String),
+    /// The call cannot be written with the crate's types (e.g. target and input of different
+    /// ranks where the API takes one rank for both); the reason. A refusal for an
+    /// `expect_error` case, a failure otherwise.
+    Inexpressible(String),
+    /// The harness could not run the case (unsupported rank, bad upstream shape, a panic while
+    /// building the inputs); the reason. Always a failure.
+    HarnessError(String),
+}
+
+thread_local! {
+    /// Set while a panic is expected on this thread: the panic hook stays quiet.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs, once per process, a panic hook that is silent on threads inside an expected
+/// panic and prints as before everywhere else.
+fn install_quiet_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, turning a panic into `Err(message)`; the panic is not printed when `quiet`.
+fn guard<R>(quiet: bool, f: impl FnOnce() -> R) -> Result<R, String> {
+    install_quiet_hook();
+    QUIET.with(|q| q.set(quiet));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    outcome.map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".to_string())
+    })
+}
+
+/// Dispatches a runtime rank to a const generic: `with_rank!(r, D => expr)` evaluates `expr`
+/// with `const D: usize = r` for `r` in `1..=MAX_RANK`.
+macro_rules! with_rank {
+    ($rank:expr, $d:ident => $body:expr) => {
+        match $rank {
+            1 => {
+                const $d: usize = 1;
+                $body
+            }
+            2 => {
+                const $d: usize = 2;
+                $body
+            }
+            3 => {
+                const $d: usize = 3;
+                $body
+            }
+            4 => {
+                const $d: usize = 4;
+                $body
+            }
+            rank => Run::HarnessError(unsupported_rank(rank)),
+        }
+    };
+}
+
+fn unsupported_rank(rank: usize) -> String {
+    format!("rank {rank} is not supported by the parity harness (ranks 1 to {MAX_RANK})")
+}
+
+/// The rank a shape is loaded with: PyTorch's scalar `[]` becomes `[1]`.
+fn loaded_rank(shape: &[usize]) -> usize {
+    shape.len().max(1)
+}
+
+/// `shape` as loaded: `[]` becomes `[1]`.
+pub fn loaded_shape(shape: &[usize]) -> Vec<usize> {
+    if shape.is_empty() {
+        vec![1]
+    } else {
+        shape.to_vec()
+    }
+}
+
+/// Runs `case` on backend `B`, its float tensors created in `dtype`.
+pub fn run_case<B: AutodiffBackend>(case: &Case, dtype: DType, device: &B::Device) -> Run {
+    let device = &Device { device, dtype };
+    match (case.loss, &case.target) {
+        (Loss::Bce | Loss::BceWithLogits, Target::Float(target)) => {
+            let rank = loaded_rank(&case.input.shape);
+            if loaded_rank(&target.shape) != rank {
+                return Run::Inexpressible(format!(
+                    "target has rank {} and input rank {}; the API takes one rank for both",
+                    target.shape.len(),
+                    case.input.shape.len()
+                ));
+            }
+            with_rank!(rank, D => binary::<B, D>(case, target, device))
+        }
+        (Loss::CrossEntropy | Loss::Nll, target) => {
+            if case.input.shape.is_empty() {
+                return Run::Inexpressible(
+                    "a 0-dimensional input has no class dimension".to_string(),
+                );
+            }
+            if let Some(weight) = &case.weight
+                && weight.shape.len() != 1
+            {
+                return Run::Inexpressible(format!(
+                    "weight has rank {}; the API takes one weight per class, a rank-1 tensor",
+                    weight.shape.len()
+                ));
+            }
+            let rank = case.input.shape.len();
+            match target {
+                Target::Index(target) => {
+                    with_rank!(rank, D => with_rank!(loaded_rank(&target.shape), DT =>
+                        class_indices::<B, D, DT>(case, target, device)))
+                }
+                Target::Float(target) => {
+                    if target.shape.len() != rank {
+                        return Run::Inexpressible(format!(
+                            "probability target has rank {} and input rank {rank}; the API \
+                             takes one rank for both",
+                            target.shape.len()
+                        ));
+                    }
+                    match rank {
+                        1 => class_probs::<B, 1, 1>(case, target, device),
+                        2 => class_probs::<B, 2, 1>(case, target, device),
+                        3 => class_probs::<B, 3, 2>(case, target, device),
+                        4 => class_probs::<B, 4, 3>(case, target, device),
+                        rank => Run::HarnessError(unsupported_rank(rank)),
+                    }
+                }
+            }
+        }
+        (loss, Target::Index(_)) => Run::HarnessError(format!("{loss:?} with class-index targets")),
+    }
+}
+
+/// Where a case's tensors are created: the device, and the float dtype.
+struct Device<'a, B: Backend> {
+    device: &'a B::Device,
+    dtype: DType,
+}
+
+/// A float tensor of rank `D` from fixture data, in the case's float dtype.
+fn float<B: Backend, const D: usize>(tensor: &FloatTensor, device: &Device<B>) -> Tensor<B, D> {
+    let shape = loaded_shape(&tensor.shape);
+    let data = TensorData::new(tensor.data.clone(), shape);
+    Tensor::from_data(data, (device.device, device.dtype))
+}
+
+/// An int tensor of rank `D` from fixture data, in the device's int dtype.
+fn int<B: Backend, const D: usize>(tensor: &IndexTensor, device: &Device<B>) -> Tensor<B, D, Int> {
+    let shape = loaded_shape(&tensor.shape);
+    Tensor::from_data(TensorData::new(tensor.data.clone(), shape), device.device)
+}
+
+/// A broadcast weight of the fixture's rank.
+fn broadcast_weight<B: Backend>(
+    tensor: &FloatTensor,
+    device: &Device<B>,
+) -> Result<BroadcastWeight<B>, String> {
+    Ok(match loaded_rank(&tensor.shape) {
+        1 => BroadcastWeight::new(float::<B, 1>(tensor, device)),
+        2 => BroadcastWeight::new(float::<B, 2>(tensor, device)),
+        3 => BroadcastWeight::new(float::<B, 3>(tensor, device)),
+        4 => BroadcastWeight::new(float::<B, 4>(tensor, device)),
+        rank => return Err(unsupported_rank(rank)),
+    })
+}
+
+/// Builds the inputs with `build` (a panic or an error there is the harness's), then runs
+/// the loss with `call` (a panic there is the crate's refusal).
+fn run<T>(
+    case: &Case,
+    build: impl FnOnce() -> Result<T, String>,
+    call: impl FnOnce(T) -> Result<Outcome, String>,
+) -> Run {
+    let built = match guard(false, build) {
+        Ok(Ok(built)) => built,
+        Ok(Err(reason)) => return Run::HarnessError(reason),
+        Err(panic) => return Run::HarnessError(format!("panic while loading the inputs: {panic}")),
+    };
+    match guard(case.expect_error, || call(built)) {
+        Ok(Ok(outcome)) => Run::Ran(outcome),
+        Ok(Err(reason)) => Run::HarnessError(reason),
+        Err(panic) => Run::Panicked(panic),
+    }
+}
+
+fn binary<B: AutodiffBackend, const D: usize>(
+    case: &Case,
+    target: &FloatTensor,
+    device: &Device<B>,
+) -> Run {
+    let build = || {
+        let input = float::<B, D>(&case.input, device).require_grad();
+        let target = float::<B, D>(target, device);
+        let weight = case
+            .weight
+            .as_ref()
+            .map(|w| broadcast_weight::<B>(w, device))
+            .transpose()?;
+        let pos_weight = case
+            .pos_weight
+            .as_ref()
+            .map(|w| broadcast_weight::<B>(w, device))
+            .transpose()?;
+        Ok((input, target, weight, pos_weight))
+    };
+    run(case, build, |(input, target, weight, pos_weight)| {
+        let upstream = case.upstream.as_ref();
+        if case.loss == Loss::BceWithLogits {
+            let mut options = BceWithLogitsOptions::new();
+            if let Some(weight) = weight {
+                options = options.with_weight(weight);
+            }
+            if let Some(pos_weight) = pos_weight {
+                options = options.with_pos_weight(pos_weight);
+            }
+            match reduced(case.reduction) {
+                Some(reduction) => {
+                    let loss = binary_cross_entropy_with_logits(
+                        input.clone(),
+                        target,
+                        reduction,
+                        &options,
+                    );
+                    finish(input, loss, upstream)
+                }
+                None => {
+                    let loss = binary_cross_entropy_with_logits_no_reduction(
+                        input.clone(),
+                        target,
+                        &options,
+                    );
+                    finish(input, loss, upstream)
+                }
+            }
+        } else {
+            let mut options = BceOptions::new();
+            if let Some(weight) = weight {
+                options = options.with_weight(weight);
+            }
+            match reduced(case.reduction) {
+                Some(reduction) => {
+                    let loss = binary_cross_entropy(input.clone(), target, reduction, &options);
+                    finish(input, loss, upstream)
+                }
+                None => {
+                    let loss = binary_cross_entropy_no_reduction(input.clone(), target, &options);
+                    finish(input, loss, upstream)
+                }
+            }
+        }
+    })
+}
+
+fn class_indices<B: AutodiffBackend, const D: usize, const DT: usize>(
+    case: &Case,
+    target: &IndexTensor,
+    device: &Device<B>,
+) -> Run {
+    let build = || {
+        let input = float::<B, D>(&case.input, device).require_grad();
+        let target = int::<B, DT>(target, device);
+        let weight = case.weight.as_ref().map(|w| float::<B, 1>(w, device));
+        Ok((input, target, weight))
+    };
+    run(case, build, |(input, target, weight)| {
+        let upstream = case.upstream.as_ref();
+        if case.loss == Loss::CrossEntropy {
+            let options = CrossEntropyOptions {
+                weight,
+                ignore_index: case.ignore_index,
+                label_smoothing: case.label_smoothing,
+                check_values: true,
+            };
+            match reduced(case.reduction) {
+                Some(reduction) => {
+                    let loss = cross_entropy(input.clone(), target, reduction, &options);
+                    finish(input, loss, upstream)
+                }
+                None => {
+                    let loss = cross_entropy_no_reduction(input.clone(), target, &options);
+                    finish(input, loss, upstream)
+                }
+            }
+        } else {
+            let options = NllLossOptions {
+                weight,
+                ignore_index: case.ignore_index,
+                check_values: true,
+            };
+            match reduced(case.reduction) {
+                Some(reduction) => {
+                    let loss = nll_loss(input.clone(), target, reduction, &options);
+                    finish(input, loss, upstream)
+                }
+                None => {
+                    let loss = nll_loss_no_reduction(input.clone(), target, &options);
+                    finish(input, loss, upstream)
+                }
+            }
+        }
+    })
+}
+
+fn class_probs<B: AutodiffBackend, const D: usize, const DO: usize>(
+    case: &Case,
+    target: &FloatTensor,
+    device: &Device<B>,
+) -> Run {
+    let build = || {
+        let input = float::<B, D>(&case.input, device).require_grad();
+        let target = float::<B, D>(target, device);
+        let weight = case.weight.as_ref().map(|w| float::<B, 1>(w, device));
+        Ok((input, target, weight))
+    };
+    run(case, build, |(input, target, weight)| {
+        let upstream = case.upstream.as_ref();
+        let options = CrossEntropyOptions {
+            weight,
+            ignore_index: case.ignore_index,
+            label_smoothing: case.label_smoothing,
+            check_values: true,
+        };
+        match reduced(case.reduction) {
+            Some(reduction) => {
+                let loss = cross_entropy_with_probs(input.clone(), target, reduction, &options);
+                finish(input, loss, upstream)
+            }
+            None => {
+                let loss = cross_entropy_with_probs_no_reduction::<B, D, DO>(
+                    input.clone(),
+                    target,
+                    &options,
+                );
+                finish(input, loss, upstream)
+            }
+        }
+    })
+}
+
+/// The crate's reduction, or `None` for PyTorch's `reduction='none'`.
+fn reduced(reduction: Reduction) -> Option<burn_xent::Reduction> {
+    match reduction {
+        Reduction::Mean => Some(burn_xent::Reduction::Mean),
+        Reduction::Sum => Some(burn_xent::Reduction::Sum),
+        Reduction::None => None,
+    }
+}
+
+/// Reads the loss, back-propagates `sum(loss * upstream)` and reads the input gradient.
+///
+/// An upstream of shape `[]` multiplies the loss as a scalar; any other upstream must have
+/// the loss's shape; none means ones. An empty loss runs no tensor operation (burn-xent
+/// builds it from host data, and Burn's cube backends mishandle empty tensors) and so has no
+/// gradient, which is taken as zeros of the input's shape.
+fn finish<B: AutodiffBackend, const D: usize, const R: usize>(
+    input: Tensor<B, D>,
+    loss: Tensor<B, R>,
+    upstream: Option<&FloatTensor>,
+) -> Result<Outcome, String> {
+    let loss_shape = loss.dims().to_vec();
+    let count = loss.shape().num_elements();
+    let objective = match upstream {
+        _ if count == 0 => None,
+        None => Some(loss.clone().sum()),
+        Some(u) if u.shape.is_empty() => Some(loss.clone().mul_scalar(u.data[0]).sum()),
+        Some(u) if u.shape == loss_shape => {
+            let u = Tensor::<B, R>::from_data(
+                TensorData::new(u.data.clone(), u.shape.clone()),
+                (&loss.device(), loss.dtype()),
+            );
+            Some((loss.clone() * u).sum())
+        }
+        Some(u) => {
+            return Err(format!(
+                "upstream has shape {:?} but the loss has shape {loss_shape:?}",
+                u.shape
+            ));
+        }
+    };
+    let loss_dtype = loss.dtype();
+    let loss = values(loss);
+    let grad_shape = input.dims().to_vec();
+    let grad = objective.and_then(|objective| input.grad(&objective.backward()));
+    let grad_missing = grad.is_none();
+    let grad_dtype = grad.as_ref().map(Tensor::dtype);
+    let grad = match grad {
+        Some(grad) => values(grad),
+        None => vec![0.0; grad_shape.iter().product()],
+    };
+    Ok(Outcome {
+        loss_shape,
+        loss,
+        grad_shape,
+        grad,
+        grad_missing,
+        loss_dtype,
+        grad_dtype,
+    })
+}
+
+fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f64> {
+    tensor
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .expect("a float tensor's data converts to f64")
+}

@@ -1,0 +1,678 @@
+//! PyTorch parity: every case of the committed fixtures (`tests/fixtures/pytorch.json`) and of
+//! every file named by `BURN_XENT_FIXTURES` (a file, or a folder whose `*.json` files are all
+//! read) runs on every backend of the test matrix; the loss and the input gradient must match
+//! PyTorch's within the case's tolerance, and an `expect_error` case must be refused.
+//!
+//! Format: `xent-fixtures/1` (`docs/fixture-format.md`). A field or value the reader does not
+//! understand is a failure, never a skip. Every case runs before the test fails; each backend
+//! prints `parity <backend>: N cases, N passed` and every failed case with the index, the
+//! value got and the value wanted.
+//!
+//! - `ndarray`: f32 cases on `Autodiff<NdArray<f32>>`, f64 cases on `Autodiff<NdArray<f64>>`.
+//! - `wgpu`: `Autodiff<Wgpu>`, f32 only (burn-wgpu with fusion rejects f64: "Unsupported
+//!   precision for fusion: f64"), so f64 cases run in f32 with the f32 tolerance (or the
+//!   case's, where looser); the count of such cases is printed and each failure says so.
+//!
+//! `BURN_XENT_FIXTURES=path cargo test --test pytorch_parity -- --nocapture` prints the counts.
+
+mod common;
+#[path = "parity/fixture.rs"]
+mod fixture;
+#[path = "parity/runner.rs"]
+mod runner;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::DType;
+use burn::tensor::backend::AutodiffBackend;
+
+use common::{NdArrayAd, NdArrayAd64, WgpuAd};
+use fixture::{Case, Dtype, FloatTensor, Loss, Tolerance};
+use runner::{Outcome, Run, loaded_shape, run_case};
+
+/// The environment variable naming extra fixture files.
+const EXTRA_FIXTURES: &str = "BURN_XENT_FIXTURES";
+
+/// The tolerance an f64 case gets when it runs in f32 (the generator's f32 tolerance).
+const F32_TOLERANCE: Tolerance = Tolerance {
+    rtol: 1e-4,
+    atol: 1e-5,
+};
+
+/// At most this many mismatching elements are listed per tensor of a failed case.
+const LISTED_PER_TENSOR: usize = 20;
+
+/// One fixture file as read: its path and its cases, or why it could not be read.
+struct FixtureFile {
+    path: PathBuf,
+    cases: Result<Vec<Result<Case, fixture::BadCase>>, String>,
+}
+
+/// The committed fixtures followed by every file `BURN_XENT_FIXTURES` names.
+fn fixture_files() -> Vec<FixtureFile> {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch.json");
+    let mut paths = vec![Ok(committed)];
+    if let Some(extra) = std::env::var_os(EXTRA_FIXTURES).filter(|v| !v.is_empty()) {
+        paths.extend(extra_paths(Path::new(&extra)));
+    }
+    paths
+        .into_iter()
+        .map(|path| match path {
+            Ok(path) => {
+                let cases = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read: {e}"))
+                    .and_then(|text| fixture::parse(&text))
+                    .map(|fixtures| fixtures.cases);
+                FixtureFile { path, cases }
+            }
+            Err((path, reason)) => FixtureFile {
+                path,
+                cases: Err(reason),
+            },
+        })
+        .collect()
+}
+
+/// The files `BURN_XENT_FIXTURES` names: the file itself, or a folder's `*.json` files in
+/// name order. A missing path or a folder without fixtures is an error, not nothing.
+fn extra_paths(path: &Path) -> Vec<Result<PathBuf, (PathBuf, String)>> {
+    if path.is_file() {
+        return vec![Ok(path.to_path_buf())];
+    }
+    if !path.is_dir() {
+        return vec![Err((
+            path.to_path_buf(),
+            format!("{EXTRA_FIXTURES} names no file or folder"),
+        ))];
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) => return vec![Err((path.to_path_buf(), format!("cannot list: {e}")))],
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return vec![Err((
+            path.to_path_buf(),
+            format!("{EXTRA_FIXTURES} names a folder without *.json files"),
+        ))];
+    }
+    files.into_iter().map(Ok).collect()
+}
+
+/// What a backend does with a case: the run, and whether an f64 case ran in f32.
+type Runner<'a> = &'a dyn Fn(&Case) -> (Run, bool);
+
+/// The counts and failures of one backend.
+#[derive(Default)]
+struct Report {
+    cases: usize,
+    passed: usize,
+    f64_in_f32: usize,
+    f64_in_f32_passed: usize,
+    refused_by_types: Vec<String>,
+    failures: Vec<String>,
+    /// The first case that panicked other than by burn-xent's refusal, and how many cases
+    /// failed after it: a panic inside a backend (Burn's fusion stream on wgpu) can leave the
+    /// device unusable for the rest of the process, so those failures may be its echo.
+    first_crash: Option<(String, usize)>,
+}
+
+/// Runs every case of every file on one backend, prints the report, and returns whether
+/// everything passed.
+fn run_backend(backend: &str, runner: Runner) -> bool {
+    let started = Instant::now();
+    let files = fixture_files();
+    let mut report = Report::default();
+    let mut read = Vec::new();
+    for file in &files {
+        let source = file.path.display().to_string();
+        let cases = match &file.cases {
+            Ok(cases) => cases,
+            Err(reason) => {
+                report.failures.push(format!(
+                    "FAILED file {source}: {reason} (none of its cases ran)"
+                ));
+                read.push(format!("{source} (unreadable)"));
+                continue;
+            }
+        };
+        read.push(format!("{source} ({} cases)", cases.len()));
+        for case in cases {
+            report.cases += 1;
+            let case = match case {
+                Ok(case) => case,
+                Err(bad) => {
+                    report.failures.push(format!(
+                        "FAILED {} [{source}]: not understood: {}",
+                        bad.label, bad.reason
+                    ));
+                    continue;
+                }
+            };
+            let (run, in_f32) = runner(case);
+            let crashed = match &run {
+                Run::Panicked(message) => {
+                    !case.expect_error || !message.contains(function_name(case.loss))
+                }
+                _ => false,
+            };
+            let verdict = judge(case, run, in_f32);
+            if in_f32 {
+                report.f64_in_f32 += 1;
+            }
+            match verdict {
+                Verdict::Pass { refused_by_types } => {
+                    report.passed += 1;
+                    if in_f32 {
+                        report.f64_in_f32_passed += 1;
+                    }
+                    if let Some(reason) = refused_by_types {
+                        report
+                            .refused_by_types
+                            .push(format!("{} ({reason})", case.name));
+                    }
+                }
+                Verdict::Fail(lines) => {
+                    if let Some((_, after)) = &mut report.first_crash {
+                        *after += 1;
+                    }
+                    let note = if in_f32 { ", f64 case run in f32" } else { "" };
+                    let mut text = format!("FAILED {} [{source}{note}]:", case.name);
+                    for line in lines {
+                        text.push_str("\n    ");
+                        text.push_str(&line);
+                    }
+                    report.failures.push(text);
+                }
+            }
+            if crashed && report.first_crash.is_none() {
+                report.first_crash = Some((case.name.clone(), 0));
+            }
+        }
+    }
+
+    println!("parity {backend}: fixtures {}", read.join(", "));
+    for failure in &report.failures {
+        println!("{failure}");
+    }
+    if !report.refused_by_types.is_empty() {
+        println!(
+            "parity {backend}: {} expect_error case(s) refused by the API's types (the call \
+             does not compile, so it cannot run): {}",
+            report.refused_by_types.len(),
+            report.refused_by_types.join("; ")
+        );
+    }
+    if let Some((case, after)) = &report.first_crash
+        && *after > 0
+    {
+        println!(
+            "parity {backend}: note: {case} panicked unexpectedly, and {after} later case(s) \
+             failed; a panic inside the backend can leave the device unusable for the rest of \
+             the process, so fix {case} first"
+        );
+    }
+    if report.f64_in_f32 > 0 {
+        println!(
+            "parity {backend}: {} f64 cases ran in f32 (this backend has no f64) with the f32 \
+             tolerance (rtol {:e}, atol {:e}, or the case's where looser); {} of them passed",
+            report.f64_in_f32, F32_TOLERANCE.rtol, F32_TOLERANCE.atol, report.f64_in_f32_passed
+        );
+    }
+    println!(
+        "parity {backend}: wall time {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "parity {backend}: {} cases, {} passed",
+        report.cases, report.passed
+    );
+    report.failures.is_empty() && report.passed == report.cases
+}
+
+enum Verdict {
+    /// `refused_by_types`: an `expect_error` case whose call the API's types cannot express.
+    Pass {
+        refused_by_types: Option<String>,
+    },
+    Fail(Vec<String>),
+}
+
+/// The function name burn-xent's refusals of bad input start with.
+fn function_name(loss: Loss) -> &'static str {
+    match loss {
+        Loss::Bce => "binary_cross_entropy",
+        Loss::BceWithLogits => "binary_cross_entropy_with_logits",
+        Loss::CrossEntropy => "cross_entropy",
+        Loss::Nll => "nll_loss",
+    }
+}
+
+/// Whether a case's run matches the fixture. An `expect_error` case passes when burn-xent
+/// refuses the input: a panic whose message names the function (as all of burn-xent's checks
+/// do; a panic from elsewhere, e.g. a backend left broken by an earlier case, is not a
+/// refusal), or a call the API's types cannot express.
+fn judge(case: &Case, run: Run, in_f32: bool) -> Verdict {
+    if case.expect_error {
+        return match run {
+            Run::Panicked(message) if message.contains(function_name(case.loss)) => Verdict::Pass {
+                refused_by_types: None,
+            },
+            Run::Panicked(message) => Verdict::Fail(vec![format!(
+                "expect_error: a panic, but not burn-xent's refusal (whose message names {}): \
+                 {message}",
+                function_name(case.loss)
+            )]),
+            Run::Inexpressible(reason) => Verdict::Pass {
+                refused_by_types: Some(reason),
+            },
+            Run::Ran(outcome) => Verdict::Fail(vec![format!(
+                "expect_error: the crate accepted the input; loss {:?} (shape {:?})",
+                outcome.loss, outcome.loss_shape
+            )]),
+            Run::HarnessError(reason) => Verdict::Fail(vec![format!("could not run: {reason}")]),
+        };
+    }
+    let outcome = match run {
+        Run::Ran(outcome) => outcome,
+        Run::Panicked(message) => {
+            return Verdict::Fail(vec![format!("the crate panicked: {message}")]);
+        }
+        Run::Inexpressible(reason) => {
+            return Verdict::Fail(vec![format!("cannot be called through the API: {reason}")]);
+        }
+        Run::HarnessError(reason) => {
+            return Verdict::Fail(vec![format!("could not run: {reason}")]);
+        }
+    };
+    let expected = case
+        .expected
+        .as_ref()
+        .expect("the reader requires `expected` when expect_error is false");
+    let tolerance = if in_f32 {
+        Tolerance {
+            rtol: case.tolerance.rtol.max(F32_TOLERANCE.rtol),
+            atol: case.tolerance.atol.max(F32_TOLERANCE.atol),
+        }
+    } else {
+        case.tolerance
+    };
+    let mut lines = Vec::new();
+    // The dtype the case ran in must be the one intended (not silently another). An empty
+    // input is exempt: burn-xent builds that result from host data in the device's default
+    // dtype.
+    let intended = match (case.dtype, in_f32) {
+        (Dtype::F64, false) => DType::F64,
+        _ => DType::F32,
+    };
+    if !case.input.data.is_empty() {
+        for (what, dtype) in [
+            ("loss", Some(outcome.loss_dtype)),
+            ("grad_input", outcome.grad_dtype),
+        ] {
+            if let Some(dtype) = dtype.filter(|&d| d != intended) {
+                lines.push(format!("{what}: computed in {dtype:?}, want {intended:?}"));
+            }
+        }
+    }
+    lines.extend(compare(
+        "loss",
+        &outcome.loss_shape,
+        &outcome.loss,
+        &expected.loss,
+        tolerance,
+    ));
+    if let Some(want) = &expected.grad_input {
+        lines.extend(compare_grad(&outcome, want, tolerance));
+    }
+    if lines.is_empty() {
+        Verdict::Pass {
+            refused_by_types: None,
+        }
+    } else {
+        Verdict::Fail(lines)
+    }
+}
+
+fn compare_grad(outcome: &Outcome, want: &FloatTensor, tolerance: Tolerance) -> Vec<String> {
+    let mut lines = compare(
+        "grad_input",
+        &outcome.grad_shape,
+        &outcome.grad,
+        want,
+        tolerance,
+    );
+    if outcome.grad_missing && !lines.is_empty() {
+        lines.push("(Burn returned no gradient for the input; compared as zeros)".to_string());
+    }
+    lines
+}
+
+/// The mismatches between `got` and `want`: a shape mismatch, or one line per element out
+/// of tolerance (the first [`LISTED_PER_TENSOR`] of them).
+fn compare(
+    what: &str,
+    got_shape: &[usize],
+    got: &[f64],
+    want: &FloatTensor,
+    tolerance: Tolerance,
+) -> Vec<String> {
+    if got_shape != loaded_shape(&want.shape).as_slice() || got.len() != want.data.len() {
+        return vec![format!(
+            "{what}: shape: got {got_shape:?} ({} values), want {:?} ({} values)",
+            got.len(),
+            want.shape,
+            want.data.len()
+        )];
+    }
+    let bad: Vec<usize> = (0..got.len())
+        .filter(|&i| !matches(got[i], want.data[i], tolerance))
+        .collect();
+    let mut lines: Vec<String> = bad
+        .iter()
+        .take(LISTED_PER_TENSOR)
+        .map(|&i| {
+            format!(
+                "{what}[{i}]{}: got {:?}, want {:?} (rtol {:e}, atol {:e})",
+                position(&want.shape, i),
+                got[i],
+                want.data[i],
+                tolerance.rtol,
+                tolerance.atol
+            )
+        })
+        .collect();
+    if bad.len() > LISTED_PER_TENSOR {
+        lines.push(format!(
+            "{what}: … and {} more elements out of tolerance",
+            bad.len() - LISTED_PER_TENSOR
+        ));
+    }
+    lines
+}
+
+/// ` at [i, j, …]` for a flat index into a tensor of rank 2 or more, else nothing.
+fn position(shape: &[usize], flat: usize) -> String {
+    if shape.len() < 2 {
+        return String::new();
+    }
+    let mut rest = flat;
+    let mut index = vec![0; shape.len()];
+    for (d, &size) in shape.iter().enumerate().rev() {
+        index[d] = rest % size;
+        rest /= size;
+    }
+    format!(" at {index:?}")
+}
+
+/// `abs(got - want) <= atol + rtol * abs(want)`; NaN matches only NaN, an infinity only the
+/// same infinity.
+fn matches(got: f64, want: f64, tolerance: Tolerance) -> bool {
+    if want.is_nan() || got.is_nan() {
+        return want.is_nan() && got.is_nan();
+    }
+    if want.is_infinite() || got.is_infinite() {
+        return got == want;
+    }
+    (got - want).abs() <= tolerance.atol + tolerance.rtol * want.abs()
+}
+
+fn on<B: AutodiffBackend>(case: &Case, dtype: DType) -> Run {
+    run_case::<B>(case, dtype, &Default::default())
+}
+
+/// The CPU backend: f32 cases in f32, f64 cases in f64.
+#[test]
+fn ndarray() {
+    let runner = |case: &Case| match case.dtype {
+        Dtype::F32 => (on::<NdArrayAd>(case, DType::F32), false),
+        Dtype::F64 => (on::<NdArrayAd64>(case, DType::F64), false),
+    };
+    assert!(
+        run_backend("ndarray", &runner),
+        "parity ndarray: some cases failed (listed above)"
+    );
+}
+
+/// The GPU backend: every case in f32 (f64 cases with the f32 tolerance).
+#[test]
+fn wgpu() {
+    if !common::wgpu_ready("pytorch_parity") {
+        return;
+    }
+    let runner = |case: &Case| (on::<WgpuAd>(case, DType::F32), case.dtype == Dtype::F64);
+    assert!(
+        run_backend("wgpu", &runner),
+        "parity wgpu: some cases failed (listed above)"
+    );
+}
+
+/// The reader's side of "a field or value it does not understand is a failure".
+mod reader {
+    use super::fixture::{Dtype, Loss, Reduction, Target, parse};
+    use serde_json::{Value, json};
+
+    /// A valid one-case file; tests edit it into invalid ones.
+    fn valid() -> Value {
+        json!({
+            "format": "xent-fixtures/1",
+            "generator": "test",
+            "cases": [{
+                "name": "ce",
+                "loss": "cross_entropy",
+                "dtype": "f32",
+                "input": {"shape": [2, 3], "data": [0.5, "nan", "-inf", 1, 2, "inf"]},
+                "target": {"shape": [2], "data": [0, -100], "kind": "index"},
+                "weight": null,
+                "ignore_index": -100,
+                "label_smoothing": 0.1,
+                "reduction": "mean",
+                "upstream": {"shape": [], "data": [2.0]},
+                "expected": {
+                    "loss": {"shape": [], "data": [0.25]},
+                    "grad_input": null
+                },
+                "tolerance": {"rtol": 1e-4, "atol": 1e-5}
+            }]
+        })
+    }
+
+    /// The reason the file's only case is rejected; panics if it is accepted.
+    fn case_rejected(file: Value) -> String {
+        let fixtures = parse(&file.to_string()).expect("the envelope is valid");
+        assert_eq!(fixtures.cases.len(), 1);
+        match &fixtures.cases[0] {
+            Ok(case) => panic!("accepted a case it should reject: {case:?}"),
+            Err(bad) => bad.reason.clone(),
+        }
+    }
+
+    fn with_case(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
+        let mut file = valid();
+        edit(file["cases"][0].as_object_mut().unwrap());
+        file
+    }
+
+    #[test]
+    fn accepts_the_valid_case() {
+        let fixtures = parse(&valid().to_string()).unwrap();
+        let case = fixtures.cases[0].as_ref().unwrap();
+        assert_eq!(case.loss, Loss::CrossEntropy);
+        assert_eq!(case.dtype, Dtype::F32);
+        assert_eq!(case.reduction, Reduction::Mean);
+        assert!(case.input.data[1].is_nan());
+        assert_eq!(case.input.data[2], f64::NEG_INFINITY);
+        assert_eq!(case.input.data[5], f64::INFINITY);
+        assert!(matches!(&case.target, Target::Index(t) if t.data == [0, -100]));
+        assert_eq!(case.upstream.as_ref().unwrap().shape, Vec::<usize>::new());
+        assert!(!case.expect_error);
+        assert_eq!(fixtures.generator.as_deref(), Some("test"));
+    }
+
+    #[test]
+    fn fills_in_the_defaults() {
+        let file = with_case(|case| {
+            for field in ["weight", "ignore_index", "label_smoothing", "upstream"] {
+                case.remove(field);
+            }
+        });
+        let fixtures = parse(&file.to_string()).unwrap();
+        let case = fixtures.cases[0].as_ref().unwrap();
+        assert_eq!(case.ignore_index, -100);
+        assert_eq!(case.label_smoothing, 0.0);
+        assert!(case.weight.is_none() && case.pos_weight.is_none() && case.upstream.is_none());
+    }
+
+    #[test]
+    fn rejects_a_bad_format_string() {
+        for format in [json!("xent-fixtures/2"), json!("XENT-FIXTURES/1"), json!(1)] {
+            let mut file = valid();
+            file["format"] = format;
+            let err = parse(&file.to_string()).unwrap_err();
+            assert!(err.contains("format"), "{err}");
+        }
+        let mut file = valid();
+        file.as_object_mut().unwrap().remove("format");
+        assert!(parse(&file.to_string()).unwrap_err().contains("format"));
+    }
+
+    #[test]
+    fn rejects_an_unknown_field() {
+        let mut file = valid();
+        file["comment"] = json!("hi");
+        assert!(parse(&file.to_string()).unwrap_err().contains("comment"));
+
+        let reason = case_rejected(with_case(|case| {
+            case.insert("reduce".into(), json!(true));
+        }));
+        assert!(reason.contains("reduce"), "{reason}");
+
+        let reason = case_rejected(with_case(|case| {
+            case["input"]["stride"] = json!([3, 1]);
+        }));
+        assert!(reason.contains("stride"), "{reason}");
+
+        let reason = case_rejected(with_case(|case| {
+            case["expected"]["grad_target"] = json!(null);
+        }));
+        assert!(reason.contains("grad_target"), "{reason}");
+
+        let reason = case_rejected(with_case(|case| {
+            case["tolerance"]["ulps"] = json!(4);
+        }));
+        assert!(reason.contains("ulps"), "{reason}");
+    }
+
+    #[test]
+    fn rejects_an_unknown_loss() {
+        let reason = case_rejected(with_case(|case| {
+            case["loss"] = json!("kl_div");
+        }));
+        assert!(reason.contains("kl_div"), "{reason}");
+    }
+
+    #[test]
+    fn rejects_an_unknown_dtype() {
+        for dtype in ["f16", "bf16", "float32"] {
+            let reason = case_rejected(with_case(|case| {
+                case["dtype"] = json!(dtype);
+            }));
+            assert!(reason.contains(dtype), "{reason}");
+        }
+    }
+
+    #[test]
+    fn rejects_an_unknown_reduction() {
+        for reduction in ["batchmean", "elementwise_mean", "Mean"] {
+            let reason = case_rejected(with_case(|case| {
+                case["reduction"] = json!(reduction);
+            }));
+            assert!(reason.contains(reduction), "{reason}");
+        }
+    }
+
+    #[test]
+    fn rejects_an_unknown_value() {
+        let reason = case_rejected(with_case(|case| {
+            case["input"]["data"][0] = json!("NaN");
+        }));
+        assert!(reason.contains("NaN"), "{reason}");
+        let reason = case_rejected(with_case(|case| {
+            case["target"]["kind"] = json!("probabilities");
+        }));
+        assert!(reason.contains("probabilities"), "{reason}");
+        let reason = case_rejected(with_case(|case| {
+            case["target"]["data"][0] = json!(1.5);
+        }));
+        assert!(reason.contains("target.data[0]"), "{reason}");
+        let reason = case_rejected(with_case(|case| {
+            case["input"]["data"] = json!([1.0, 2.0]);
+        }));
+        assert!(reason.contains("holds 6 values"), "{reason}");
+        let reason = case_rejected(with_case(|case| {
+            case.insert("expect_error".into(), json!("yes"));
+        }));
+        assert!(reason.contains("expect_error"), "{reason}");
+    }
+
+    #[test]
+    fn rejects_fields_that_do_not_apply() {
+        let reason = case_rejected(with_case(|case| {
+            case.insert(
+                "pos_weight".into(),
+                json!({"shape": [3], "data": [1, 2, 3]}),
+            );
+        }));
+        assert!(reason.contains("pos_weight"), "{reason}");
+        let reason = case_rejected(with_case(|case| {
+            case["loss"] = json!("nll_loss");
+        }));
+        assert!(reason.contains("label_smoothing"), "{reason}");
+        let reason = case_rejected(with_case(|case| {
+            case.insert("expect_error".into(), json!(true));
+        }));
+        assert!(reason.contains("expected"), "{reason}");
+        let reason = case_rejected(with_case(|case| {
+            case.remove("expected");
+        }));
+        assert!(reason.contains("expected"), "{reason}");
+    }
+
+    #[test]
+    fn rejects_a_duplicate_name() {
+        let mut file = valid();
+        let case = file["cases"][0].clone();
+        file["cases"].as_array_mut().unwrap().push(case);
+        let fixtures = parse(&file.to_string()).unwrap();
+        assert!(fixtures.cases[0].is_ok());
+        assert!(
+            fixtures.cases[1]
+                .as_ref()
+                .unwrap_err()
+                .reason
+                .contains("unique")
+        );
+    }
+
+    #[test]
+    fn nan_matches_only_nan_and_infinity_only_itself() {
+        let tolerance = super::Tolerance {
+            rtol: 1e-4,
+            atol: 1e-5,
+        };
+        assert!(super::matches(f64::NAN, f64::NAN, tolerance));
+        assert!(!super::matches(0.0, f64::NAN, tolerance));
+        assert!(!super::matches(f64::NAN, 0.0, tolerance));
+        assert!(super::matches(f64::INFINITY, f64::INFINITY, tolerance));
+        assert!(!super::matches(f64::NEG_INFINITY, f64::INFINITY, tolerance));
+        assert!(!super::matches(1e300, f64::INFINITY, tolerance));
+        assert!(!super::matches(f64::INFINITY, 1e300, tolerance));
+        assert!(super::matches(1.0001, 1.0, tolerance));
+        assert!(!super::matches(1.001, 1.0, tolerance));
+    }
+}

@@ -3,7 +3,7 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{Tensor, activation::log_sigmoid, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
 
 use crate::broadcast::{BroadcastWeight, config_shape};
 use crate::reduction::{Reduction, reduce_by_count};
@@ -108,12 +108,27 @@ pub fn binary_cross_entropy_with_logits_no_reduction<B: Backend, const D: usize>
         .as_ref()
         .map(|w| w.expand_to(FUNCTION, "pos_weight", &input));
 
-    let log_sig = log_sigmoid(input.clone());
-    let negative_part = (target.clone().neg() + 1.0) * input;
-    let loss = match pos_weight {
-        Some(pos_weight) => negative_part - ((pos_weight - 1.0) * target + 1.0) * log_sig,
-        None => negative_part - log_sig,
+    // PyTorch's `(1 - t) x - (1 + (pw - 1) t) log σ(x)` equals
+    // `(1 - t) softplus(x) + pw t softplus(-x)`, which has no cancellation in either tail
+    // (PyTorch's form loses every digit of a 1e-7 loss in f32 at x = -16, t = 0). The value,
+    // with gradients for the target and `pos_weight`, is computed from constant logits; the
+    // input gradient comes from a term that is zero in value and has the exact derivative
+    // `(1 - t) σ(x) - pw t σ(-x)` (Burn 0.21's `log_sigmoid` backward loses most of its digits
+    // in the tail: at x = 10 its f32 gradient is 35% off).
+    let x = input.clone().detach();
+    let tail = x.clone().abs().neg().exp().log1p(); // log1p(exp(-|x|))
+    let softplus = x.clone().clamp_min(0.0) + tail.clone(); // -log σ(-x)
+    let softplus_of_neg = x.clone().neg().clamp_min(0.0) + tail; // -log σ(x)
+    let negative_weight = target.clone().neg() + 1.0;
+    let positive_weight = match pos_weight {
+        Some(pos_weight) => pos_weight * target.clone(),
+        None => target.clone(),
     };
+    let value = negative_weight.clone() * softplus.clone()
+        + positive_weight.clone() * softplus_of_neg.clone();
+    let slope = negative_weight.detach() * softplus_of_neg.neg().exp()
+        - positive_weight.detach() * softplus.neg().exp();
+    let loss = value + (input - x) * slope;
     match weight {
         Some(weight) => loss * weight,
         None => loss,

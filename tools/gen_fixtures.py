@@ -69,6 +69,16 @@ TOL_LARGE = {
 # either clamp pass (it is an arbitrary constant) while still checking the ~1e12 magnitude
 # and sign. The f32 tolerance (rtol 1e-4) already covers it.
 TOL_BCE_CLAMP_F64 = {"rtol": 1e-8, "atol": 1e-12}
+# BCE with logits in the tails (|x| from 8 to 30), where the loss or its gradient is as small
+# as 1e-13. f64: PyTorch's own formula, `(1 - t) x - log_sigmoid(x)`, cancels there, so even
+# the float64 reference is only good to a few ulp of |x| (about 4e-15 absolute at |x| = 30):
+# atol 1e-14. f32: GPU backends compute log1p(y) as log(1 + y), good to about one f32 ulp of
+# 1 (1.2e-7) absolute: atol 2e-7. Both still catch a lost tail (a 35% error in the gradient
+# at x = 10 is 1.6e-5).
+TOL_TAIL = {
+    "f32": {"rtol": 1e-4, "atol": 2e-7},
+    "f64": {"rtol": 1e-10, "atol": 1e-14},
+}
 
 LOSSES = (
     "binary_cross_entropy",
@@ -80,46 +90,36 @@ LOSSES = (
 CASES = []
 NAMES = set()
 
-
 # --------------------------------------------------------------------------------------
 # Random data helpers (all float64, rounded to the case's dtype later).
 # --------------------------------------------------------------------------------------
-
 
 def gen_for(name):
     g = torch.Generator()
     g.manual_seed(zlib.crc32(name.encode()) + 12345)
     return g
 
-
 def randn(g, shape, scale=1.0):
     return torch.randn(shape, generator=g, dtype=F64) * scale
 
-
 def uniform(g, shape, lo=0.0, hi=1.0):
     return lo + (hi - lo) * torch.rand(shape, generator=g, dtype=F64)
-
 
 def probs(g, shape):
     """Probabilities in [0.02, 0.98]."""
     return uniform(g, shape, 0.02, 0.98)
 
-
 def binary(g, shape):
     return (torch.rand(shape, generator=g, dtype=F64) < 0.5).to(F64)
-
 
 def classes(g, shape, c):
     return torch.randint(0, c, shape, generator=g, dtype=torch.long)
 
-
 def class_probs(g, shape, dim):
     return torch.softmax(randn(g, shape, 1.5), dim=dim)
 
-
 def log_probs(g, shape, dim):
     return torch.log_softmax(randn(g, shape, 1.5), dim=dim)
-
 
 def round_to(t, dtype):
     if t is None:
@@ -131,11 +131,9 @@ def round_to(t, dtype):
         return t.to(torch.float32).to(F64)
     return t.clone()
 
-
 # --------------------------------------------------------------------------------------
 # Serialisation
 # --------------------------------------------------------------------------------------
-
 
 def num(v):
     if isinstance(v, bool):
@@ -148,18 +146,15 @@ def num(v):
         return "inf" if v > 0 else "-inf"
     return float(v)
 
-
 def tensor_json(t):
     if t is None:
         return None
     data = t.detach().reshape(-1).tolist()
     return {"shape": list(t.shape), "data": [num(v) for v in data]}
 
-
 # --------------------------------------------------------------------------------------
 # Evaluation with PyTorch
 # --------------------------------------------------------------------------------------
-
 
 def call(loss, x, t, reduction, weight, pos_weight, ignore_index, label_smoothing):
     if loss == "binary_cross_entropy":
@@ -178,7 +173,6 @@ def call(loss, x, t, reduction, weight, pos_weight, ignore_index, label_smoothin
     if loss == "nll_loss":
         return F.nll_loss(x, t, **kwargs)
     raise ValueError(loss)
-
 
 def add(
     name,
@@ -275,7 +269,6 @@ def add(
     case["tolerance"] = dict(tol or TOL[dtype])
     CASES.append(case)
 
-
 # --------------------------------------------------------------------------------------
 # Cases
 # --------------------------------------------------------------------------------------
@@ -286,10 +279,8 @@ CE = "cross_entropy"
 NLL = "nll_loss"
 RED = ("mean", "sum", "none")
 
-
 def up_for(red):
     return "rand" if red == "none" else None
-
 
 def bce_cases():
     # Ranks 1, 2, 3; every reduction; both dtypes.
@@ -382,7 +373,6 @@ def bce_cases():
     add("bce_err_weight_not_broadcast", BCE, "f32", probs(g, (4, 3)), binary(g, (4, 3)),
         "mean", weight=uniform(g, (4,), 0.5, 1.5), error=True)
 
-
 def bcel_cases():
     for shape, dtype in (((7,), "f64"), ((4, 3), "f32"), ((2, 3, 4), "f64")):
         r = len(shape)
@@ -450,6 +440,21 @@ def bcel_cases():
     add("bcel_large_logits_pos_weight_sum_f64", BCEL, "f64", big_x, big_t, "sum",
         pos_weight=pw, tol=TOL_LARGE["f64"])
 
+    # The tails: |x| from 8 to 30, where the loss or its gradient is tiny (down to 1e-13)
+    # and only a log1p/exp(-|x|) formulation keeps its relative precision; the tolerance is
+    # relative (TOL_TAIL).
+
+    tail_x = torch.tensor([[8.0, 12.0, 16.0, 20.0, 30.0], [-8.0, -12.0, -16.0, -20.0, -30.0]],
+                          dtype=F64)
+    for target_value in (0.0, 1.0):
+        tail_t = torch.full_like(tail_x, target_value)
+        for dtype in ("f32", "f64"):
+            add(f"bcel_tail_logits_t{int(target_value)}_none_{dtype}", BCEL, dtype, tail_x,
+                tail_t, "none", upstream="rand", tol=TOL_TAIL[dtype])
+    add("bcel_tail_logits_pos_weight_sum_f32", BCEL, "f32", tail_x,
+        torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0, 0.0]], dtype=F64), "sum",
+        pos_weight=torch.tensor([2.0, 0.5, 3.0, 1.0, 4.0], dtype=F64), tol=TOL_TAIL["f32"])
+
     # NaN logits.
     nan_x = torch.tensor([[0.5, NAN, -1.0], [2.0, 0.0, -3.0]], dtype=F64)
     nan_t = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=F64)
@@ -472,7 +477,6 @@ def bcel_cases():
         "mean", pos_weight=uniform(g, (4,), 0.5, 2.0), error=True)
     add("bcel_err_weight_not_broadcast", BCEL, "f32", randn(g, (4, 3)), binary(g, (4, 3)),
         "sum", weight=uniform(g, (2,), 0.5, 2.0), error=True)
-
 
 def ce_cases():
     # Plain index targets: 2-D, unbatched, K-dimensional.
@@ -736,7 +740,6 @@ def ce_cases():
     add("ce_err_prob_shape_mismatch", CE, "f32", x, class_probs(g, (4, 4), 1), "mean",
         error=True)
 
-
 def nll_cases():
     for dtype in ("f32", "f64"):
         for red in RED:
@@ -860,7 +863,6 @@ def nll_cases():
     add("nll_err_unbatched_target_ge_c", NLL, "f32", log_probs(g, (3,), 0), torch.tensor(3),
         "none", error=True)
 
-
 # --------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------
@@ -870,7 +872,6 @@ KNOWN = set(REQUIRED) | {
     "weight", "pos_weight", "ignore_index", "label_smoothing", "upstream", "expected",
     "expect_error",
 }
-
 
 def check_tensor(t, where, allow_int=False):
     assert isinstance(t, dict), where
@@ -889,7 +890,6 @@ def check_tensor(t, where, allow_int=False):
         else:
             assert isinstance(v, float) and math.isfinite(v), where
     return shape
-
 
 def validate(path):
     with open(path) as f:
@@ -947,7 +947,6 @@ def validate(path):
             assert t_shape == in_shape, name
     return doc
 
-
 def summary(doc):
     cases = doc["cases"]
     print(f"{doc['generator']}: {len(cases)} cases")
@@ -960,7 +959,6 @@ def summary(doc):
     for dtype in ("f32", "f64"):
         print(f"  {dtype}: {sum(1 for c in cases if c['dtype'] == dtype)}")
     print(f"  expect_error: {sum(1 for c in cases if c.get('expect_error'))}")
-
 
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -983,7 +981,6 @@ def main():
         f.write("\n]}\n")
     summary(validate(out))
     print(f"wrote {out} ({os.path.getsize(out)} bytes)")
-
 
 if __name__ == "__main__":
     main()

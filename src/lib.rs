@@ -57,6 +57,8 @@ mod cross_entropy;
 pub mod gradcheck;
 mod nll;
 mod reduction;
+#[cfg(feature = "train")]
+pub mod train;
 mod workarounds;
 
 pub use bce::{

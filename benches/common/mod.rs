@@ -1,0 +1,452 @@
+//! What the two benchmark binaries share: the cases (loss × shape), the implementations
+//! compared, deterministic inputs, and one forward (+ backward) that ends with a read-back.
+//!
+//! `benches/losses.rs` times these cases with criterion; `benches/memory.rs` measures their
+//! peak memory. Keeping both on this one definition means the memory numbers and the times
+//! are of exactly the same work.
+#![allow(dead_code)]
+
+use std::fmt;
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn_xent::{
+    BceOptions, BceWithLogitsOptions, CrossEntropyOptions, NllLossOptions, Reduction,
+    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, nll_loss,
+};
+
+/// The CPU backend benchmarked.
+pub type NdArrayAd = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
+/// The wgpu backend benchmarked (Burn's default: fusion, f32).
+pub type WgpuAd = burn_autodiff::Autodiff<burn_wgpu::Wgpu>;
+
+/// Chooses the shapes: `all` (default), `small` (everything but `4096x32000`), or a comma
+/// list of shape labels such as `65536x10,4194304`.
+pub const SHAPES_VAR: &str = "BURN_XENT_BENCH_SHAPES";
+/// Chooses the backends: a comma list of `ndarray` and `wgpu` (default `ndarray,wgpu`).
+pub const BACKENDS_VAR: &str = "BURN_XENT_BENCH_BACKENDS";
+/// The shapes run on wgpu, same syntax as [`SHAPES_VAR`] (default `small`: the software
+/// Vulkan driver this was written on takes minutes per iteration at `4096x32000`).
+pub const WGPU_SHAPES_VAR: &str = "BURN_XENT_BENCH_WGPU_SHAPES";
+
+/// The four losses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    CrossEntropy,
+    Nll,
+    Bce,
+    BceWithLogits,
+}
+
+impl Loss {
+    pub const ALL: [Loss; 4] = [
+        Loss::CrossEntropy,
+        Loss::Nll,
+        Loss::Bce,
+        Loss::BceWithLogits,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::CrossEntropy => "cross_entropy",
+            Loss::Nll => "nll_loss",
+            Loss::Bce => "bce",
+            Loss::BceWithLogits => "bce_with_logits",
+        }
+    }
+
+    /// Whether the loss takes class indices (`[N, C]` with `[N]`) or a float target of the
+    /// input's shape.
+    pub fn class_indices(self) -> bool {
+        matches!(self, Loss::CrossEntropy | Loss::Nll)
+    }
+
+    /// The implementations compared on this loss; the first is the default burn-xent call.
+    pub fn impls(self) -> &'static [Impl] {
+        match self {
+            Loss::CrossEntropy | Loss::Bce => &[Impl::Xent, Impl::XentNoCheck, Impl::BurnNn],
+            // burn::nn has no NLL loss.
+            Loss::Nll => &[Impl::Xent, Impl::XentNoCheck],
+            // burn-xent's BCE with logits reads nothing back: no value check to switch off.
+            Loss::BceWithLogits => &[Impl::Xent, Impl::BurnNn],
+        }
+    }
+
+    /// The benchmarked shapes of this loss (the list).
+    pub fn shapes(self) -> Vec<Vec<usize>> {
+        if self.class_indices() {
+            vec![vec![65536, 10], vec![8192, 1000], vec![4096, 32000]]
+        } else {
+            vec![vec![4096, 1024], vec![4194304]]
+        }
+    }
+
+    /// Tiny shapes for `cargo test --benches` (criterion's test mode): every code path, no
+    /// waiting.
+    pub fn test_shapes(self) -> Vec<Vec<usize>> {
+        if self.class_indices() {
+            vec![vec![128, 10]]
+        } else {
+            vec![vec![64, 16], vec![1024]]
+        }
+    }
+}
+
+/// Who computes the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Impl {
+    /// burn-xent's function with its defaults (value checks on).
+    Xent,
+    /// burn-xent with `check_values(false)`.
+    XentNoCheck,
+    /// The nearest `burn::nn::loss` module.
+    BurnNn,
+}
+
+impl Impl {
+    pub fn name(self) -> &'static str {
+        match self {
+            Impl::Xent => "burn-xent",
+            Impl::XentNoCheck => "burn-xent-nocheck",
+            Impl::BurnNn => "burn-nn",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Impl> {
+        [Impl::Xent, Impl::XentNoCheck, Impl::BurnNn]
+            .into_iter()
+            .find(|i| i.name() == name)
+    }
+}
+
+/// Forward only, or forward and backward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Forward,
+    ForwardBackward,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 2] = [Mode::Forward, Mode::ForwardBackward];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Forward => "forward",
+            Mode::ForwardBackward => "forward_backward",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// `[4096, 32000]` as `4096x32000`.
+pub struct ShapeLabel<'a>(pub &'a [usize]);
+
+impl fmt::Display for ShapeLabel<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|d| d.to_string()).collect();
+        write!(f, "{}", parts.join("x"))
+    }
+}
+
+pub fn shape_label(shape: &[usize]) -> String {
+    ShapeLabel(shape).to_string()
+}
+
+pub fn parse_shape(label: &str) -> Vec<usize> {
+    label
+        .split('x')
+        .map(|d| d.parse().expect("shape label like 4096x32000"))
+        .collect()
+}
+
+/// Whether `shape` is selected by the value of `var` (`all`, `small` or a list of labels).
+pub fn shape_selected(var: &str, default: &str, shape: &[usize]) -> bool {
+    let value = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    let label = shape_label(shape);
+    value.split(',').map(str::trim).any(|item| match item {
+        "all" => true,
+        "small" => label != "4096x32000",
+        other => other == label,
+    })
+}
+
+/// The backends selected by [`BACKENDS_VAR`].
+pub fn backend_selected(name: &str) -> bool {
+    std::env::var(BACKENDS_VAR)
+        .unwrap_or_else(|_| "ndarray,wgpu".to_string())
+        .split(',')
+        .any(|b| b.trim() == name)
+}
+
+/// Why wgpu cannot run here, or `None` when it can (probed on a thread, as the tests do:
+/// Burn panics when there is no adapter).
+pub fn wgpu_unavailable() -> Option<String> {
+    std::thread::spawn(|| {
+        let device = burn_wgpu::WgpuDevice::default();
+        let probe = Tensor::<burn_wgpu::Wgpu, 1>::from_floats([1.0, 2.0], &device);
+        probe.sum().into_data()
+    })
+    .join()
+    .err()
+    .map(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".to_string());
+        format!(
+            "no usable wgpu adapter ({})",
+            reason.lines().next().unwrap_or_default()
+        )
+    })
+}
+
+/// Bytes of one element of the input, the float target and the gradient (f32), and of one
+/// class index (i64, the int type of ndarray and of PyTorch).
+const F32: u64 = 4;
+const I64: u64 = 8;
+
+/// The least memory traffic of a forward + backward: the input read once, the target read
+/// once, the gradient written once.
+pub fn floor_bytes(loss: Loss, shape: &[usize], mode: Mode) -> u64 {
+    let elements: u64 = shape.iter().map(|&d| d as u64).product();
+    let target = if loss.class_indices() {
+        shape[0] as u64 * I64
+    } else {
+        elements * F32
+    };
+    let gradient = match mode {
+        Mode::Forward => 0,
+        Mode::ForwardBackward => elements * F32,
+    };
+    elements * F32 + target + gradient
+}
+
+/// SplitMix64: the same inputs on every run and backend, without a rand dependency.
+pub struct Stream(u64);
+
+impl Stream {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Roughly standard normal (Box-Muller).
+    fn normal(&mut self) -> f32 {
+        let u = self.uniform().max(1e-7);
+        let v = self.uniform();
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+}
+
+/// The inputs of one case on the host, made once and uploaded to each backend.
+pub struct HostInputs {
+    pub shape: Vec<usize>,
+    /// Logits (CE, BCE with logits), log-probabilities (NLL) or probabilities (BCE).
+    pub input: Vec<f32>,
+    /// Class indices in `[0, C)` (CE, NLL).
+    pub classes: Vec<i64>,
+    /// Hard 0/1 labels (BCE, BCE with logits): burn-nn's BCE takes integer labels only, so
+    /// both sides get the same hard labels, burn-xent as floats.
+    pub labels: Vec<i64>,
+}
+
+impl HostInputs {
+    pub fn new(loss: Loss, shape: &[usize]) -> Self {
+        let elements: usize = shape.iter().product();
+        let mut stream = Stream::new(0x5EED ^ elements as u64);
+        let mut input: Vec<f32> = (0..elements).map(|_| stream.normal()).collect();
+        let mut classes = Vec::new();
+        let mut labels = Vec::new();
+        match loss {
+            Loss::CrossEntropy | Loss::Nll => {
+                let c = shape[1];
+                classes = (0..shape[0])
+                    .map(|_| (stream.next_u64() % c as u64) as i64)
+                    .collect();
+                if loss == Loss::Nll {
+                    for row in input.chunks_mut(c) {
+                        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let lse = max + row.iter().map(|x| (x - max).exp()).sum::<f32>().ln();
+                        row.iter_mut().for_each(|x| *x -= lse);
+                    }
+                }
+            }
+            Loss::Bce | Loss::BceWithLogits => {
+                labels = (0..elements)
+                    .map(|_| (stream.next_u64() & 1) as i64)
+                    .collect();
+                if loss == Loss::Bce {
+                    input
+                        .iter_mut()
+                        .for_each(|x| *x = 1.0 / (1.0 + (-*x).exp()));
+                }
+            }
+        }
+        Self {
+            shape: shape.to_vec(),
+            input,
+            classes,
+            labels,
+        }
+    }
+}
+
+/// One case's inputs on a backend. They are not tracked; each run makes a fresh leaf with
+/// `require_grad`, as a training step's logits would be.
+pub enum Inputs<B: Backend> {
+    Class {
+        input: Tensor<B, 2>,
+        target: Tensor<B, 1, Int>,
+    },
+    Binary2 {
+        input: Tensor<B, 2>,
+        labels: Tensor<B, 2>,
+        int_labels: Tensor<B, 2, Int>,
+    },
+    Binary1 {
+        input: Tensor<B, 1>,
+        labels: Tensor<B, 1>,
+        int_labels: Tensor<B, 1, Int>,
+    },
+}
+
+impl<B: AutodiffBackend> Inputs<B> {
+    /// Uploads `host` for `loss`; `with_int_labels` adds burn-nn's integer BCE labels.
+    pub fn upload(host: &HostInputs, loss: Loss, device: &B::Device) -> Self {
+        let float = |values: Vec<f32>| TensorData::new(values, host.shape.clone());
+        let labels_f32 = || host.labels.iter().map(|&l| l as f32).collect::<Vec<f32>>();
+        let int = |values: &[i64]| TensorData::new(values.to_vec(), host.shape.clone());
+        let inputs = if loss.class_indices() {
+            Inputs::Class {
+                input: Tensor::from_data(float(host.input.clone()), device),
+                target: Tensor::from_data(
+                    TensorData::new(host.classes.clone(), [host.shape[0]]),
+                    device,
+                ),
+            }
+        } else if host.shape.len() == 2 {
+            Inputs::Binary2 {
+                input: Tensor::from_data(float(host.input.clone()), device),
+                labels: Tensor::from_data(float(labels_f32()), device),
+                int_labels: Tensor::from_data(int(&host.labels), device),
+            }
+        } else {
+            Inputs::Binary1 {
+                input: Tensor::from_data(float(host.input.clone()), device),
+                labels: Tensor::from_data(float(labels_f32()), device),
+                int_labels: Tensor::from_data(int(&host.labels), device),
+            }
+        };
+        B::sync(device).expect("the upload finishes");
+        inputs
+    }
+
+    /// One forward (+ backward) of `imp` on these inputs, ending with a read from the device
+    /// that waits for all of it: the loss value (forward) or one element of the input's
+    /// gradient (forward + backward). Returns what was read.
+    pub fn run(&self, loss: Loss, imp: Impl, mode: Mode) -> f32 {
+        match self {
+            Inputs::Class { input, target } => {
+                let x = input.clone().require_grad();
+                let device = x.device();
+                let value = match (loss, imp) {
+                    (Loss::CrossEntropy, Impl::Xent | Impl::XentNoCheck) => {
+                        let options =
+                            CrossEntropyOptions::new().with_check_values(imp == Impl::Xent);
+                        cross_entropy(x.clone(), target.clone(), Reduction::Mean, &options)
+                    }
+                    (Loss::CrossEntropy, Impl::BurnNn) => {
+                        burn::nn::loss::CrossEntropyLossConfig::new()
+                            .init::<B>(&device)
+                            .forward(x.clone(), target.clone())
+                    }
+                    (Loss::Nll, Impl::Xent | Impl::XentNoCheck) => {
+                        let options = NllLossOptions::new().with_check_values(imp == Impl::Xent);
+                        nll_loss(x.clone(), target.clone(), Reduction::Mean, &options)
+                    }
+                    other => panic!("no benchmark for {other:?}"),
+                };
+                finish(x, value, mode)
+            }
+            Inputs::Binary2 {
+                input,
+                labels,
+                int_labels,
+            } => run_binary(input, labels, int_labels, loss, imp, mode),
+            Inputs::Binary1 {
+                input,
+                labels,
+                int_labels,
+            } => run_binary(input, labels, int_labels, loss, imp, mode),
+        }
+    }
+}
+
+fn run_binary<B: AutodiffBackend, const D: usize>(
+    input: &Tensor<B, D>,
+    labels: &Tensor<B, D>,
+    int_labels: &Tensor<B, D, Int>,
+    loss: Loss,
+    imp: Impl,
+    mode: Mode,
+) -> f32 {
+    let x = input.clone().require_grad();
+    let device = x.device();
+    let value = match (loss, imp) {
+        (Loss::Bce, Impl::Xent | Impl::XentNoCheck) => {
+            let options = BceOptions::new().with_check_values(imp == Impl::Xent);
+            binary_cross_entropy(x.clone(), labels.clone(), Reduction::Mean, &options)
+        }
+        (Loss::BceWithLogits, Impl::Xent) => binary_cross_entropy_with_logits(
+            x.clone(),
+            labels.clone(),
+            Reduction::Mean,
+            &BceWithLogitsOptions::new(),
+        ),
+        (Loss::Bce | Loss::BceWithLogits, Impl::BurnNn) => {
+            burn::nn::loss::BinaryCrossEntropyLossConfig::new()
+                .with_logits(loss == Loss::BceWithLogits)
+                .init::<B>(&device)
+                .forward(x.clone(), int_labels.clone())
+        }
+        other => panic!("no benchmark for {other:?}"),
+    };
+    finish(x, value, mode)
+}
+
+/// Ends a run with the read-back that forces the (lazy) work to finish.
+fn finish<B: AutodiffBackend, const D: usize>(
+    x: Tensor<B, D>,
+    loss: Tensor<B, 1>,
+    mode: Mode,
+) -> f32 {
+    match mode {
+        Mode::Forward => loss.into_scalar().elem(),
+        Mode::ForwardBackward => {
+            let grads = loss.backward();
+            let gradient = x.grad(&grads).expect("the input has a gradient");
+            let elements = gradient.shape().num_elements();
+            gradient
+                .reshape([elements])
+                .narrow(0, 0, 1)
+                .into_scalar()
+                .elem()
+        }
+    }
+}

@@ -11,10 +11,12 @@
 //! (`cross_entropy/4096x32000/forward_backward`), and holds every implementation on every
 //! backend (`burn-xent/ndarray`, `burn-nn/ndarray`, …), so each ratio comes from one run.
 //!
-//! The timed region is one call of [`common::Inputs::run`]: a fresh `require_grad` leaf from
-//! inputs already on the device, the loss, for forward + backward `backward()` and the input's
-//! gradient, and a read of one value back to the host (the loss, or one element of the
-//! gradient), which waits for all the queued work (Burn is lazy on wgpu). Making the inputs
+//! The timed region is one call of [`common::Inputs::run`]: for forward + backward, a fresh
+//! `require_grad` leaf from inputs already on the device, the loss, `backward()`, the input's
+//! gradient and a read of one of its elements back to the host; for forward, the loss on the
+//! untracked inputs (no graph: Burn 0.21's autodiff keeps a tracked forward's saved state
+//! until the next `backward()`) and a read of its value. The read waits for all the queued
+//! work (Burn is lazy on wgpu). Making the inputs
 //! and uploading them is not timed. Freeing the graph and the gradient is timed, as it is in
 //! `tools/bench_torch.py`.
 //!

@@ -209,20 +209,22 @@ pub fn wgpu_unavailable() -> Option<String> {
 const F32: u64 = 4;
 const I64: u64 = 8;
 
-/// The least memory traffic of a forward + backward: the input read once, the target read
-/// once, the gradient written once.
+/// The least memory traffic of a pass (criterion's throughput, and BENCHMARKS.md's floor):
+/// the input read once, the target read once and, for forward + backward, the gradient
+/// written once. NLL's forward needs only the `N` picked log-probabilities, not the whole
+/// input (its gradient is still the input's size).
 pub fn floor_bytes(loss: Loss, shape: &[usize], mode: Mode) -> u64 {
     let elements: u64 = shape.iter().map(|&d| d as u64).product();
-    let target = if loss.class_indices() {
-        shape[0] as u64 * I64
-    } else {
-        elements * F32
+    let (input, target) = match loss {
+        Loss::Nll => (shape[0] as u64 * F32, shape[0] as u64 * I64),
+        Loss::CrossEntropy => (elements * F32, shape[0] as u64 * I64),
+        Loss::Bce | Loss::BceWithLogits => (elements * F32, elements * F32),
     };
     let gradient = match mode {
         Mode::Forward => 0,
         Mode::ForwardBackward => elements * F32,
     };
-    elements * F32 + target + gradient
+    input + target + gradient
 }
 
 /// SplitMix64: the same inputs on every run and backend, without a rand dependency.
@@ -307,8 +309,8 @@ impl HostInputs {
     }
 }
 
-/// One case's inputs on a backend. They are not tracked; each run makes a fresh leaf with
-/// `require_grad`, as a training step's logits would be.
+/// One case's inputs on a backend. They are not tracked; each forward + backward run makes a
+/// fresh leaf with `require_grad`, as a training step's logits would be (see [`leaf`]).
 pub enum Inputs<B: Backend> {
     Class {
         input: Tensor<B, 2>,
@@ -358,12 +360,12 @@ impl<B: AutodiffBackend> Inputs<B> {
     }
 
     /// One forward (+ backward) of `imp` on these inputs, ending with a read from the device
-    /// that waits for all of it: the loss value (forward) or one element of the input's
-    /// gradient (forward + backward). Returns what was read.
+    /// that waits for all of it: the loss value (forward, on untracked inputs) or one element
+    /// of the input's gradient (forward + backward). Returns what was read.
     pub fn run(&self, loss: Loss, imp: Impl, mode: Mode) -> f32 {
         match self {
             Inputs::Class { input, target } => {
-                let x = input.clone().require_grad();
+                let x = leaf(input, mode);
                 let device = x.device();
                 let value = match (loss, imp) {
                     (Loss::CrossEntropy, Impl::Xent | Impl::XentNoCheck) => {
@@ -406,7 +408,7 @@ fn run_binary<B: AutodiffBackend, const D: usize>(
     imp: Impl,
     mode: Mode,
 ) -> f32 {
-    let x = input.clone().require_grad();
+    let x = leaf(input, mode);
     let device = x.device();
     let value = match (loss, imp) {
         (Loss::Bce, Impl::Xent | Impl::XentNoCheck) => {
@@ -428,6 +430,18 @@ fn run_binary<B: AutodiffBackend, const D: usize>(
         other => panic!("no benchmark for {other:?}"),
     };
     finish(x, value, mode)
+}
+
+/// The input of one run: a fresh tracked leaf for forward + backward; for forward only, the
+/// untracked input (no graph, as in evaluation). Burn 0.21's autodiff keeps the saved state
+/// of a tracked forward until the next `backward()` call, so a loop of tracked forwards
+/// without backward grows by about one input per iteration (it ran out of 24 GiB at
+/// `4096x32000`).
+fn leaf<B: AutodiffBackend, const D: usize>(input: &Tensor<B, D>, mode: Mode) -> Tensor<B, D> {
+    match mode {
+        Mode::Forward => input.clone(),
+        Mode::ForwardBackward => input.clone().require_grad(),
+    }
 }
 
 /// Ends a run with the read-back that forces the (lazy) work to finish.

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Runs every benchmark behind BENCHMARKS.md and rewrites its tables:
-#   bash tools/bench_all.sh            # the full run (about 40 minutes on 2 cores)
-#   bash tools/bench_all.sh --quick    # criterion's --quick, PyTorch's --quick, small shapes
+#   bash tools/bench_all.sh            # the full run (about 25 minutes on 2 cores)
+#   bash tools/bench_all.sh --quick    # timings only: criterion's --quick and PyTorch's
+#                                      # --quick on the small shapes (about 2 minutes); prints
+#                                      # the tables instead of writing BENCHMARKS.md (it does
+#                                      # replace the full run's criterion results in target/)
 # Extra environment (BURN_XENT_BENCH_SHAPES, BURN_XENT_BENCH_BACKENDS, ...) is passed on.
 # The load average before and after each step goes to target/bench-results/load.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=()
-torch_quick=()
 if [ "${1:-}" = "--quick" ]; then
   quick=(--quick)
-  torch_quick=(--quick)
   export BURN_XENT_BENCH_SHAPES="${BURN_XENT_BENCH_SHAPES:-small}"
 fi
 # lavapipe (the software Vulkan driver) warns on every start without a runtime dir.
@@ -29,8 +30,16 @@ rm -rf target/criterion/cross_entropy_* target/criterion/nll_loss_* \
 
 load "start, cargo bench --bench losses ${quick[*]}"
 time cargo bench --bench losses -- "${quick[@]}"
-load "after losses; python tools/bench_torch.py ${torch_quick[*]}"
-time python tools/bench_torch.py "${torch_quick[@]}"
+if [ ${#quick[@]} -gt 0 ]; then
+  quick_json=target/bench-results/torch-quick.json
+  load "after losses; python tools/bench_torch.py --quick --no-memory --no-bandwidth"
+  time python tools/bench_torch.py --quick --no-memory --no-bandwidth --json "$quick_json"
+  load "end"
+  python tools/bench_tables.py --torch "$quick_json"
+  exit 0
+fi
+load "after losses; python tools/bench_torch.py"
+time python tools/bench_torch.py
 load "after bench_torch; cargo bench --bench memory"
 time cargo bench --bench memory
 load "end"

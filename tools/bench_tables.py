@@ -115,10 +115,10 @@ def mib(value):
     return "—" if value is None else f"{value / 2**20:.1f}"
 
 
-def tables(root):
+def tables(root, torch_json=None):
     times = load_criterion(root)
     results = os.path.join(root, "bench-results")
-    torch = load_json(os.path.join(results, "torch.json"), {"times": [], "memory": []})
+    torch = load_json(torch_json or os.path.join(results, "torch.json"), {"times": [], "memory": []})
     memory = load_json(os.path.join(results, "memory.json"), [])
     bandwidth = load_json(os.path.join(results, "bandwidth.json"), {})
     def gbs_for(loss, shape):
@@ -232,9 +232,10 @@ def tables(root):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--target", default=os.environ.get("CARGO_TARGET_DIR", "target"))
+    p.add_argument("--torch", help="PyTorch's results (default target/bench-results/torch.json)")
     p.add_argument("--write", help="a Markdown file whose <!-- tables:begin/end --> region is replaced")
     args = p.parse_args()
-    text = tables(args.target)
+    text = tables(args.target, args.torch)
     if not args.write:
         print(text)
         return

@@ -181,28 +181,12 @@ pub fn backend_selected(name: &str) -> bool {
         .any(|b| b.trim() == name)
 }
 
-/// Why wgpu cannot run here, or `None` when it can (probed on a thread, as the tests do:
-/// Burn panics when there is no adapter).
-pub fn wgpu_unavailable() -> Option<String> {
-    std::thread::spawn(|| {
-        let device = burn_wgpu::WgpuDevice::default();
-        let probe = Tensor::<burn_wgpu::Wgpu, 1>::from_floats([1.0, 2.0], &device);
-        probe.sum().into_data()
-    })
-    .join()
-    .err()
-    .map(|panic| {
-        let reason = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".to_string());
-        format!(
-            "no usable wgpu adapter ({})",
-            reason.lines().next().unwrap_or_default()
-        )
-    })
-}
+/// The test matrix's helpers (`tests/common`), for its wgpu probe: why wgpu cannot run here,
+/// or `None` when it can.
+#[path = "../../tests/common/mod.rs"]
+mod matrix;
+#[allow(unused_imports)] // the memory bench runs on ndarray only
+pub use matrix::wgpu_unavailable;
 
 /// Bytes of one element of the input, the float target and the gradient (f32), and of one
 /// class index (i64, the int type of ndarray and of PyTorch).

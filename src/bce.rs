@@ -6,7 +6,8 @@ use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::broadcast::BroadcastWeight;
-use crate::reduction::{Reduction, reduce_by_count};
+use crate::fused::{self, BinaryKind, BinaryParams, Computed, Output};
+use crate::reduction::Reduction;
 use crate::{checks, workarounds};
 
 const FUNCTION: &str = "binary_cross_entropy";
@@ -92,8 +93,7 @@ pub fn binary_cross_entropy<B: Backend, const D: usize>(
     options: &BceOptions<B>,
 ) -> Tensor<B, 1> {
     let count = input.shape().num_elements();
-    let loss = binary_cross_entropy_no_reduction(input, target, options);
-    reduce_by_count(loss, reduction, count)
+    loss_terms(input, target, Output::Reduced(reduction), options).reduce(reduction, count)
 }
 
 /// Binary cross-entropy per element, PyTorch's `reduction='none'`: the input's shape.
@@ -108,13 +108,53 @@ pub fn binary_cross_entropy_no_reduction<B: Backend, const D: usize>(
     target: Tensor<B, D>,
     options: &BceOptions<B>,
 ) -> Tensor<B, D> {
+    let dims = input.dims();
+    loss_terms(input, target, Output::PerElement, options).per_element(dims)
+}
+
+/// The loss on the fused path, or the per-element loss on the composite path.
+fn loss_terms<B: Backend, const D: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+    output: Output,
+    options: &BceOptions<B>,
+) -> Computed<B, Tensor<B, D>> {
     checks::same_shape(FUNCTION, &input.dims(), &target.dims());
     if workarounds::is_empty(&input) {
-        return workarounds::empty_loss(input.dims(), &input);
+        return Computed::Composite(workarounds::empty_loss(input.dims(), &input));
     }
-    if options.check_values {
+    let check_values = options.check_values;
+    let in_kernel = fused::checks_values_in_kernel::<B>();
+    if check_values && !in_kernel {
         checks::probabilities(FUNCTION, &input);
     }
+    let weight = options
+        .weight
+        .as_ref()
+        .map(|w| w.periodic(FUNCTION, "weight", &input));
+    let pos_weight = None;
+    let params = BinaryParams {
+        kind: BinaryKind::Probabilities,
+        len: input.shape().num_elements(),
+        output,
+        check_values: check_values && in_kernel,
+    };
+    let (weight, pos_weight) = (weight.as_ref(), pos_weight.as_ref());
+    if let Some(loss) = fused::binary(FUNCTION, &input, &target, weight, pos_weight, params) {
+        return Computed::Fused(loss);
+    }
+    if check_values && in_kernel {
+        checks::probabilities(FUNCTION, &input);
+    }
+    Computed::Composite(composite_loss(input, target, options))
+}
+
+/// The per-element loss from Burn's generic operations (the reference path).
+fn composite_loss<B: Backend, const D: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+    options: &BceOptions<B>,
+) -> Tensor<B, D> {
     let weight = options
         .weight
         .as_ref()

@@ -66,6 +66,40 @@ impl<B: Backend> BroadcastWeight<B> {
     }
 }
 
+impl<B: Backend> BroadcastWeight<B> {
+    /// The weight for a fused kernel: its values and the period with which they repeat over
+    /// the input's row-major elements. A weight that varies along trailing dimensions only
+    /// (`[C]` against `[N, C]`, or the input's own shape) keeps its values; any other shape
+    /// (`[N, 1]` against `[N, C]`) is broadcast to the input's shape first. Panics as
+    /// [`BroadcastWeight::expand_to`] does.
+    pub(crate) fn periodic<const D: usize>(
+        &self,
+        function: &str,
+        argument: &str,
+        input: &Tensor<B, D>,
+    ) -> crate::fused::PeriodicWeight<B> {
+        let to = input.dims();
+        checks::broadcasts_to(function, argument, &self.shape, &to);
+        let first = self
+            .shape
+            .iter()
+            .position(|&extent| extent != 1)
+            .unwrap_or(self.shape.len());
+        let trailing = &self.shape[first..];
+        if trailing == &to[D - trailing.len()..] {
+            return crate::fused::PeriodicWeight {
+                values: self.values.clone(),
+                period: trailing.iter().product(),
+            };
+        }
+        let len = input.shape().num_elements();
+        crate::fused::PeriodicWeight {
+            values: self.expand_to(function, argument, input).reshape([len]),
+            period: len,
+        }
+    }
+}
+
 impl<B: Backend, const K: usize> From<Tensor<B, K>> for BroadcastWeight<B> {
     fn from(tensor: Tensor<B, K>) -> Self {
         Self::new(tensor)

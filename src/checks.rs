@@ -87,12 +87,32 @@ pub(crate) fn class_indices<B: Backend, const D: usize>(
     none_set(out_of_range, |first| {
         let values = target.to_data().convert::<i64>();
         let value = values.as_slice::<i64>().expect("converted to i64")[first];
-        let index = unravel(first, &target.dims());
-        format!(
-            "{function}: target: expected class indices in [0, {classes}) or ignore_index \
-             ({ignore_index}), got {value} at index {index:?}"
+        class_index_message(
+            function,
+            classes,
+            ignore_index,
+            value,
+            first,
+            &target.dims(),
         )
     });
+}
+
+/// The message for a class index `value` outside `[0, classes)` at row-major `flat_index` of
+/// a target of shape `shape`.
+pub(crate) fn class_index_message(
+    function: &str,
+    classes: usize,
+    ignore_index: i64,
+    value: i64,
+    flat_index: usize,
+    shape: &[usize],
+) -> String {
+    let index = unravel(flat_index, shape);
+    format!(
+        "{function}: target: expected class indices in [0, {classes}) or ignore_index \
+         ({ignore_index}), got {value} at index {index:?}"
+    )
 }
 
 /// Panics unless every probability lies in `[0, 1]` (NaN is refused, as PyTorch does).
@@ -105,11 +125,20 @@ pub(crate) fn probabilities<B: Backend, const D: usize>(function: &str, input: &
     none_set(outside, |first| {
         let values = input.to_data().convert::<f64>();
         let value = values.as_slice::<f64>().expect("converted to f64")[first];
-        let index = unravel(first, &input.dims());
-        format!(
-            "{function}: input: expected probabilities in [0, 1], got {value} at index {index:?}"
-        )
+        probability_message(function, value, first, &input.dims())
     });
+}
+
+/// The message for a probability `value` outside `[0, 1]` at row-major `flat_index` of an
+/// input of shape `shape`.
+pub(crate) fn probability_message(
+    function: &str,
+    value: f64,
+    flat_index: usize,
+    shape: &[usize],
+) -> String {
+    let index = unravel(flat_index, shape);
+    format!("{function}: input: expected probabilities in [0, 1], got {value} at index {index:?}")
 }
 
 /// The multi-dimensional index of row-major flat index `flat` in `shape`.

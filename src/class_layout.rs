@@ -20,11 +20,7 @@ pub(crate) struct ClassLayout<B: Backend> {
 impl<B: Backend> ClassLayout<B> {
     /// The `[N, C, S]` view of `input`; an unbatched `[C]` input becomes `[1, C, 1]`.
     pub fn new<const D: usize>(input: Tensor<B, D>) -> Self {
-        let dims = input.dims();
-        let (batch, classes, spatial) = match D {
-            1 => (1, dims[0], 1),
-            _ => (dims[0], dims[1], dims[2..].iter().product()),
-        };
+        let (batch, classes, spatial) = class_dims(&input.dims());
         Self {
             input: input.reshape([batch, classes, spatial]),
             batch,
@@ -78,6 +74,14 @@ impl<B: Backend> ClassLayout<B> {
             return workarounds::empty_loss(dims, &loss);
         }
         loss.reshape(dims)
+    }
+}
+
+/// `(N, C, S)` of an input of shape `[C]`, `[N, C]` or `[N, C, d1, …, dk]`.
+pub(crate) fn class_dims(dims: &[usize]) -> (usize, usize, usize) {
+    match dims.len() {
+        1 => (1, dims[0], 1),
+        _ => (dims[0], dims[1], dims[2..].iter().product()),
     }
 }
 

@@ -7,8 +7,10 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 
 use crate::checks;
 use crate::class_layout::{
-    ClassLayout, check_output_rank, flat_index_target, pick_targets, validate_index_inputs,
+    ClassLayout, check_output_rank, class_dims, flat_index_target, pick_targets,
+    validate_index_inputs,
 };
+use crate::fused::{self, ClassIndexKind, ClassIndexParams, ClassProbsParams, Computed, Output};
 use crate::reduction::{Reduction, reduce_by, reduce_by_count};
 
 const FUNCTION: &str = "cross_entropy";
@@ -107,8 +109,12 @@ pub fn cross_entropy<B: Backend, const D: usize, const DT: usize>(
     reduction: Reduction,
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, 1> {
-    let terms = index_terms(input, target, options);
-    reduce_by(terms.loss, reduction, || terms.target_weight.sum())
+    match index_terms(input, target, Output::Reduced(reduction), options) {
+        Computed::Fused(loss) => loss,
+        Computed::Composite(terms) => {
+            reduce_by(terms.loss, reduction, || terms.target_weight.sum())
+        }
+    }
 }
 
 /// Cross-entropy with class-index targets per element, PyTorch's `reduction='none'`: the
@@ -125,7 +131,10 @@ pub fn cross_entropy_no_reduction<B: Backend, const D: usize, const DT: usize>(
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, DT> {
     let dims = target.dims();
-    ClassLayout::output(index_terms(input, target, options).loss, dims)
+    match index_terms(input, target, Output::PerElement, options) {
+        Computed::Fused(loss) => loss.reshape(dims),
+        Computed::Composite(terms) => ClassLayout::output(terms.loss, dims),
+    }
 }
 
 /// The per-element loss and the weights the mean divides by, on the `[N, S]` grid.
@@ -134,21 +143,53 @@ struct IndexTerms<B: Backend> {
     target_weight: Tensor<B, 2>,
 }
 
+/// The loss on the fused path, or its terms on the composite path.
 fn index_terms<B: Backend, const D: usize, const DT: usize>(
     input: Tensor<B, D>,
     target: Tensor<B, DT, Int>,
+    output: Output,
     options: &CrossEntropyOptions<B>,
-) -> IndexTerms<B> {
+) -> Computed<B, IndexTerms<B>> {
     let weight = options.weight.as_ref();
     checks::label_smoothing(FUNCTION, options.label_smoothing);
+    let in_kernel = fused::checks_values_in_kernel::<B>();
     validate_index_inputs(
         FUNCTION,
         &input,
         &target,
         weight,
         options.ignore_index,
-        options.check_values,
+        options.check_values && !in_kernel,
     );
+    if input.shape().num_elements() > 0 {
+        let (batch, classes, spatial) = class_dims(&input.dims());
+        let params = ClassIndexParams {
+            kind: ClassIndexKind::CrossEntropy,
+            batch,
+            classes,
+            spatial,
+            ignore_index: options.ignore_index,
+            label_smoothing: options.label_smoothing,
+            output,
+            check_values: options.check_values && in_kernel,
+        };
+        if let Some(loss) = fused::class_index(FUNCTION, &input, &target, weight, params) {
+            return Computed::Fused(loss);
+        }
+        if options.check_values && in_kernel {
+            checks::class_indices(FUNCTION, &target, classes, options.ignore_index);
+        }
+    }
+    Computed::Composite(composite_index_terms(input, target, options))
+}
+
+/// Cross-entropy's terms from Burn's generic operations (the reference path).
+fn composite_index_terms<B: Backend, const D: usize, const DT: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, DT, Int>,
+    options: &CrossEntropyOptions<B>,
+) -> IndexTerms<B> {
+    let weight = options.weight.as_ref();
     let layout = ClassLayout::new(input);
     if layout.is_empty() {
         return IndexTerms {
@@ -215,8 +256,10 @@ pub fn cross_entropy_with_probs<B: Backend, const D: usize>(
     reduction: Reduction,
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, 1> {
-    let (loss, layout_elements) = probs_terms(input, target, options);
-    reduce_by_count(loss, reduction, layout_elements)
+    match probs_terms(input, target, Output::Reduced(reduction), options) {
+        Computed::Fused(loss) => loss,
+        Computed::Composite((loss, elements)) => reduce_by_count(loss, reduction, elements),
+    }
 }
 
 /// Cross-entropy with probability targets per element, PyTorch's `reduction='none'`: the
@@ -238,15 +281,20 @@ pub fn cross_entropy_with_probs_no_reduction<B: Backend, const D: usize, const D
     let dims: [usize; DO] = crate::class_layout::index_target_shape(&input.dims())
         .try_into()
         .expect("rank checked above");
-    ClassLayout::output(probs_terms(input, target, options).0, dims)
+    match probs_terms(input, target, Output::PerElement, options) {
+        Computed::Fused(loss) => loss.reshape(dims),
+        Computed::Composite((loss, _)) => ClassLayout::output(loss, dims),
+    }
 }
 
-/// The per-element loss on the `[N, S]` grid and the number of elements.
+/// The loss on the fused path, or on the composite path the per-element loss on the `[N, S]`
+/// grid and the number of elements.
 fn probs_terms<B: Backend, const D: usize>(
     input: Tensor<B, D>,
     target: Tensor<B, D>,
+    output: Output,
     options: &CrossEntropyOptions<B>,
-) -> (Tensor<B, 2>, usize) {
+) -> Computed<B, (Tensor<B, 2>, usize)> {
     checks::same_shape(FUNCTION_PROBS, &input.dims(), &target.dims());
     checks::label_smoothing(FUNCTION_PROBS, options.label_smoothing);
     assert!(
@@ -255,12 +303,26 @@ fn probs_terms<B: Backend, const D: usize>(
          supported for probability targets), got {}",
         options.ignore_index
     );
-    let layout = ClassLayout::new(input);
+    let (batch, classes, spatial) = class_dims(&input.dims());
     if let Some(weight) = &options.weight {
-        checks::class_weight(FUNCTION_PROBS, weight, layout.classes);
+        checks::class_weight(FUNCTION_PROBS, weight, classes);
     }
+    if input.shape().num_elements() > 0 {
+        let params = ClassProbsParams {
+            batch,
+            classes,
+            spatial,
+            label_smoothing: options.label_smoothing,
+            output,
+        };
+        let weight = options.weight.as_ref();
+        if let Some(loss) = fused::class_probs(FUNCTION_PROBS, &input, &target, weight, params) {
+            return Computed::Fused(loss);
+        }
+    }
+    let layout = ClassLayout::new(input);
     if layout.is_empty() {
-        return (layout.empty_grid(), 0);
+        return Computed::Composite((layout.empty_grid(), 0));
     }
     let target = ClassLayout::new(target).input;
     let smoothing = options.label_smoothing;
@@ -279,7 +341,7 @@ fn probs_terms<B: Backend, const D: usize>(
         .sum_dim(1)
         .reshape([layout.batch, layout.spatial])
         .neg();
-    (loss, layout.elements())
+    Computed::Composite((loss, layout.elements()))
 }
 
 /// Configuration of [`CrossEntropyLoss`], PyTorch's

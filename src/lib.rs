@@ -54,8 +54,10 @@ mod broadcast;
 mod checks;
 mod class_layout;
 mod cross_entropy;
+mod fused;
 pub mod gradcheck;
 mod nll;
+mod path;
 mod reduction;
 #[cfg(feature = "train")]
 pub mod train;
@@ -74,4 +76,5 @@ pub use cross_entropy::{
     cross_entropy_no_reduction, cross_entropy_with_probs, cross_entropy_with_probs_no_reduction,
 };
 pub use nll::{NllLoss, NllLossConfig, NllLossOptions, nll_loss, nll_loss_no_reduction};
+pub use path::{LossPath, loss_path, with_loss_path};
 pub use reduction::Reduction;

@@ -4,9 +4,12 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, backend::Backend};
 
+use crate::checks;
 use crate::class_layout::{
-    ClassLayout, PickedTargets, flat_index_target, pick_targets, validate_index_inputs,
+    ClassLayout, PickedTargets, class_dims, flat_index_target, pick_targets,
+    validate_index_inputs,
 };
+use crate::fused::{self, ClassIndexKind, ClassIndexParams, Computed, Output};
 use crate::reduction::{Reduction, reduce_by};
 
 const FUNCTION: &str = "nll_loss";
@@ -89,8 +92,12 @@ pub fn nll_loss<B: Backend, const D: usize, const DT: usize>(
     reduction: Reduction,
     options: &NllLossOptions<B>,
 ) -> Tensor<B, 1> {
-    let picked = nll_picked(input, target, options);
-    reduce_by(picked.nll, reduction, || picked.target_weight.sum())
+    match nll_picked(input, target, Output::Reduced(reduction), options) {
+        Computed::Fused(loss) => loss,
+        Computed::Composite(picked) => {
+            reduce_by(picked.nll, reduction, || picked.target_weight.sum())
+        }
+    }
 }
 
 /// Negative log-likelihood per element, PyTorch's `reduction='none'`: the target's shape, 0
@@ -107,23 +114,58 @@ pub fn nll_loss_no_reduction<B: Backend, const D: usize, const DT: usize>(
     options: &NllLossOptions<B>,
 ) -> Tensor<B, DT> {
     let dims = target.dims();
-    ClassLayout::output(nll_picked(input, target, options).nll, dims)
+    match nll_picked(input, target, Output::PerElement, options) {
+        Computed::Fused(loss) => loss.reshape(dims),
+        Computed::Composite(picked) => ClassLayout::output(picked.nll, dims),
+    }
 }
 
+/// The loss on the fused path, or the picked terms on the composite path.
 fn nll_picked<B: Backend, const D: usize, const DT: usize>(
     input: Tensor<B, D>,
     target: Tensor<B, DT, Int>,
+    output: Output,
     options: &NllLossOptions<B>,
-) -> PickedTargets<B> {
+) -> Computed<B, PickedTargets<B>> {
     let weight = options.weight.as_ref();
+    let in_kernel = fused::checks_values_in_kernel::<B>();
     validate_index_inputs(
         FUNCTION,
         &input,
         &target,
         weight,
         options.ignore_index,
-        options.check_values,
+        options.check_values && !in_kernel,
     );
+    if input.shape().num_elements() > 0 {
+        let (batch, classes, spatial) = class_dims(&input.dims());
+        let params = ClassIndexParams {
+            kind: ClassIndexKind::Nll,
+            batch,
+            classes,
+            spatial,
+            ignore_index: options.ignore_index,
+            label_smoothing: 0.0,
+            output,
+            check_values: options.check_values && in_kernel,
+        };
+        if let Some(loss) = fused::class_index(FUNCTION, &input, &target, weight, params) {
+            return Computed::Fused(loss);
+        }
+        if options.check_values && in_kernel {
+            checks::class_indices(FUNCTION, &target, classes, options.ignore_index);
+        }
+    }
+    Computed::Composite(composite_picked(input, target, options))
+}
+
+/// NLL's terms from Burn's generic operations (the reference path).
+fn composite_picked<B: Backend, const D: usize, const DT: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, DT, Int>,
+    options: &NllLossOptions<B>,
+) -> PickedTargets<B> {
+    let weight = options.weight.as_ref();
     let layout = ClassLayout::new(input);
     if layout.is_empty() {
         return layout.empty_picked();

@@ -1,0 +1,229 @@
+//! The fused ops as Burn autodiff nodes: each forward runs the backend's fused forward on the
+//! inner tensors and registers one node whose backward calls the fused backward, so the
+//! gradient of a loss is one kernel, whatever the reduction.
+//!
+//! The nodes are prepared with `NoCheckpointing`: their state (the inputs and the few values
+//! the forward saved) is kept until the backward, so they never recompute anything, under any
+//! checkpointing strategy of the graph around them.
+
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn_autodiff::Autodiff;
+use burn_autodiff::checkpoint::{base::Checkpointer, strategy::NoCheckpointing};
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
+
+use super::kernels::{
+    BadValue, BinaryParams, ClassIndexParams, ClassIndexSaved, ClassProbsParams, Kernels,
+    Periodic,
+};
+
+/// An autodiff float primitive of `Autodiff<X>`.
+pub(crate) type AdFloat<X> = FloatTensor<Autodiff<X>>;
+
+#[derive(Debug)]
+struct ClassIndexOp;
+
+#[derive(Clone, Debug)]
+struct ClassIndexState<X: Kernels> {
+    input: FloatTensor<X>,
+    target: IntTensor<X>,
+    weight: Option<FloatTensor<X>>,
+    params: ClassIndexParams,
+    saved: ClassIndexSaved<X>,
+}
+
+impl<X: Kernels> Backward<X, 1> for ClassIndexOp {
+    type State = ClassIndexState<X>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let state = ops.state;
+        unary::<X, _>(ops.parents, ops.node, grads, |grad| {
+            X::class_index_backward(
+                &state.input,
+                &state.target,
+                state.weight.as_ref(),
+                &state.params,
+                &state.saved,
+                grad,
+            )
+        });
+    }
+}
+
+/// Cross-entropy or NLL with class-index targets on `Autodiff<X>`.
+pub(crate) fn class_index<X: Kernels>(
+    input: AdFloat<X>,
+    target: IntTensor<X>,
+    weight: Option<FloatTensor<X>>,
+    params: ClassIndexParams,
+) -> Option<Result<AdFloat<X>, BadValue>> {
+    let (loss, saved) = match X::class_index_forward(
+        &input.primitive,
+        &target,
+        weight.as_ref(),
+        &params,
+    )? {
+        Ok(result) => result,
+        Err(bad) => return Some(Err(bad)),
+    };
+    let prep = <ClassIndexOp as Backward<X, 1>>::prepare::<NoCheckpointing>(
+        ClassIndexOp,
+        [input.node.clone()],
+    );
+    Some(Ok(match prep.compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(
+            ClassIndexState {
+                input: input.primitive,
+                target,
+                weight,
+                params,
+                saved,
+            },
+            loss,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(loss),
+    }))
+}
+
+/// Registers the gradients of a two-input node that its backward computed together.
+fn register_pair<X: Kernels>(
+    ops: Ops<impl Clone, 2>,
+    grads: &mut Gradients,
+    compute: impl FnOnce(FloatTensor<X>, [bool; 2]) -> [Option<FloatTensor<X>>; 2],
+) {
+    let grad = grads.consume::<X>(&ops.node);
+    let wants = [ops.parents[0].is_some(), ops.parents[1].is_some()];
+    let results = compute(grad, wants);
+    for (parent, result) in ops.parents.into_iter().zip(results) {
+        if let (Some(parent), Some(result)) = (parent, result) {
+            grads.register::<X>(parent.id, result);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ClassProbsOp;
+
+#[derive(Clone, Debug)]
+struct ClassProbsState<X: Kernels> {
+    input: FloatTensor<X>,
+    target: FloatTensor<X>,
+    weight: Option<FloatTensor<X>>,
+    params: ClassProbsParams,
+    log_sum_exp: FloatTensor<X>,
+}
+
+impl<X: Kernels> Backward<X, 2> for ClassProbsOp {
+    type State = ClassProbsState<X>;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let state = ops.state.clone();
+        register_pair::<X>(ops, grads, |grad, wants| {
+            X::class_probs_backward(
+                &state.input,
+                &state.target,
+                state.weight.as_ref(),
+                &state.params,
+                &state.log_sum_exp,
+                grad,
+                wants,
+            )
+        });
+    }
+}
+
+/// Cross-entropy with probability targets on `Autodiff<X>` (gradients for both).
+pub(crate) fn class_probs<X: Kernels>(
+    input: AdFloat<X>,
+    target: AdFloat<X>,
+    weight: Option<FloatTensor<X>>,
+    params: ClassProbsParams,
+) -> Option<AdFloat<X>> {
+    let (loss, log_sum_exp) =
+        X::class_probs_forward(&input.primitive, &target.primitive, weight.as_ref(), &params)?;
+    let prep = <ClassProbsOp as Backward<X, 2>>::prepare::<NoCheckpointing>(
+        ClassProbsOp,
+        [input.node.clone(), target.node.clone()],
+    );
+    Some(match prep.compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(
+            ClassProbsState {
+                input: input.primitive,
+                target: target.primitive,
+                weight,
+                params,
+                log_sum_exp,
+            },
+            loss,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(loss),
+    })
+}
+
+#[derive(Debug)]
+struct BinaryOp;
+
+#[derive(Clone, Debug)]
+struct BinaryState<X: Kernels> {
+    input: FloatTensor<X>,
+    target: FloatTensor<X>,
+    weight: Option<Periodic<X>>,
+    pos_weight: Option<Periodic<X>>,
+    params: BinaryParams,
+}
+
+impl<X: Kernels> Backward<X, 2> for BinaryOp {
+    type State = BinaryState<X>;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let state = ops.state.clone();
+        register_pair::<X>(ops, grads, |grad, wants| {
+            X::binary_backward(
+                &state.input,
+                &state.target,
+                state.weight.as_ref(),
+                state.pos_weight.as_ref(),
+                &state.params,
+                grad,
+                wants,
+            )
+        });
+    }
+}
+
+/// BCE or BCE with logits on `Autodiff<X>` (gradients for the input and the target).
+pub(crate) fn binary<X: Kernels>(
+    input: AdFloat<X>,
+    target: AdFloat<X>,
+    weight: Option<Periodic<X>>,
+    pos_weight: Option<Periodic<X>>,
+    params: BinaryParams,
+) -> Option<Result<AdFloat<X>, BadValue>> {
+    let loss = match X::binary_forward(
+        &input.primitive,
+        &target.primitive,
+        weight.as_ref(),
+        pos_weight.as_ref(),
+        &params,
+    )? {
+        Ok(loss) => loss,
+        Err(bad) => return Some(Err(bad)),
+    };
+    let prep = <BinaryOp as Backward<X, 2>>::prepare::<NoCheckpointing>(
+        BinaryOp,
+        [input.node.clone(), target.node.clone()],
+    );
+    Some(Ok(match prep.compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(
+            BinaryState {
+                input: input.primitive,
+                target: target.primitive,
+                weight,
+                pos_weight,
+                params,
+            },
+            loss,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(loss),
+    }))
+}

@@ -1,0 +1,184 @@
+//! The contract between the fused losses and a backend's kernels.
+//!
+//! A backend `X` (the inner backend, without autodiff) that implements [`Kernels`] computes
+//! each loss in one forward pass that keeps only what its backward needs, and writes each
+//! gradient in one pass. `fused::autodiff` wraps the pair in one Burn autodiff node for
+//! `Autodiff<X>`; on `X` itself only the forward runs. Every method works on primitives in
+//! the layouts below; a method returns `None` for a case it does not cover, and the loss
+//! then takes the composite path.
+//!
+//! Layouts (row-major, the primitives may be any strides the backend accepts):
+//! - class losses: `input` `[N, C, S]` (an input `[N, C, d1, …, dk]` has `S = d1 ⋯ dk`,
+//!   `[N, C]` has `S = 1`), index targets `[N, S]`, probability targets `[N, C, S]`, class
+//!   weights `[C]`;
+//! - binary losses: `input`, `target` flat `[L]`; weights [`Periodic`].
+
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{FloatTensor, IntTensor};
+
+use crate::reduction::Reduction;
+
+/// How the per-element losses leave the op: each one (`[N * S]` or `[L]`), or reduced to
+/// `[1]`. A reduced op's backward receives a `[1]` gradient, so neither pass forms the
+/// per-element tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// PyTorch's `reduction='none'`.
+    PerElement,
+    /// PyTorch's `mean` or `sum`.
+    Reduced(Reduction),
+}
+
+/// What a class-index op computes per element `i` with target `t_i` and class weights `w`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ClassIndexKind {
+    /// Cross-entropy on logits: `(1 - ε) w[t] (-log p_t) + (ε / C) Σ_c w[c] (-log p_c)`,
+    /// `log p = log_softmax(x)`.
+    CrossEntropy,
+    /// NLL on log-probabilities: `-w[t] x_t`.
+    Nll,
+}
+
+/// The shape and options of a class-index op.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClassIndexParams {
+    pub kind: ClassIndexKind,
+    pub batch: usize,
+    pub classes: usize,
+    pub spatial: usize,
+    pub ignore_index: i64,
+    /// ε; 0 for NLL.
+    pub label_smoothing: f64,
+    pub output: Output,
+    /// Check the targets inside the kernel (only asked of backends whose
+    /// [`Kernels::CHECKS_VALUES`] is true).
+    pub check_values: bool,
+}
+
+/// What a class-index forward keeps for its backward, besides its inputs.
+#[derive(Clone, Debug)]
+pub(crate) struct ClassIndexSaved<X: Backend> {
+    /// The log-sum-exp of each element's logits, `[N * S]` (cross-entropy only).
+    pub log_sum_exp: Option<FloatTensor<X>>,
+    /// The sum of the target weights over non-ignored elements, `[1]`: the mean's divisor.
+    pub total_weight: FloatTensor<X>,
+}
+
+/// A class-probability op (cross-entropy with probability targets):
+/// `loss_i = -Σ_c w[c] q_ic log_softmax(x_i)[c]`, `q = (1 - ε) y + ε / C`; the mean divides
+/// by `N × S`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClassProbsParams {
+    pub batch: usize,
+    pub classes: usize,
+    pub spatial: usize,
+    pub label_smoothing: f64,
+    pub output: Output,
+}
+
+/// What a binary op computes per element, with weight `w` and positive weight `pw`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BinaryKind {
+    /// `w [(1 - t) softplus(x) + pw t softplus(-x)]`; input gradient
+    /// `w [(1 - t) σ(x) - pw t σ(-x)]`.
+    WithLogits,
+    /// `-w [t max(log p, -100) + (1 - t) max(log(1 - p), -100)]`; input gradient PyTorch's
+    /// `w (p - t) / max(p (1 - p), 1e-12)`.
+    Probabilities,
+}
+
+/// The shape and options of a binary op.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BinaryParams {
+    pub kind: BinaryKind,
+    /// `L`, the number of elements.
+    pub len: usize,
+    pub output: Output,
+    /// Check that the probabilities lie in `[0, 1]` inside the kernel (only asked of backends
+    /// whose [`Kernels::CHECKS_VALUES`] is true).
+    pub check_values: bool,
+}
+
+/// A weight of a binary op: `values[i % values.len()]` weighs element `i` (a weight that
+/// varies along the input's trailing dimensions only, or the full shape).
+#[derive(Clone, Debug)]
+pub(crate) struct Periodic<X: Backend> {
+    pub values: FloatTensor<X>,
+    pub period: usize,
+}
+
+/// A value the kernel refused; the caller turns it into the loss's usual panic message.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum BadValue {
+    /// A class index outside `[0, C)` that is not `ignore_index`, at this flat target index.
+    ClassIndex { flat_index: usize, value: i64 },
+    /// A probability outside `[0, 1]` or NaN, at this flat input index.
+    Probability { flat_index: usize, value: f64 },
+}
+
+/// A backend's fused loss kernels. Every forward returns `None` for a case it does not cover.
+pub(crate) trait Kernels: Backend {
+    /// True when the forwards check values themselves (`check_values` in the params);
+    /// otherwise the caller runs the generic checks first.
+    const CHECKS_VALUES: bool;
+
+    /// The loss (`[N * S]` or `[1]`) and what the backward needs.
+    #[allow(clippy::type_complexity)]
+    fn class_index_forward(
+        input: &FloatTensor<Self>,
+        target: &IntTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassIndexParams,
+    ) -> Option<Result<(FloatTensor<Self>, ClassIndexSaved<Self>), BadValue>>;
+
+    /// The input gradient `[N, C, S]` for the loss gradient `grad` (shape of the loss).
+    fn class_index_backward(
+        input: &FloatTensor<Self>,
+        target: &IntTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassIndexParams,
+        saved: &ClassIndexSaved<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// The loss (`[N * S]` or `[1]`) and the log-sum-exp of each element `[N * S]`.
+    fn class_probs_forward(
+        input: &FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassProbsParams,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)>;
+
+    /// The gradients of the input and of the target (each `[N, C, S]`, computed when asked).
+    #[allow(clippy::too_many_arguments)]
+    fn class_probs_backward(
+        input: &FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassProbsParams,
+        log_sum_exp: &FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        wants: [bool; 2],
+    ) -> [Option<FloatTensor<Self>>; 2];
+
+    /// The loss, `[L]` or `[1]`.
+    fn binary_forward(
+        input: &FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&Periodic<Self>>,
+        pos_weight: Option<&Periodic<Self>>,
+        params: &BinaryParams,
+    ) -> Option<Result<FloatTensor<Self>, BadValue>>;
+
+    /// The gradients of the input and of the target (each `[L]`, computed when asked).
+    #[allow(clippy::too_many_arguments)]
+    fn binary_backward(
+        input: &FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&Periodic<Self>>,
+        pos_weight: Option<&Periodic<Self>>,
+        params: &BinaryParams,
+        grad: FloatTensor<Self>,
+        wants: [bool; 2],
+    ) -> [Option<FloatTensor<Self>>; 2];
+}

@@ -1,0 +1,334 @@
+//! The fused fast paths: one forward and one backward kernel per loss on the backends that
+//! have them, picked at run time by the backend's type, with the same generic API.
+//!
+//! A loss calls [`class_index`], [`class_probs`] or [`binary`] first; they return `None`
+//! when the composite path should run (another backend, a case the kernels do not cover,
+//! or [`LossPath::Composite`]). Dispatch is by type, without `unsafe`: every tensor
+//! primitive is `'static`, so `core::any::Any` tells whether `B`'s float primitive is the
+//! primitive of `Autodiff<X>` (the loss then becomes one autodiff node, see [`autodiff`]) or
+//! `B` is `X` itself (forward only), for each backend `X` compiled in.
+
+#[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
+mod autodiff;
+pub(crate) mod kernels;
+#[cfg(feature = "fused-ndarray")]
+mod ndarray;
+#[cfg(feature = "fused-ndarray")]
+mod real;
+
+use core::any::{Any, TypeId};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorPrimitive};
+
+use crate::checks;
+use crate::path::{LossPath, loss_path};
+pub(crate) use kernels::{
+    BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, ClassProbsParams, Output,
+};
+#[allow(unused_imports)]
+use kernels::{BadValue, Kernels, Periodic};
+
+/// What a loss computed: its final tensor on the fused path, or the terms the composite
+/// path reduces.
+pub(crate) enum Computed<B: Backend, T> {
+    Fused(Tensor<B, 1>),
+    Composite(T),
+}
+
+impl<B: Backend, const D: usize> Computed<B, Tensor<B, D>> {
+    /// The reduced loss: the fused result, or the composite per-element loss reduced over
+    /// `count` elements.
+    pub(crate) fn reduce(self, reduction: crate::Reduction, count: usize) -> Tensor<B, 1> {
+        match self {
+            Self::Fused(loss) => loss,
+            Self::Composite(loss) => crate::reduction::reduce_by_count(loss, reduction, count),
+        }
+    }
+
+    /// The per-element loss in the input's shape `dims`.
+    pub(crate) fn per_element(self, dims: [usize; D]) -> Tensor<B, D> {
+        match self {
+            Self::Fused(loss) => loss.reshape(dims),
+            Self::Composite(loss) => loss,
+        }
+    }
+}
+
+/// `value` as a `U` when it is one.
+#[allow(dead_code)]
+fn cast<T: 'static, U: 'static>(value: T) -> Option<U> {
+    (Box::new(value) as Box<dyn Any>)
+        .downcast::<U>()
+        .ok()
+        .map(|boxed| *boxed)
+}
+
+/// The float primitive of `tensor` (`None` for a quantized tensor).
+#[allow(dead_code)]
+fn float_primitive<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> Option<B::FloatTensorPrimitive> {
+    match tensor.clone().into_primitive() {
+        TensorPrimitive::Float(primitive) => Some(primitive),
+        TensorPrimitive::QFloat(_) => None,
+    }
+}
+
+/// A `Tensor<B, 1>` from a primitive of `X` that is `B`'s own.
+#[allow(dead_code)]
+fn tensor_of<B: Backend, P: 'static>(primitive: P) -> Tensor<B, 1> {
+    let primitive: B::FloatTensorPrimitive =
+        cast(primitive).expect("the fused op returns the primitive type it was given");
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
+/// Tries `$attempt::<X>` for each backend `X` with fused kernels, returning the first
+/// result.
+macro_rules! each_backend {
+    ($attempt:ident::<$($rank:ident),*>($($arg:expr),* $(,)?)) => {{
+        #[allow(unused_mut)]
+        let mut result = None;
+        #[cfg(feature = "fused-ndarray")]
+        {
+            if result.is_none() {
+                result = $attempt::<B, burn_ndarray::NdArray<f32> $(, $rank)*>($($arg),*);
+            }
+            if result.is_none() {
+                result = $attempt::<B, burn_ndarray::NdArray<f64> $(, $rank)*>($($arg),*);
+            }
+        }
+        result
+    }};
+}
+
+/// Runs `attempt` as the current [`LossPath`] says: never (composite), when possible (auto),
+/// or always, panicking when the backend or the case has no fused kernel (fused).
+fn on_path<B: Backend, R>(function: &str, attempt: impl FnOnce() -> Option<R>) -> Option<R> {
+    match loss_path() {
+        LossPath::Composite => None,
+        LossPath::Auto => attempt(),
+        LossPath::Fused => Some(attempt().unwrap_or_else(|| {
+            panic!(
+                "{function}: LossPath::Fused: no fused kernel for backend {} and this case \
+                 (see the README for the backends and cases the fused path covers)",
+                core::any::type_name::<B>()
+            )
+        })),
+    }
+}
+
+/// True when the fused path that would run for `B` checks values inside its kernels, so the
+/// caller skips the generic check.
+pub(crate) fn checks_values_in_kernel<B: Backend>() -> bool {
+    fn on<B: Backend, X: Kernels>() -> Option<bool> {
+        let ours = TypeId::of::<B::FloatTensorPrimitive>();
+        #[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
+        if ours == TypeId::of::<autodiff::AdFloat<X>>() {
+            return Some(X::CHECKS_VALUES);
+        }
+        (TypeId::of::<B>() == TypeId::of::<X>() && ours == TypeId::of::<X::FloatTensorPrimitive>())
+            .then_some(X::CHECKS_VALUES)
+    }
+    #[allow(unused_macros)]
+    macro_rules! probe {
+        () => {
+            each_backend!(on::<>())
+        };
+    }
+    loss_path() != LossPath::Composite && probe!().unwrap_or(false)
+}
+
+/// Panics with the loss's usual message for a value a kernel refused.
+fn refuse(function: &str, bad: BadValue, target_dims: &[usize], input_dims: &[usize], classes: usize, ignore_index: i64) -> ! {
+    match bad {
+        BadValue::ClassIndex { flat_index, value } => {
+            panic!("{}", checks::class_index_message(function, classes, ignore_index, value, flat_index, target_dims))
+        }
+        BadValue::Probability { flat_index, value } => {
+            panic!("{}", checks::probability_message(function, value, flat_index, input_dims))
+        }
+    }
+}
+
+/// Cross-entropy or NLL with class-index targets on the fused path: the loss as `[N * S]`
+/// (per element) or `[1]` (reduced), or `None` for the composite path.
+///
+/// The caller has checked the shapes, and the values unless [`checks_values_in_kernel`].
+pub(crate) fn class_index<B: Backend, const D: usize, const DT: usize>(
+    function: &str,
+    input: &Tensor<B, D>,
+    target: &Tensor<B, DT, Int>,
+    weight: Option<&Tensor<B, 1>>,
+    params: ClassIndexParams,
+) -> Option<Tensor<B, 1>> {
+    #[allow(unused_variables)]
+    fn attempt<B: Backend, X: Kernels, const D: usize, const DT: usize>(
+        input: &Tensor<B, D>,
+        target: &Tensor<B, DT, Int>,
+        weight: Option<&Tensor<B, 1>>,
+        params: ClassIndexParams,
+    ) -> Option<Result<Tensor<B, 1>, BadValue>> {
+        let primitive = float_primitive(input)?;
+        let target_primitive = || cast::<_, burn::tensor::ops::IntTensor<X>>(target.clone().into_primitive());
+        #[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
+        if (&primitive as &dyn Any).is::<autodiff::AdFloat<X>>() {
+            let input: autodiff::AdFloat<X> = cast(primitive)?;
+            let weight = match weight {
+                Some(weight) => {
+                    let weight: autodiff::AdFloat<X> = cast(float_primitive(weight)?)?;
+                    // A weight that wants a gradient takes the composite path.
+                    if !weight.node.requirement.is_none() {
+                        return None;
+                    }
+                    Some(weight.primitive)
+                }
+                None => None,
+            };
+            let result = autodiff::class_index::<X>(input, target_primitive()?, weight, params)?;
+            return Some(result.map(tensor_of::<B, _>));
+        }
+        if TypeId::of::<B>() != TypeId::of::<X>() {
+            return None;
+        }
+        let input: burn::tensor::ops::FloatTensor<X> = cast(primitive)?;
+        let weight = match weight {
+            Some(weight) => Some(cast::<_, burn::tensor::ops::FloatTensor<X>>(float_primitive(weight)?)?),
+            None => None,
+        };
+        let result = X::class_index_forward(&input, &target_primitive()?, weight.as_ref(), &params)?;
+        Some(result.map(|(loss, _)| tensor_of::<B, _>(loss)))
+    }
+    on_path::<B, _>(function, || {
+        each_backend!(attempt::<D, DT>(input, target, weight, params))
+    })
+    .map(|result| {
+        result.unwrap_or_else(|bad| {
+            refuse(function, bad, &target.dims(), &input.dims(), params.classes, params.ignore_index)
+        })
+    })
+}
+
+/// Cross-entropy with probability targets on the fused path: the loss as `[N * S]` or
+/// `[1]`, or `None` for the composite path.
+pub(crate) fn class_probs<B: Backend, const D: usize>(
+    function: &str,
+    input: &Tensor<B, D>,
+    target: &Tensor<B, D>,
+    weight: Option<&Tensor<B, 1>>,
+    params: ClassProbsParams,
+) -> Option<Tensor<B, 1>> {
+    #[allow(unused_variables)]
+    fn attempt<B: Backend, X: Kernels, const D: usize>(
+        input: &Tensor<B, D>,
+        target: &Tensor<B, D>,
+        weight: Option<&Tensor<B, 1>>,
+        params: ClassProbsParams,
+    ) -> Option<Tensor<B, 1>> {
+        let primitive = float_primitive(input)?;
+        #[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
+        if (&primitive as &dyn Any).is::<autodiff::AdFloat<X>>() {
+            let input: autodiff::AdFloat<X> = cast(primitive)?;
+            let target: autodiff::AdFloat<X> = cast(float_primitive(target)?)?;
+            let weight = match weight {
+                Some(weight) => {
+                    let weight: autodiff::AdFloat<X> = cast(float_primitive(weight)?)?;
+                    if !weight.node.requirement.is_none() {
+                        return None;
+                    }
+                    Some(weight.primitive)
+                }
+                None => None,
+            };
+            return autodiff::class_probs::<X>(input, target, weight, params).map(tensor_of::<B, _>);
+        }
+        if TypeId::of::<B>() != TypeId::of::<X>() {
+            return None;
+        }
+        let input: burn::tensor::ops::FloatTensor<X> = cast(primitive)?;
+        let target: burn::tensor::ops::FloatTensor<X> = cast(float_primitive(target)?)?;
+        let weight = match weight {
+            Some(weight) => Some(cast::<_, burn::tensor::ops::FloatTensor<X>>(float_primitive(weight)?)?),
+            None => None,
+        };
+        X::class_probs_forward(&input, &target, weight.as_ref(), &params)
+            .map(|(loss, _)| tensor_of::<B, _>(loss))
+    }
+    on_path::<B, _>(function, || each_backend!(attempt::<D>(input, target, weight, params)))
+}
+
+/// A binary loss's weight on the fused path: flat values and the period with which they
+/// repeat over the input's flat elements.
+pub(crate) struct PeriodicWeight<B: Backend> {
+    pub values: Tensor<B, 1>,
+    pub period: usize,
+}
+
+/// BCE or BCE with logits on the fused path: the loss as `[L]` or `[1]`, or `None` for the
+/// composite path.
+pub(crate) fn binary<B: Backend, const D: usize>(
+    function: &str,
+    input: &Tensor<B, D>,
+    target: &Tensor<B, D>,
+    weight: Option<&PeriodicWeight<B>>,
+    pos_weight: Option<&PeriodicWeight<B>>,
+    params: BinaryParams,
+) -> Option<Tensor<B, 1>> {
+    #[allow(unused_variables)]
+    fn attempt<B: Backend, X: Kernels, const D: usize>(
+        input: &Tensor<B, D>,
+        target: &Tensor<B, D>,
+        weight: Option<&PeriodicWeight<B>>,
+        pos_weight: Option<&PeriodicWeight<B>>,
+        params: BinaryParams,
+    ) -> Option<Result<Tensor<B, 1>, BadValue>> {
+        let primitive = float_primitive(input)?;
+        #[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
+        if (&primitive as &dyn Any).is::<autodiff::AdFloat<X>>() {
+            let inner = |weight: Option<&PeriodicWeight<B>>| -> Option<Option<Periodic<X>>> {
+                let Some(weight) = weight else {
+                    return Some(None);
+                };
+                let values: autodiff::AdFloat<X> = cast(float_primitive(&weight.values)?)?;
+                if !values.node.requirement.is_none() {
+                    return None;
+                }
+                Some(Some(Periodic {
+                    values: values.primitive,
+                    period: weight.period,
+                }))
+            };
+            let input: autodiff::AdFloat<X> = cast(primitive)?;
+            let target: autodiff::AdFloat<X> = cast(float_primitive(target)?)?;
+            let result =
+                autodiff::binary::<X>(input, target, inner(weight)?, inner(pos_weight)?, params)?;
+            return Some(result.map(tensor_of::<B, _>));
+        }
+        if TypeId::of::<B>() != TypeId::of::<X>() {
+            return None;
+        }
+        let inner = |weight: Option<&PeriodicWeight<B>>| -> Option<Option<Periodic<X>>> {
+            let Some(weight) = weight else {
+                return Some(None);
+            };
+            Some(Some(Periodic {
+                values: cast(float_primitive(&weight.values)?)?,
+                period: weight.period,
+            }))
+        };
+        let input: burn::tensor::ops::FloatTensor<X> = cast(primitive)?;
+        let target: burn::tensor::ops::FloatTensor<X> = cast(float_primitive(target)?)?;
+        let result = X::binary_forward(
+            &input,
+            &target,
+            inner(weight)?.as_ref(),
+            inner(pos_weight)?.as_ref(),
+            &params,
+        )?;
+        Some(result.map(tensor_of::<B, _>))
+    }
+    on_path::<B, _>(function, || {
+        each_backend!(attempt::<D>(input, target, weight, pos_weight, params))
+    })
+    .map(|result| {
+        result.unwrap_or_else(|bad| refuse(function, bad, &[], &input.dims(), 0, 0))
+    })
+}

@@ -1,0 +1,854 @@
+//! The fused kernels of the `NdArray` CPU backend (`f32` and `f64` tensors), multi-threaded
+//! over rows with rayon (the pool burn-ndarray itself uses).
+//!
+//! Class losses work on rows of `C` contiguous logits: a `[N, C]` input is already that; a
+//! `[N, C, S]` input (S > 1) is first copied to `[N, S, C]`, which the backward keeps instead
+//! of the input (one extra copy of the input for K-dimensional inputs, none for `[N, C]`).
+//! Each row's forward reads the row twice while it is in cache (its maximum, then the sum of
+//! exponentials) and keeps one log-sum-exp; its backward writes each gradient element once.
+
+use std::borrow::Cow;
+
+use burn::tensor::TensorMetadata;
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn_ndarray::{FloatNdArrayElement, NdArray, NdArrayTensor, SharedArray};
+use ndarray::{ArcArray, ArrayViewD, IxDyn};
+use rayon::prelude::*;
+
+use super::kernels::{
+    BadValue, BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, ClassIndexSaved,
+    ClassProbsParams, Kernels, Output, Periodic,
+};
+use super::real::{Real, max_of, sum_map, sum_map2};
+use crate::reduction::Reduction;
+
+/// Elements each rayon task works on, at least.
+const TASK_ELEMENTS: usize = 1 << 15;
+
+/// A float element the kernels run in, with the `NdArrayTensor` variant that holds it.
+trait Element: Real {
+    fn view(tensor: &NdArrayTensor) -> Option<ArrayViewD<'_, Self>>;
+    fn wrap(array: SharedArray<Self>) -> NdArrayTensor;
+}
+
+impl Element for f32 {
+    fn view(tensor: &NdArrayTensor) -> Option<ArrayViewD<'_, Self>> {
+        match tensor {
+            NdArrayTensor::F32(storage) => Some(storage.view()),
+            _ => None,
+        }
+    }
+    fn wrap(array: SharedArray<Self>) -> NdArrayTensor {
+        array.into()
+    }
+}
+
+impl Element for f64 {
+    fn view(tensor: &NdArrayTensor) -> Option<ArrayViewD<'_, Self>> {
+        match tensor {
+            NdArrayTensor::F64(storage) => Some(storage.view()),
+            _ => None,
+        }
+    }
+    fn wrap(array: SharedArray<Self>) -> NdArrayTensor {
+        array.into()
+    }
+}
+
+/// The elements of `tensor` in row-major order as `T`: borrowed when the tensor already is a
+/// contiguous `T` tensor, copied otherwise.
+fn reals<T: Element>(tensor: &NdArrayTensor) -> Cow<'_, [T]> {
+    if let Some(view) = T::view(tensor) {
+        return match view.to_slice() {
+            Some(slice) => Cow::Borrowed(slice),
+            None => Cow::Owned(view.iter().copied().collect()),
+        };
+    }
+    Cow::Owned(match tensor {
+        NdArrayTensor::F32(storage) => storage.view().iter().map(|&v| T::from_f64(v as f64)).collect(),
+        NdArrayTensor::F64(storage) => storage.view().iter().map(|&v| T::from_f64(v)).collect(),
+        other => panic!("fused kernels: expected a float tensor, got {:?}", other.dtype()),
+    })
+}
+
+/// The elements of an integer tensor in row-major order as `i64`.
+fn indices(tensor: &NdArrayTensor) -> Cow<'_, [i64]> {
+    macro_rules! convert {
+        ($storage:expr) => {
+            Cow::Owned($storage.view().iter().map(|&v| v as i64).collect())
+        };
+    }
+    match tensor {
+        NdArrayTensor::I64(storage) => {
+            let view = storage.view();
+            match view.to_slice() {
+                Some(slice) => Cow::Borrowed(slice),
+                None => Cow::Owned(view.iter().copied().collect()),
+            }
+        }
+        NdArrayTensor::I32(storage) => convert!(storage),
+        NdArrayTensor::I16(storage) => convert!(storage),
+        NdArrayTensor::I8(storage) => convert!(storage),
+        NdArrayTensor::U64(storage) => convert!(storage),
+        NdArrayTensor::U32(storage) => convert!(storage),
+        NdArrayTensor::U16(storage) => convert!(storage),
+        NdArrayTensor::U8(storage) => convert!(storage),
+        other => panic!("fused kernels: expected an integer tensor, got {:?}", other.dtype()),
+    }
+}
+
+/// A tensor of `shape` holding `values`.
+fn tensor<T: Element>(values: Vec<T>, shape: &[usize]) -> NdArrayTensor {
+    T::wrap(ArcArray::from_shape_vec(IxDyn(shape), values).expect("length matches shape"))
+}
+
+/// The input's rows of `C` classes as `[N * S, C]`: the input itself when `S` is 1, a copy of
+/// `[N, C, S]` transposed to `[N, S, C]` otherwise.
+fn rows<T: Element>(input: &NdArrayTensor, classes: usize, spatial: usize) -> Cow<'_, [T]> {
+    let flat = reals::<T>(input);
+    if spatial == 1 {
+        return flat;
+    }
+    let batch = flat.len() / (classes * spatial);
+    let mut out = vec![T::ZERO; flat.len()];
+    out.par_chunks_mut(classes * spatial)
+        .zip(flat.par_chunks(classes * spatial))
+        .for_each(|(out, block)| {
+            for (c, class) in block.chunks_exact(spatial).enumerate() {
+                for (s, &v) in class.iter().enumerate() {
+                    out[s * classes + c] = v;
+                }
+            }
+        });
+    debug_assert_eq!(out.len(), batch * classes * spatial);
+    Cow::Owned(out)
+}
+
+/// The inverse of [`rows`] for a gradient: `[N * S, C]` rows back to `[N, C, S]`.
+fn unrows<T: Element>(rows: Vec<T>, classes: usize, spatial: usize) -> Vec<T> {
+    if spatial == 1 {
+        return rows;
+    }
+    let mut out = vec![T::ZERO; rows.len()];
+    out.par_chunks_mut(classes * spatial)
+        .zip(rows.par_chunks(classes * spatial))
+        .for_each(|(out, block)| {
+            for (s, row) in block.chunks_exact(classes).enumerate() {
+                for (c, &v) in row.iter().enumerate() {
+                    out[c * spatial + s] = v;
+                }
+            }
+        });
+    out
+}
+
+/// `values` in `tasks` chunks of `width` for the tasks of a backward pass; `tasks` empty
+/// chunks when `values` is empty (a gradient nobody asked for).
+fn task_chunks<T>(values: &mut [T], tasks: usize, width: usize) -> Vec<&mut [T]> {
+    if values.is_empty() {
+        (0..tasks).map(|_| &mut [][..]).collect()
+    } else {
+        values.chunks_mut(width).collect()
+    }
+}
+
+/// Rows per rayon task for rows of `width` elements.
+fn rows_per_task(width: usize) -> usize {
+    (TASK_ELEMENTS / width.max(1)).max(1)
+}
+
+/// Runs `f` compiled for AVX2 when the CPU has it (the loops in `f` are inlined into it and
+/// vectorised 8 `f32` wide), as plain code otherwise.
+#[inline(always)]
+fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU was just found to support AVX2.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
+/// The loss tensor of an op: the per-element values, or their sum divided by `divisor`.
+fn loss_output<T: Element>(per_element: Vec<T>, output: Output, divisor: f64) -> NdArrayTensor {
+    match output {
+        Output::PerElement => {
+            let len = per_element.len();
+            tensor(per_element, &[len])
+        }
+        Output::Reduced(reduction) => {
+            let sum: f64 = per_element
+                .par_chunks(TASK_ELEMENTS)
+                .map(|chunk| chunk.iter().map(|v| v.to_f64()).sum::<f64>())
+                .sum();
+            let value = match reduction {
+                Reduction::Sum => sum,
+                Reduction::Mean => sum / divisor,
+            };
+            tensor(vec![T::from_f64(value)], &[1])
+        }
+    }
+}
+
+/// The gradient of each element's loss: `grad` itself, or the reduced loss's gradient spread
+/// over the elements (divided by the mean's divisor).
+fn element_grads<T: Element>(grad: &NdArrayTensor, output: Output, divisor: f64) -> ElementGrad<T> {
+    let grad = reals::<T>(grad);
+    match output {
+        Output::PerElement => ElementGrad::Each(grad.into_owned()),
+        Output::Reduced(Reduction::Sum) => ElementGrad::All(grad[0]),
+        Output::Reduced(Reduction::Mean) => {
+            ElementGrad::All(T::from_f64(grad[0].to_f64() / divisor))
+        }
+    }
+}
+
+enum ElementGrad<T> {
+    Each(Vec<T>),
+    All(T),
+}
+
+impl<T: Real> ElementGrad<T> {
+    #[inline(always)]
+    fn at(&self, i: usize) -> T {
+        match self {
+            Self::Each(values) => values[i],
+            Self::All(value) => *value,
+        }
+    }
+}
+
+/// The first target that is neither a class nor `ignore_index`.
+fn check_targets(targets: &[i64], classes: usize, ignore_index: i64) -> Result<(), BadValue> {
+    match targets
+        .iter()
+        .position(|&t| t != ignore_index && (t < 0 || t >= classes as i64))
+    {
+        Some(flat_index) => Err(BadValue::ClassIndex {
+            flat_index,
+            value: targets[flat_index],
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The class weights as `T`, or `None`.
+fn class_weights<T: Element>(weight: Option<&NdArrayTensor>) -> Option<Vec<T>> {
+    weight.map(|w| reals::<T>(w).into_owned())
+}
+
+/// The terms of one cross-entropy row that both passes use.
+struct RowTerms<T> {
+    /// `(1 - ε) w[t]`.
+    target_scale: T,
+    /// `ε / C`.
+    smoothing_scale: T,
+    /// `Σ_c w[c]` (C without weights).
+    weight_sum: T,
+}
+
+impl<T: Real> RowTerms<T> {
+    fn new(weight_sum: T, target_weight: T, params: &ClassIndexParams) -> Self {
+        let epsilon = T::from_f64(params.label_smoothing);
+        Self {
+            target_scale: (T::ONE - epsilon) * target_weight,
+            smoothing_scale: T::from_f64(params.label_smoothing / params.classes as f64),
+            weight_sum,
+        }
+    }
+}
+
+/// `Σ_c w[c]`, or `C` without weights.
+fn weight_sum<T: Real>(weight: Option<&[T]>, classes: usize) -> T {
+    match weight {
+        Some(w) => w.iter().fold(T::ZERO, |a, &b| a + b),
+        None => T::from_f64(classes as f64),
+    }
+}
+
+/// The log-sum-exp of a row (NaN if the row holds a NaN, or is all `-inf` or `+inf`).
+#[inline(always)]
+fn log_sum_exp<T: Real>(row: &[T]) -> T {
+    let m = max_of(row);
+    let s = sum_map(row, |v| (v - m).exp_nonpositive());
+    m + s.ln()
+}
+
+fn class_index_forward_typed<T: Element>(
+    input: &NdArrayTensor,
+    target: &NdArrayTensor,
+    weight: Option<&NdArrayTensor>,
+    params: &ClassIndexParams,
+) -> Result<(NdArrayTensor, Option<NdArrayTensor>, NdArrayTensor), BadValue> {
+    let classes = params.classes;
+    let targets = indices(target);
+    if params.check_values {
+        check_targets(&targets, classes, params.ignore_index)?;
+    }
+    let weight = class_weights::<T>(weight);
+    let weight = weight.as_deref();
+    let logits = rows::<T>(input, classes, params.spatial);
+    let count = targets.len();
+    let mut loss = vec![T::ZERO; count];
+    let mut target_weight = vec![T::ZERO; count];
+    let cross_entropy = params.kind == ClassIndexKind::CrossEntropy;
+    let mut lse = vec![T::ZERO; if cross_entropy { count } else { 0 }];
+    let per_task = rows_per_task(classes);
+    let terms_of = |t: i64| -> Option<(usize, T)> {
+        (t != params.ignore_index).then(|| {
+            let t = t as usize;
+            (t, weight.map_or(T::ONE, |w| w[t]))
+        })
+    };
+    if cross_entropy {
+        let epsilon = params.label_smoothing;
+        loss.par_chunks_mut(per_task)
+            .zip(target_weight.par_chunks_mut(per_task))
+            .zip(lse.par_chunks_mut(per_task))
+            .enumerate()
+            .for_each(|(task, ((loss, tw), lse))| {
+                vectorised(|| {
+                    let first = task * per_task;
+                    for (i, ((loss, tw), lse)) in
+                        loss.iter_mut().zip(tw).zip(lse).enumerate()
+                    {
+                        // Every row's log-sum-exp, ignored ones too: their gradient is
+                        // PyTorch's `0 · softmax`, NaN where the row holds a NaN.
+                        let row = &logits[(first + i) * classes..][..classes];
+                        let row_lse = log_sum_exp(row);
+                        *lse = row_lse;
+                        let Some((t, wt)) = terms_of(targets[first + i]) else {
+                            continue;
+                        };
+                        let terms = RowTerms::new(T::ZERO, wt, params);
+                        let mut value = terms.target_scale * (row_lse - row[t]);
+                        if epsilon > 0.0 {
+                            let smooth = match weight {
+                                Some(w) => sum_map2(row, w, |x, w| w * (row_lse - x)),
+                                None => sum_map(row, |x| row_lse - x),
+                            };
+                            value = value + terms.smoothing_scale * smooth;
+                        }
+                        *loss = value;
+                        *tw = wt;
+                    }
+                })
+            });
+    } else {
+        loss.par_chunks_mut(per_task)
+            .zip(target_weight.par_chunks_mut(per_task))
+            .enumerate()
+            .for_each(|(task, (loss, tw))| {
+                let first = task * per_task;
+                for (i, (loss, tw)) in loss.iter_mut().zip(tw).enumerate() {
+                    if let Some((t, wt)) = terms_of(targets[first + i]) {
+                        *loss = -(wt * logits[(first + i) * classes + t]);
+                        *tw = wt;
+                    }
+                }
+            });
+    }
+    let total_weight: f64 = target_weight.iter().map(|w| w.to_f64()).sum();
+    let output = loss_output(loss, params.output, total_weight);
+    Ok((
+        output,
+        cross_entropy.then(|| tensor(lse, &[count])),
+        tensor(vec![T::from_f64(total_weight)], &[1]),
+    ))
+}
+
+fn class_index_backward_typed<T: Element>(
+    input: &NdArrayTensor,
+    target: &NdArrayTensor,
+    weight: Option<&NdArrayTensor>,
+    params: &ClassIndexParams,
+    log_sum_exp: Option<&NdArrayTensor>,
+    total_weight: &NdArrayTensor,
+    grad: &NdArrayTensor,
+) -> NdArrayTensor {
+    let (classes, spatial) = (params.classes, params.spatial);
+    let targets = indices(target);
+    let weight = class_weights::<T>(weight);
+    let weight = weight.as_deref();
+    let total_weight = reals::<T>(total_weight)[0].to_f64();
+    let grads = element_grads::<T>(grad, params.output, total_weight);
+    let count = targets.len();
+    let mut dx = vec![T::ZERO; count * classes];
+    let per_task = rows_per_task(classes);
+    let all_weights = weight_sum(weight, classes);
+    match params.kind {
+        ClassIndexKind::CrossEntropy => {
+            let logits = rows::<T>(input, classes, spatial);
+            let lse = reals::<T>(log_sum_exp.expect("saved by the forward"));
+            dx.par_chunks_mut(per_task * classes)
+                .enumerate()
+                .for_each(|(task, dx)| {
+                    vectorised(|| {
+                        let first = task * per_task;
+                        for (i, out) in dx.chunks_exact_mut(classes).enumerate() {
+                            let r = first + i;
+                            let t = targets[r];
+                            let row = &logits[r * classes..][..classes];
+                            let row_lse = lse[r];
+                            if t == params.ignore_index {
+                                // PyTorch's log_softmax backward of a zero gradient.
+                                for (o, &x) in out.iter_mut().zip(row) {
+                                    *o = (x - row_lse).exp_nonpositive() * T::ZERO;
+                                }
+                                continue;
+                            }
+                            let t = t as usize;
+                            let wt = weight.map_or(T::ONE, |w| w[t]);
+                            let terms = RowTerms::new(all_weights, wt, params);
+                            let g = grads.at(r);
+                            let p_scale =
+                                g * (terms.target_scale + terms.smoothing_scale * terms.weight_sum);
+                            let uniform = g * terms.smoothing_scale;
+                            match weight {
+                                Some(w) => {
+                                    for ((o, &x), &w) in out.iter_mut().zip(row).zip(w) {
+                                        *o = p_scale * (x - row_lse).exp_nonpositive()
+                                            - uniform * w;
+                                    }
+                                }
+                                None => {
+                                    for (o, &x) in out.iter_mut().zip(row) {
+                                        *o = p_scale * (x - row_lse).exp_nonpositive() - uniform;
+                                    }
+                                }
+                            }
+                            out[t] = out[t] - g * terms.target_scale;
+                        }
+                    })
+                });
+        }
+        ClassIndexKind::Nll => {
+            dx.par_chunks_mut(per_task * classes)
+                .enumerate()
+                .for_each(|(task, dx)| {
+                    let first = task * per_task;
+                    for (i, out) in dx.chunks_exact_mut(classes).enumerate() {
+                        let t = targets[first + i];
+                        if t != params.ignore_index {
+                            let t = t as usize;
+                            out[t] = -(weight.map_or(T::ONE, |w| w[t]) * grads.at(first + i));
+                        }
+                    }
+                });
+        }
+    }
+    let shape = input.shape().to_vec();
+    tensor(unrows(dx, classes, spatial), &shape)
+}
+
+/// `Σ_c w[c] q_c` and `Σ_c w[c] q_c (lse - x_c)` of a probability-target row,
+/// `q = (1 - ε) y + ε / C`.
+#[inline(always)]
+fn probs_row_sums<T: Real>(
+    row: &[T],
+    y: &[T],
+    weight: Option<&[T]>,
+    keep: T,
+    uniform: T,
+    lse: T,
+) -> (T, T) {
+    let mut wq_sum = T::ZERO;
+    let mut loss = T::ZERO;
+    for c in 0..row.len() {
+        let wq = weight.map_or(T::ONE, |w| w[c]) * (keep * y[c] + uniform);
+        wq_sum = wq_sum + wq;
+        loss = loss + wq * (lse - row[c]);
+    }
+    (wq_sum, loss)
+}
+
+fn class_probs_forward_typed<T: Element>(
+    input: &NdArrayTensor,
+    target: &NdArrayTensor,
+    weight: Option<&NdArrayTensor>,
+    params: &ClassProbsParams,
+) -> (NdArrayTensor, NdArrayTensor) {
+    let classes = params.classes;
+    let weight = class_weights::<T>(weight);
+    let weight = weight.as_deref();
+    let logits = rows::<T>(input, classes, params.spatial);
+    let ys = rows::<T>(target, classes, params.spatial);
+    let count = logits.len() / classes;
+    let keep = T::from_f64(1.0 - params.label_smoothing);
+    let uniform = T::from_f64(params.label_smoothing / classes as f64);
+    let mut loss = vec![T::ZERO; count];
+    let mut lse = vec![T::ZERO; count];
+    let per_task = rows_per_task(classes);
+    loss.par_chunks_mut(per_task)
+        .zip(lse.par_chunks_mut(per_task))
+        .enumerate()
+        .for_each(|(task, (loss, lse))| {
+            vectorised(|| {
+                let first = task * per_task;
+                for (i, (loss, lse)) in loss.iter_mut().zip(lse).enumerate() {
+                    let r = first + i;
+                    let row = &logits[r * classes..][..classes];
+                    let y = &ys[r * classes..][..classes];
+                    *lse = log_sum_exp(row);
+                    *loss = probs_row_sums(row, y, weight, keep, uniform, *lse).1;
+                }
+            })
+        });
+    (
+        loss_output(loss, params.output, count as f64),
+        tensor(lse, &[count]),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn class_probs_backward_typed<T: Element>(
+    input: &NdArrayTensor,
+    target: &NdArrayTensor,
+    weight: Option<&NdArrayTensor>,
+    params: &ClassProbsParams,
+    log_sum_exp: &NdArrayTensor,
+    grad: &NdArrayTensor,
+    wants: [bool; 2],
+) -> [Option<NdArrayTensor>; 2] {
+    let (classes, spatial) = (params.classes, params.spatial);
+    let weight = class_weights::<T>(weight);
+    let weight = weight.as_deref();
+    let logits = rows::<T>(input, classes, spatial);
+    let ys = rows::<T>(target, classes, spatial);
+    let lse = reals::<T>(log_sum_exp);
+    let count = logits.len() / classes;
+    let grads = element_grads::<T>(grad, params.output, count as f64);
+    let keep = T::from_f64(1.0 - params.label_smoothing);
+    let uniform = T::from_f64(params.label_smoothing / classes as f64);
+    let mut dx = vec![T::ZERO; if wants[0] { logits.len() } else { 0 }];
+    let mut dy = vec![T::ZERO; if wants[1] { logits.len() } else { 0 }];
+    let per_task = rows_per_task(classes);
+    let width = per_task * classes;
+    let tasks = count.div_ceil(per_task);
+    let dx_chunks = task_chunks(&mut dx, tasks, width);
+    let dy_chunks = task_chunks(&mut dy, tasks, width);
+    dx_chunks
+        .into_par_iter()
+        .zip(dy_chunks)
+        .enumerate()
+        .for_each(|(task, (dx, dy))| {
+            vectorised(|| {
+                let first = task * per_task;
+                let rows_here = (count - first).min(per_task);
+                for i in 0..rows_here {
+                    let r = first + i;
+                    let row = &logits[r * classes..][..classes];
+                    let y = &ys[r * classes..][..classes];
+                    let g = grads.at(r);
+                    let row_lse = lse[r];
+                    if !dx.is_empty() {
+                        let (wq_sum, _) = probs_row_sums(row, y, weight, keep, uniform, row_lse);
+                        let out = &mut dx[i * classes..][..classes];
+                        for c in 0..classes {
+                            let w = weight.map_or(T::ONE, |w| w[c]);
+                            let p = (row[c] - row_lse).exp_nonpositive();
+                            out[c] = g * (p * wq_sum - w * (keep * y[c] + uniform));
+                        }
+                    }
+                    if !dy.is_empty() {
+                        let out = &mut dy[i * classes..][..classes];
+                        for c in 0..classes {
+                            let w = weight.map_or(T::ONE, |w| w[c]);
+                            out[c] = g * keep * w * (row_lse - row[c]);
+                        }
+                    }
+                }
+            })
+        });
+    let shape = input.shape().to_vec();
+    let finish = |values: Vec<T>, wanted: bool| {
+        wanted.then(|| tensor(unrows(values, classes, spatial), &shape))
+    };
+    [finish(dx, wants[0]), finish(dy, wants[1])]
+}
+
+/// A binary op's weight as `T` values and their period.
+fn periodic<T: Element>(weight: Option<(&NdArrayTensor, usize)>) -> Option<(Vec<T>, usize)> {
+    weight.map(|(values, period)| (reals::<T>(values).into_owned(), period))
+}
+
+/// PyTorch's floor of the BCE logarithms.
+const LOG_FLOOR: f64 = -100.0;
+/// PyTorch's floor of `p (1 - p)` in the BCE gradient, the f32 nearest 1e-12, in every dtype.
+const EPSILON: f64 = 1e-12f32 as f64;
+
+/// `softplus(-|x|) = log1p(exp(-|x|))` and `exp(-|x|)`.
+#[inline(always)]
+fn tail<T: Real>(x: T) -> (T, T) {
+    let abs = if x < T::ZERO { -x } else { x };
+    let e = (-abs).exp_nonpositive();
+    (e.log1p_unit(), e)
+}
+
+/// One binary element: the loss, and the slopes `∂/∂x`, `∂/∂t` (before the weight).
+#[inline(always)]
+fn binary_element<T: Real>(kind: BinaryKind, x: T, t: T, pw: T) -> (T, T, T) {
+    match kind {
+        BinaryKind::WithLogits => {
+            let (log_tail, e) = tail(x);
+            let positive = if x > T::ZERO { x } else { T::ZERO };
+            let negative = if x < T::ZERO { -x } else { T::ZERO };
+            let softplus = positive + log_tail; // -log σ(-x)
+            let softplus_neg = negative + log_tail; // -log σ(x)
+            // σ(x) and σ(-x) from e = exp(-|x|), without cancellation.
+            let small = e / (T::ONE + e);
+            let large = T::ONE / (T::ONE + e);
+            let (sigmoid, sigmoid_neg) = if x > T::ZERO {
+                (large, small)
+            } else {
+                (small, large)
+            };
+            let one_minus_t = T::ONE - t;
+            let positive_weight = pw * t;
+            (
+                one_minus_t * softplus + positive_weight * softplus_neg,
+                one_minus_t * sigmoid - positive_weight * sigmoid_neg,
+                pw * softplus_neg - softplus,
+            )
+        }
+        BinaryKind::Probabilities => {
+            let floor = T::from_f64(LOG_FLOOR);
+            let log_p = max_floor(x.ln(), floor);
+            let log_q = max_floor((-x).ln_1p(), floor);
+            let variance = x * (T::ONE - x);
+            let epsilon = T::from_f64(EPSILON);
+            let variance = if variance < epsilon { epsilon } else { variance };
+            (
+                -(t * log_p + (T::ONE - t) * log_q),
+                (x - t) / variance,
+                log_q - log_p,
+            )
+        }
+    }
+}
+
+/// `max(value, floor)` that keeps NaN.
+#[inline(always)]
+fn max_floor<T: Real>(value: T, floor: T) -> T {
+    if value < floor { floor } else { value }
+}
+
+fn binary_forward_typed<T: Element>(
+    input: &NdArrayTensor,
+    target: &NdArrayTensor,
+    weight: Option<(&NdArrayTensor, usize)>,
+    pos_weight: Option<(&NdArrayTensor, usize)>,
+    params: &BinaryParams,
+) -> Result<NdArrayTensor, BadValue> {
+    let xs = reals::<T>(input);
+    if params.check_values {
+        if let Some(flat_index) = xs
+            .par_iter()
+            .position_first(|&p| p < T::ZERO || p > T::ONE || p.is_nan())
+        {
+            return Err(BadValue::Probability {
+                flat_index,
+                value: xs[flat_index].to_f64(),
+            });
+        }
+    }
+    let ts = reals::<T>(target);
+    let weight = periodic(weight);
+    let pos_weight = periodic(pos_weight);
+    let mut loss = vec![T::ZERO; xs.len()];
+    loss.par_chunks_mut(TASK_ELEMENTS)
+        .enumerate()
+        .for_each(|(task, loss)| {
+            vectorised(|| {
+                let first = task * TASK_ELEMENTS;
+                let xs = &xs[first..][..loss.len()];
+                let ts = &ts[first..][..loss.len()];
+                for (i, ((out, &x), &t)) in loss.iter_mut().zip(xs).zip(ts).enumerate() {
+                    let pw = pos_weight
+                        .as_ref()
+                        .map_or(T::ONE, |(w, period)| w[(first + i) % period]);
+                    let value = binary_element(params.kind, x, t, pw).0;
+                    *out = match &weight {
+                        Some((w, period)) => value * w[(first + i) % period],
+                        None => value,
+                    };
+                }
+            })
+        });
+    Ok(loss_output(loss, params.output, params.len as f64))
+}
+
+fn binary_backward_typed<T: Element>(
+    input: &NdArrayTensor,
+    target: &NdArrayTensor,
+    weight: Option<(&NdArrayTensor, usize)>,
+    pos_weight: Option<(&NdArrayTensor, usize)>,
+    params: &BinaryParams,
+    grad: &NdArrayTensor,
+    wants: [bool; 2],
+) -> [Option<NdArrayTensor>; 2] {
+    let xs = reals::<T>(input);
+    let ts = reals::<T>(target);
+    let weight = periodic(weight);
+    let pos_weight = periodic(pos_weight);
+    let grads = element_grads::<T>(grad, params.output, params.len as f64);
+    let len = xs.len();
+    let mut dx = vec![T::ZERO; if wants[0] { len } else { 0 }];
+    let mut dt = vec![T::ZERO; if wants[1] { len } else { 0 }];
+    let tasks = len.div_ceil(TASK_ELEMENTS);
+    let dx_chunks = task_chunks(&mut dx, tasks, TASK_ELEMENTS);
+    let dt_chunks = task_chunks(&mut dt, tasks, TASK_ELEMENTS);
+    dx_chunks
+        .into_par_iter()
+        .zip(dt_chunks)
+        .enumerate()
+        .for_each(|(task, (dx, dt))| {
+            vectorised(|| {
+                let first = task * TASK_ELEMENTS;
+                let count = (len - first).min(TASK_ELEMENTS);
+                for i in 0..count {
+                    let e = first + i;
+                    let pw = pos_weight
+                        .as_ref()
+                        .map_or(T::ONE, |(w, period)| w[e % period]);
+                    let g = match &weight {
+                        Some((w, period)) => grads.at(e) * w[e % period],
+                        None => grads.at(e),
+                    };
+                    let (_, slope_x, slope_t) = binary_element(params.kind, xs[e], ts[e], pw);
+                    if !dx.is_empty() {
+                        dx[i] = g * slope_x;
+                    }
+                    if !dt.is_empty() {
+                        dt[i] = g * slope_t;
+                    }
+                }
+            })
+        });
+    let shape = input.shape().to_vec();
+    let finish = |values: Vec<T>, wanted: bool| wanted.then(|| tensor(values, &shape));
+    [finish(dx, wants[0]), finish(dt, wants[1])]
+}
+
+/// Runs `$body` with `$t` bound to the element type of `$input`'s dtype (`None` for other
+/// dtypes).
+macro_rules! by_dtype {
+    ($input:expr, $t:ident => $body:expr) => {
+        match $input {
+            NdArrayTensor::F32(_) => {
+                type $t = f32;
+                Some($body)
+            }
+            NdArrayTensor::F64(_) => {
+                type $t = f64;
+                Some($body)
+            }
+            _ => None,
+        }
+    };
+}
+
+/// A binary op's weight as the primitive and its period.
+fn parts<X: burn::tensor::backend::Backend>(
+    weight: Option<&Periodic<X>>,
+) -> Option<(&FloatTensor<X>, usize)> {
+    weight.map(|w| (&w.values, w.period))
+}
+
+impl<E: FloatNdArrayElement> Kernels for NdArray<E>
+where
+    NdArrayTensor: From<SharedArray<E>>,
+{
+    const CHECKS_VALUES: bool = true;
+
+    fn class_index_forward(
+        input: &FloatTensor<Self>,
+        target: &IntTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassIndexParams,
+    ) -> Option<Result<(FloatTensor<Self>, ClassIndexSaved<Self>), BadValue>> {
+        by_dtype!(input, T => class_index_forward_typed::<T>(input, target, weight, params)
+            .map(|(loss, log_sum_exp, total_weight)| {
+                (loss, ClassIndexSaved { log_sum_exp, total_weight })
+            }))
+    }
+
+    fn class_index_backward(
+        input: &FloatTensor<Self>,
+        target: &IntTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassIndexParams,
+        saved: &ClassIndexSaved<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        by_dtype!(input, T => class_index_backward_typed::<T>(
+            input, target, weight, params, saved.log_sum_exp.as_ref(), &saved.total_weight, &grad))
+        .expect("the forward accepted this dtype")
+    }
+
+    fn class_probs_forward(
+        input: &FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassProbsParams,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        by_dtype!(input, T => class_probs_forward_typed::<T>(input, target, weight, params))
+    }
+
+    fn class_probs_backward(
+        input: &FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassProbsParams,
+        log_sum_exp: &FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        wants: [bool; 2],
+    ) -> [Option<FloatTensor<Self>>; 2] {
+        by_dtype!(input, T => class_probs_backward_typed::<T>(
+            input, target, weight, params, log_sum_exp, &grad, wants))
+        .expect("the forward accepted this dtype")
+    }
+
+    fn binary_forward(
+        input: &FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&Periodic<Self>>,
+        pos_weight: Option<&Periodic<Self>>,
+        params: &BinaryParams,
+    ) -> Option<Result<FloatTensor<Self>, BadValue>> {
+        by_dtype!(input, T => binary_forward_typed::<T>(
+            input,
+            target,
+            parts(weight),
+            parts(pos_weight),
+            params,
+        ))
+    }
+
+    fn binary_backward(
+        input: &FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&Periodic<Self>>,
+        pos_weight: Option<&Periodic<Self>>,
+        params: &BinaryParams,
+        grad: FloatTensor<Self>,
+        wants: [bool; 2],
+    ) -> [Option<FloatTensor<Self>>; 2] {
+        by_dtype!(input, T => binary_backward_typed::<T>(
+            input,
+            target,
+            parts(weight),
+            parts(pos_weight),
+            params,
+            &grad,
+            wants,
+        ))
+        .expect("the forward accepted this dtype")
+    }
+}

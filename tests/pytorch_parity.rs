@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::DType;
+use burn_xent::{LossPath, with_loss_path};
 use burn::tensor::backend::AutodiffBackend;
 
 use common::{NdArrayAd, NdArrayAd64, WgpuAd};
@@ -427,29 +428,45 @@ fn on<B: AutodiffBackend>(case: &Case, dtype: DType) -> Run {
 }
 
 /// The CPU backend: f32 cases in f32, f64 cases in f64.
-#[test]
-fn ndarray() {
+fn ndarray_on(path: LossPath) {
+    let label = format!("ndarray {path:?}");
     let runner = |case: &Case| match case.dtype {
         Dtype::F32 => (on::<NdArrayAd>(case, DType::F32), false),
         Dtype::F64 => (on::<NdArrayAd64>(case, DType::F64), false),
     };
-    assert!(
-        run_backend("ndarray", &runner),
-        "parity ndarray: some cases failed (listed above)"
-    );
+    let passed = with_loss_path(path, || run_backend(&label, &runner));
+    assert!(passed, "parity {label}: some cases failed (listed above)");
 }
 
 /// The GPU backend: every case in f32 (f64 cases with the f32 tolerance).
-#[test]
-fn wgpu() {
+fn wgpu_on(path: LossPath) {
     if !common::wgpu_ready("pytorch_parity") {
         return;
     }
+    let label = format!("wgpu {path:?}");
     let runner = |case: &Case| (on::<WgpuAd>(case, DType::F32), case.dtype == Dtype::F64);
-    assert!(
-        run_backend("wgpu", &runner),
-        "parity wgpu: some cases failed (listed above)"
-    );
+    let passed = with_loss_path(path, || run_backend(&label, &runner));
+    assert!(passed, "parity {label}: some cases failed (listed above)");
+}
+
+#[test]
+fn ndarray_fused() {
+    ndarray_on(LossPath::Fused);
+}
+
+#[test]
+fn ndarray_composite() {
+    ndarray_on(LossPath::Composite);
+}
+
+#[test]
+fn wgpu_fused() {
+    wgpu_on(LossPath::Fused);
+}
+
+#[test]
+fn wgpu_composite() {
+    wgpu_on(LossPath::Composite);
 }
 
 /// The reader's side of "a field or value it does not understand is a failure".

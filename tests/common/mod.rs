@@ -72,19 +72,35 @@ pub fn wgpu_ready(test: &str) -> bool {
 macro_rules! matrix_tests {
     ($($test:ident),* $(,)?) => {
         mod ndarray {
+            $crate::matrix_tests!(@path fused, burn_xent::LossPath::Fused, $($test),*);
+            $crate::matrix_tests!(@path composite, burn_xent::LossPath::Composite, $($test),*);
+        }
+        mod wgpu {
+            $crate::matrix_tests!(@wgpu fused, burn_xent::LossPath::Fused, $($test),*);
+            $crate::matrix_tests!(@wgpu composite, burn_xent::LossPath::Composite, $($test),*);
+        }
+    };
+    (@path $path:ident, $loss_path:expr, $($test:ident),*) => {
+        mod $path {
             $(
                 #[test]
                 fn $test() {
-                    super::$test::<$crate::common::NdArrayAd>(&Default::default());
+                    burn_xent::with_loss_path($loss_path, || {
+                        super::super::$test::<$crate::common::NdArrayAd>(&Default::default())
+                    });
                 }
             )*
         }
-        mod wgpu {
+    };
+    (@wgpu $path:ident, $loss_path:expr, $($test:ident),*) => {
+        mod $path {
             $(
                 #[test]
                 fn $test() {
                     if $crate::common::wgpu_ready(stringify!($test)) {
-                        super::$test::<$crate::common::WgpuAd>(&Default::default());
+                        burn_xent::with_loss_path($loss_path, || {
+                            super::super::$test::<$crate::common::WgpuAd>(&Default::default())
+                        });
                     }
                 }
             )*

@@ -16,5 +16,6 @@ mod backends_agree;
 mod bad_input;
 mod cross_checks;
 mod module_equals_function;
+mod paths_agree;
 mod semantics;
 mod support;

@@ -6,8 +6,7 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 
 use crate::checks;
 use crate::class_layout::{
-    ClassLayout, PickedTargets, class_dims, flat_index_target, pick_targets,
-    validate_index_inputs,
+    ClassLayout, PickedTargets, class_dims, flat_index_target, pick_targets, validate_index_inputs,
 };
 use crate::fused::{self, ClassIndexKind, ClassIndexParams, Computed, Output};
 use crate::reduction::{Reduction, reduce_by};

@@ -81,7 +81,9 @@ fn check_weight_gradient<B: AutodiffBackend, const D: usize, const DO: usize>(
 ) -> GradcheckReport {
     if burn_xent::loss_path() == burn_xent::LossPath::Fused {
         println!("{what}: weight gradient: composite path (the fused kernels have none)");
-        return burn_xent::with_loss_path(burn_xent::LossPath::Composite, || check(what, inputs, f));
+        return burn_xent::with_loss_path(burn_xent::LossPath::Composite, || {
+            check(what, inputs, f)
+        });
     }
     check(what, inputs, f)
 }

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::DType;
-use burn_xent::{LossPath, with_loss_path};
 use burn::tensor::backend::AutodiffBackend;
+use burn_xent::{LossPath, with_loss_path};
 
 use common::{NdArrayAd, NdArrayAd64, WgpuAd};
 use fixture::{Case, Dtype, FloatTensor, Loss, Tolerance};

@@ -37,14 +37,19 @@ SHAPES = {
     "bce_with_logits": ["4096x1024", "4194304"],
 }
 MODES = {"forward": "fwd", "forward_backward": "fwd+bwd"}
-IMPLS = ["burn-xent", "burn-xent-nocheck", "burn-nn"]
+IMPLS = ["burn-xent", "burn-xent-nocheck", "burn-xent-composite", "burn-nn"]
 DEFAULT_IMPLS = {
     "cross_entropy": IMPLS,
-    "nll_loss": ["burn-xent", "burn-xent-nocheck"],
+    "nll_loss": ["burn-xent", "burn-xent-nocheck", "burn-xent-composite"],
     "bce": IMPLS,
-    "bce_with_logits": ["burn-xent", "burn-nn"],
+    "bce_with_logits": ["burn-xent", "burn-xent-composite", "burn-nn"],
 }
-IMPL_TITLES = {"burn-xent": "burn-xent", "burn-xent-nocheck": "burn-xent, no check", "burn-nn": "burn-nn"}
+IMPL_TITLES = {
+    "burn-xent": "burn-xent (fused)",
+    "burn-xent-nocheck": "burn-xent, no check",
+    "burn-xent-composite": "burn-xent composite (before)",
+    "burn-nn": "burn-nn",
+}
 
 
 def floor_bytes(loss, shape, mode):

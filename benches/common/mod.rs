@@ -64,11 +64,16 @@ impl Loss {
     /// The implementations compared on this loss; the first is the default burn-xent call.
     pub fn impls(self) -> &'static [Impl] {
         match self {
-            Loss::CrossEntropy | Loss::Bce => &[Impl::Xent, Impl::XentNoCheck, Impl::BurnNn],
+            Loss::CrossEntropy | Loss::Bce => &[
+                Impl::Xent,
+                Impl::XentNoCheck,
+                Impl::XentComposite,
+                Impl::BurnNn,
+            ],
             // burn::nn has no NLL loss.
-            Loss::Nll => &[Impl::Xent, Impl::XentNoCheck],
+            Loss::Nll => &[Impl::Xent, Impl::XentNoCheck, Impl::XentComposite],
             // burn-xent's BCE with logits reads nothing back: no value check to switch off.
-            Loss::BceWithLogits => &[Impl::Xent, Impl::BurnNn],
+            Loss::BceWithLogits => &[Impl::Xent, Impl::XentComposite, Impl::BurnNn],
         }
     }
 
@@ -99,6 +104,9 @@ pub enum Impl {
     Xent,
     /// burn-xent with `check_values(false)`.
     XentNoCheck,
+    /// burn-xent with its defaults on the composite path (`LossPath::Composite`): what
+    /// burn-xent measured before the fused kernels.
+    XentComposite,
     /// The nearest `burn::nn::loss` module.
     BurnNn,
 }
@@ -108,14 +116,20 @@ impl Impl {
         match self {
             Impl::Xent => "burn-xent",
             Impl::XentNoCheck => "burn-xent-nocheck",
+            Impl::XentComposite => "burn-xent-composite",
             Impl::BurnNn => "burn-nn",
         }
     }
 
     pub fn parse(name: &str) -> Option<Impl> {
-        [Impl::Xent, Impl::XentNoCheck, Impl::BurnNn]
-            .into_iter()
-            .find(|i| i.name() == name)
+        [
+            Impl::Xent,
+            Impl::XentNoCheck,
+            Impl::XentComposite,
+            Impl::BurnNn,
+        ]
+        .into_iter()
+        .find(|i| i.name() == name)
     }
 }
 
@@ -347,6 +361,11 @@ impl<B: AutodiffBackend> Inputs<B> {
     /// that waits for all of it: the loss value (forward, on untracked inputs) or one element
     /// of the input's gradient (forward + backward). Returns what was read.
     pub fn run(&self, loss: Loss, imp: Impl, mode: Mode) -> f32 {
+        if imp == Impl::XentComposite {
+            return burn_xent::with_loss_path(burn_xent::LossPath::Composite, || {
+                self.run(loss, Impl::Xent, mode)
+            });
+        }
         match self {
             Inputs::Class { input, target } => {
                 let x = leaf(input, mode);

@@ -13,8 +13,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
 
 use super::kernels::{
-    BadValue, BinaryParams, ClassIndexParams, ClassIndexSaved, ClassProbsParams, Kernels,
-    Periodic,
+    BadValue, BinaryParams, ClassIndexParams, ClassIndexSaved, ClassProbsParams, Kernels, Periodic,
 };
 
 /// An autodiff float primitive of `Autodiff<X>`.
@@ -57,15 +56,11 @@ pub(crate) fn class_index<X: Kernels>(
     weight: Option<FloatTensor<X>>,
     params: ClassIndexParams,
 ) -> Option<Result<AdFloat<X>, BadValue>> {
-    let (loss, saved) = match X::class_index_forward(
-        &input.primitive,
-        &target,
-        weight.as_ref(),
-        &params,
-    )? {
-        Ok(result) => result,
-        Err(bad) => return Some(Err(bad)),
-    };
+    let (loss, saved) =
+        match X::class_index_forward(&input.primitive, &target, weight.as_ref(), &params)? {
+            Ok(result) => result,
+            Err(bad) => return Some(Err(bad)),
+        };
     let prep = <ClassIndexOp as Backward<X, 1>>::prepare::<NoCheckpointing>(
         ClassIndexOp,
         [input.node.clone()],
@@ -139,8 +134,12 @@ pub(crate) fn class_probs<X: Kernels>(
     weight: Option<FloatTensor<X>>,
     params: ClassProbsParams,
 ) -> Option<AdFloat<X>> {
-    let (loss, log_sum_exp) =
-        X::class_probs_forward(&input.primitive, &target.primitive, weight.as_ref(), &params)?;
+    let (loss, log_sum_exp) = X::class_probs_forward(
+        &input.primitive,
+        &target.primitive,
+        weight.as_ref(),
+        &params,
+    )?;
     let prep = <ClassProbsOp as Backward<X, 2>>::prepare::<NoCheckpointing>(
         ClassProbsOp,
         [input.node.clone(), target.node.clone()],

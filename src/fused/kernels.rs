@@ -58,7 +58,8 @@ pub(crate) struct ClassIndexParams {
 /// What a class-index forward keeps for its backward, besides its inputs.
 #[derive(Clone, Debug)]
 pub(crate) struct ClassIndexSaved<X: Backend> {
-    /// The log-sum-exp of each element's logits, `[N * S]` (cross-entropy only).
+    /// The log-sum-exp of each element's logits in two parts, `[2 * N * S]` (cross-entropy
+    /// only): the layout of [`Kernels::class_probs_forward`]'s.
     pub log_sum_exp: Option<FloatTensor<X>>,
     /// The sum of the target weights over non-ignored elements, `[1]`: the mean's divisor.
     pub total_weight: FloatTensor<X>,
@@ -141,7 +142,11 @@ pub(crate) trait Kernels: Backend {
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
-    /// The loss (`[N * S]` or `[1]`) and the log-sum-exp of each element `[N * S]`.
+    /// The loss (`[N * S]` or `[1]`) and the log-sum-exp of each element in two parts,
+    /// `[2 * N * S]`: first each element's largest logit `m_i`, then `ln Σ_c exp(x_ic - m_i)`.
+    /// Their sum is the log-sum-exp; kept apart, `x - m_i` stays exact for large logits
+    /// (in f32 at logits of 1e4, one rounded log-sum-exp is 5e-4 off, which every softmax
+    /// value of the backward would inherit). The class-index forward saves the same layout.
     fn class_probs_forward(
         input: &FloatTensor<Self>,
         target: &FloatTensor<Self>,

@@ -10,6 +10,10 @@
 
 #[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
 mod autodiff;
+#[cfg(feature = "fused-wgpu")]
+mod cube;
+#[cfg(feature = "fused-wgpu")]
+mod fusion;
 pub(crate) mod kernels;
 #[cfg(feature = "fused-ndarray")]
 mod ndarray;
@@ -23,11 +27,11 @@ use burn::tensor::{Int, Tensor, TensorPrimitive};
 
 use crate::checks;
 use crate::path::{LossPath, loss_path};
+#[allow(unused_imports)]
+use kernels::{BadValue, Kernels, Periodic};
 pub(crate) use kernels::{
     BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, ClassProbsParams, Output,
 };
-#[allow(unused_imports)]
-use kernels::{BadValue, Kernels, Periodic};
 
 /// What a loss computed: its final tensor on the fused path, or the terms the composite
 /// path reduces.
@@ -66,7 +70,9 @@ fn cast<T: 'static, U: 'static>(value: T) -> Option<U> {
 
 /// The float primitive of `tensor` (`None` for a quantized tensor).
 #[allow(dead_code)]
-fn float_primitive<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> Option<B::FloatTensorPrimitive> {
+fn float_primitive<B: Backend, const D: usize>(
+    tensor: &Tensor<B, D>,
+) -> Option<B::FloatTensorPrimitive> {
     match tensor.clone().into_primitive() {
         TensorPrimitive::Float(primitive) => Some(primitive),
         TensorPrimitive::QFloat(_) => None,
@@ -84,16 +90,26 @@ fn tensor_of<B: Backend, P: 'static>(primitive: P) -> Tensor<B, 1> {
 /// Tries `$attempt::<X>` for each backend `X` with fused kernels, returning the first
 /// result.
 macro_rules! each_backend {
-    ($attempt:ident::<$($rank:ident),*>($($arg:expr),* $(,)?)) => {{
+    ($attempt:ident $(::<$($rank:ident),*>)? ($($arg:expr),* $(,)?)) => {{
         #[allow(unused_mut)]
         let mut result = None;
         #[cfg(feature = "fused-ndarray")]
         {
             if result.is_none() {
-                result = $attempt::<B, burn_ndarray::NdArray<f32> $(, $rank)*>($($arg),*);
+                result = $attempt::<B, burn_ndarray::NdArray<f32> $($(, $rank)*)?>($($arg),*);
             }
             if result.is_none() {
-                result = $attempt::<B, burn_ndarray::NdArray<f64> $(, $rank)*>($($arg),*);
+                result = $attempt::<B, burn_ndarray::NdArray<f64> $($(, $rank)*)?>($($arg),*);
+            }
+        }
+        #[cfg(feature = "fused-wgpu")]
+        {
+            // `Wgpu` is the cube backend wrapped in fusion; both are covered.
+            if result.is_none() {
+                result = $attempt::<B, burn_wgpu::Wgpu $($(, $rank)*)?>($($arg),*);
+            }
+            if result.is_none() {
+                result = $attempt::<B, burn_cubecl::CubeBackend<burn_wgpu::WgpuRuntime, f32, i32, u32> $($(, $rank)*)?>($($arg),*);
             }
         }
         result
@@ -131,20 +147,40 @@ pub(crate) fn checks_values_in_kernel<B: Backend>() -> bool {
     #[allow(unused_macros)]
     macro_rules! probe {
         () => {
-            each_backend!(on::<>())
+            each_backend!(on())
         };
     }
     loss_path() != LossPath::Composite && probe!().unwrap_or(false)
 }
 
 /// Panics with the loss's usual message for a value a kernel refused.
-fn refuse(function: &str, bad: BadValue, target_dims: &[usize], input_dims: &[usize], classes: usize, ignore_index: i64) -> ! {
+fn refuse(
+    function: &str,
+    bad: BadValue,
+    target_dims: &[usize],
+    input_dims: &[usize],
+    classes: usize,
+    ignore_index: i64,
+) -> ! {
     match bad {
         BadValue::ClassIndex { flat_index, value } => {
-            panic!("{}", checks::class_index_message(function, classes, ignore_index, value, flat_index, target_dims))
+            panic!(
+                "{}",
+                checks::class_index_message(
+                    function,
+                    classes,
+                    ignore_index,
+                    value,
+                    flat_index,
+                    target_dims
+                )
+            )
         }
         BadValue::Probability { flat_index, value } => {
-            panic!("{}", checks::probability_message(function, value, flat_index, input_dims))
+            panic!(
+                "{}",
+                checks::probability_message(function, value, flat_index, input_dims)
+            )
         }
     }
 }
@@ -168,7 +204,8 @@ pub(crate) fn class_index<B: Backend, const D: usize, const DT: usize>(
         params: ClassIndexParams,
     ) -> Option<Result<Tensor<B, 1>, BadValue>> {
         let primitive = float_primitive(input)?;
-        let target_primitive = || cast::<_, burn::tensor::ops::IntTensor<X>>(target.clone().into_primitive());
+        let target_primitive =
+            || cast::<_, burn::tensor::ops::IntTensor<X>>(target.clone().into_primitive());
         #[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
         if (&primitive as &dyn Any).is::<autodiff::AdFloat<X>>() {
             let input: autodiff::AdFloat<X> = cast(primitive)?;
@@ -191,10 +228,13 @@ pub(crate) fn class_index<B: Backend, const D: usize, const DT: usize>(
         }
         let input: burn::tensor::ops::FloatTensor<X> = cast(primitive)?;
         let weight = match weight {
-            Some(weight) => Some(cast::<_, burn::tensor::ops::FloatTensor<X>>(float_primitive(weight)?)?),
+            Some(weight) => Some(cast::<_, burn::tensor::ops::FloatTensor<X>>(
+                float_primitive(weight)?,
+            )?),
             None => None,
         };
-        let result = X::class_index_forward(&input, &target_primitive()?, weight.as_ref(), &params)?;
+        let result =
+            X::class_index_forward(&input, &target_primitive()?, weight.as_ref(), &params)?;
         Some(result.map(|(loss, _)| tensor_of::<B, _>(loss)))
     }
     on_path::<B, _>(function, || {
@@ -202,7 +242,14 @@ pub(crate) fn class_index<B: Backend, const D: usize, const DT: usize>(
     })
     .map(|result| {
         result.unwrap_or_else(|bad| {
-            refuse(function, bad, &target.dims(), &input.dims(), params.classes, params.ignore_index)
+            refuse(
+                function,
+                bad,
+                &target.dims(),
+                &input.dims(),
+                params.classes,
+                params.ignore_index,
+            )
         })
     })
 }
@@ -238,7 +285,8 @@ pub(crate) fn class_probs<B: Backend, const D: usize>(
                 }
                 None => None,
             };
-            return autodiff::class_probs::<X>(input, target, weight, params).map(tensor_of::<B, _>);
+            return autodiff::class_probs::<X>(input, target, weight, params)
+                .map(tensor_of::<B, _>);
         }
         if TypeId::of::<B>() != TypeId::of::<X>() {
             return None;
@@ -246,13 +294,17 @@ pub(crate) fn class_probs<B: Backend, const D: usize>(
         let input: burn::tensor::ops::FloatTensor<X> = cast(primitive)?;
         let target: burn::tensor::ops::FloatTensor<X> = cast(float_primitive(target)?)?;
         let weight = match weight {
-            Some(weight) => Some(cast::<_, burn::tensor::ops::FloatTensor<X>>(float_primitive(weight)?)?),
+            Some(weight) => Some(cast::<_, burn::tensor::ops::FloatTensor<X>>(
+                float_primitive(weight)?,
+            )?),
             None => None,
         };
         X::class_probs_forward(&input, &target, weight.as_ref(), &params)
             .map(|(loss, _)| tensor_of::<B, _>(loss))
     }
-    on_path::<B, _>(function, || each_backend!(attempt::<D>(input, target, weight, params)))
+    on_path::<B, _>(function, || {
+        each_backend!(attempt::<D>(input, target, weight, params))
+    })
 }
 
 /// A binary loss's weight on the fused path: flat values and the period with which they
@@ -328,7 +380,5 @@ pub(crate) fn binary<B: Backend, const D: usize>(
     on_path::<B, _>(function, || {
         each_backend!(attempt::<D>(input, target, weight, pos_weight, params))
     })
-    .map(|result| {
-        result.unwrap_or_else(|bad| refuse(function, bad, &[], &input.dims(), 0, 0))
-    })
+    .map(|result| result.unwrap_or_else(|bad| refuse(function, bad, &[], &input.dims(), 0, 0)))
 }

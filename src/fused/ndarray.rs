@@ -65,9 +65,16 @@ fn reals<T: Element>(tensor: &NdArrayTensor) -> Cow<'_, [T]> {
         };
     }
     Cow::Owned(match tensor {
-        NdArrayTensor::F32(storage) => storage.view().iter().map(|&v| T::from_f64(v as f64)).collect(),
+        NdArrayTensor::F32(storage) => storage
+            .view()
+            .iter()
+            .map(|&v| T::from_f64(v as f64))
+            .collect(),
         NdArrayTensor::F64(storage) => storage.view().iter().map(|&v| T::from_f64(v)).collect(),
-        other => panic!("fused kernels: expected a float tensor, got {:?}", other.dtype()),
+        other => panic!(
+            "fused kernels: expected a float tensor, got {:?}",
+            other.dtype()
+        ),
     })
 }
 
@@ -93,7 +100,10 @@ fn indices(tensor: &NdArrayTensor) -> Cow<'_, [i64]> {
         NdArrayTensor::U32(storage) => convert!(storage),
         NdArrayTensor::U16(storage) => convert!(storage),
         NdArrayTensor::U8(storage) => convert!(storage),
-        other => panic!("fused kernels: expected an integer tensor, got {:?}", other.dtype()),
+        other => panic!(
+            "fused kernels: expected an integer tensor, got {:?}",
+            other.dtype()
+        ),
     }
 }
 
@@ -272,12 +282,54 @@ fn weight_sum<T: Real>(weight: Option<&[T]>, classes: usize) -> T {
     }
 }
 
-/// The log-sum-exp of a row (NaN if the row holds a NaN, or is all `-inf` or `+inf`).
-#[inline(always)]
-fn log_sum_exp<T: Real>(row: &[T]) -> T {
-    let m = max_of(row);
-    let s = sum_map(row, |v| (v - m).exp_nonpositive());
-    m + s.ln()
+/// A row's log-sum-exp in two parts, `max + log_sum` (NaN if the row holds a NaN, or is all
+/// `-inf` or `+inf`): `x - max` is exact, so `-log p = (max - x) + log_sum` and
+/// `p = exp((x - max) - log_sum)` keep their precision for large logits.
+#[derive(Clone, Copy)]
+struct Softmax<T> {
+    max: T,
+    log_sum: T,
+}
+
+impl<T: Real> Softmax<T> {
+    #[inline(always)]
+    fn of(row: &[T]) -> Self {
+        let max = max_of(row);
+        let sum = sum_map(row, |v| (v - max).exp_nonpositive());
+        Self {
+            max,
+            log_sum: sum.ln(),
+        }
+    }
+
+    /// The saved form: `max` at `i`, `log_sum` at `count + i`.
+    #[inline(always)]
+    fn load(saved: &[T], i: usize) -> Self {
+        Self {
+            max: saved[i],
+            log_sum: saved[saved.len() / 2 + i],
+        }
+    }
+
+    /// `-log_softmax(x)`.
+    #[inline(always)]
+    fn neg_log_p(self, x: T) -> T {
+        (self.max - x) + self.log_sum
+    }
+
+    /// `softmax(x)`.
+    #[inline(always)]
+    fn p(self, x: T) -> T {
+        ((x - self.max) - self.log_sum).exp_nonpositive()
+    }
+}
+
+/// The saved form of per-row softmaxes: all maxima, then all log-sums.
+fn saved_softmax<T: Element>(max: Vec<T>, log_sum: Vec<T>) -> NdArrayTensor {
+    let len = max.len() + log_sum.len();
+    let mut saved = max;
+    saved.extend(log_sum);
+    tensor(saved, &[len])
 }
 
 fn class_index_forward_typed<T: Element>(
@@ -298,7 +350,8 @@ fn class_index_forward_typed<T: Element>(
     let mut loss = vec![T::ZERO; count];
     let mut target_weight = vec![T::ZERO; count];
     let cross_entropy = params.kind == ClassIndexKind::CrossEntropy;
-    let mut lse = vec![T::ZERO; if cross_entropy { count } else { 0 }];
+    let stats = if cross_entropy { count } else { 0 };
+    let (mut row_max, mut log_sum) = (vec![T::ZERO; stats], vec![T::ZERO; stats]);
     let per_task = rows_per_task(classes);
     let terms_of = |t: i64| -> Option<(usize, T)> {
         (t != params.ignore_index).then(|| {
@@ -310,28 +363,33 @@ fn class_index_forward_typed<T: Element>(
         let epsilon = params.label_smoothing;
         loss.par_chunks_mut(per_task)
             .zip(target_weight.par_chunks_mut(per_task))
-            .zip(lse.par_chunks_mut(per_task))
+            .zip(row_max.par_chunks_mut(per_task))
+            .zip(log_sum.par_chunks_mut(per_task))
             .enumerate()
-            .for_each(|(task, ((loss, tw), lse))| {
+            .for_each(|(task, (((loss, tw), row_max), log_sum))| {
                 vectorised(|| {
                     let first = task * per_task;
-                    for (i, ((loss, tw), lse)) in
-                        loss.iter_mut().zip(tw).zip(lse).enumerate()
+                    for (i, (((loss, tw), row_max), log_sum)) in loss
+                        .iter_mut()
+                        .zip(tw)
+                        .zip(row_max)
+                        .zip(log_sum)
+                        .enumerate()
                     {
-                        // Every row's log-sum-exp, ignored ones too: their gradient is
+                        // Every row's softmax, ignored ones too: their gradient is
                         // PyTorch's `0 · softmax`, NaN where the row holds a NaN.
                         let row = &logits[(first + i) * classes..][..classes];
-                        let row_lse = log_sum_exp(row);
-                        *lse = row_lse;
+                        let softmax = Softmax::of(row);
+                        (*row_max, *log_sum) = (softmax.max, softmax.log_sum);
                         let Some((t, wt)) = terms_of(targets[first + i]) else {
                             continue;
                         };
                         let terms = RowTerms::new(T::ZERO, wt, params);
-                        let mut value = terms.target_scale * (row_lse - row[t]);
+                        let mut value = terms.target_scale * softmax.neg_log_p(row[t]);
                         if epsilon > 0.0 {
                             let smooth = match weight {
-                                Some(w) => sum_map2(row, w, |x, w| w * (row_lse - x)),
-                                None => sum_map(row, |x| row_lse - x),
+                                Some(w) => sum_map2(row, w, |x, w| w * softmax.neg_log_p(x)),
+                                None => sum_map(row, |x| softmax.neg_log_p(x)),
                             };
                             value = value + terms.smoothing_scale * smooth;
                         }
@@ -358,7 +416,7 @@ fn class_index_forward_typed<T: Element>(
     let output = loss_output(loss, params.output, total_weight);
     Ok((
         output,
-        cross_entropy.then(|| tensor(lse, &[count])),
+        cross_entropy.then(|| saved_softmax(row_max, log_sum)),
         tensor(vec![T::from_f64(total_weight)], &[1]),
     ))
 }
@@ -385,7 +443,7 @@ fn class_index_backward_typed<T: Element>(
     match params.kind {
         ClassIndexKind::CrossEntropy => {
             let logits = rows::<T>(input, classes, spatial);
-            let lse = reals::<T>(log_sum_exp.expect("saved by the forward"));
+            let saved = reals::<T>(log_sum_exp.expect("saved by the forward"));
             dx.par_chunks_mut(per_task * classes)
                 .enumerate()
                 .for_each(|(task, dx)| {
@@ -395,11 +453,11 @@ fn class_index_backward_typed<T: Element>(
                             let r = first + i;
                             let t = targets[r];
                             let row = &logits[r * classes..][..classes];
-                            let row_lse = lse[r];
+                            let softmax = Softmax::load(&saved, r);
                             if t == params.ignore_index {
                                 // PyTorch's log_softmax backward of a zero gradient.
                                 for (o, &x) in out.iter_mut().zip(row) {
-                                    *o = (x - row_lse).exp_nonpositive() * T::ZERO;
+                                    *o = softmax.p(x) * T::ZERO;
                                 }
                                 continue;
                             }
@@ -413,13 +471,12 @@ fn class_index_backward_typed<T: Element>(
                             match weight {
                                 Some(w) => {
                                     for ((o, &x), &w) in out.iter_mut().zip(row).zip(w) {
-                                        *o = p_scale * (x - row_lse).exp_nonpositive()
-                                            - uniform * w;
+                                        *o = p_scale * softmax.p(x) - uniform * w;
                                     }
                                 }
                                 None => {
                                     for (o, &x) in out.iter_mut().zip(row) {
-                                        *o = p_scale * (x - row_lse).exp_nonpositive() - uniform;
+                                        *o = p_scale * softmax.p(x) - uniform;
                                     }
                                 }
                             }
@@ -447,7 +504,7 @@ fn class_index_backward_typed<T: Element>(
     tensor(unrows(dx, classes, spatial), &shape)
 }
 
-/// `Σ_c w[c] q_c` and `Σ_c w[c] q_c (lse - x_c)` of a probability-target row,
+/// `Σ_c w[c] q_c` and `Σ_c w[c] q_c (-log p_c)` of a probability-target row,
 /// `q = (1 - ε) y + ε / C`.
 #[inline(always)]
 fn probs_row_sums<T: Real>(
@@ -456,14 +513,14 @@ fn probs_row_sums<T: Real>(
     weight: Option<&[T]>,
     keep: T,
     uniform: T,
-    lse: T,
+    softmax: Softmax<T>,
 ) -> (T, T) {
     let mut wq_sum = T::ZERO;
     let mut loss = T::ZERO;
     for c in 0..row.len() {
         let wq = weight.map_or(T::ONE, |w| w[c]) * (keep * y[c] + uniform);
         wq_sum = wq_sum + wq;
-        loss = loss + wq * (lse - row[c]);
+        loss = loss + wq * softmax.neg_log_p(row[c]);
     }
     (wq_sum, loss)
 }
@@ -483,26 +540,30 @@ fn class_probs_forward_typed<T: Element>(
     let keep = T::from_f64(1.0 - params.label_smoothing);
     let uniform = T::from_f64(params.label_smoothing / classes as f64);
     let mut loss = vec![T::ZERO; count];
-    let mut lse = vec![T::ZERO; count];
+    let (mut row_max, mut log_sum) = (vec![T::ZERO; count], vec![T::ZERO; count]);
     let per_task = rows_per_task(classes);
     loss.par_chunks_mut(per_task)
-        .zip(lse.par_chunks_mut(per_task))
+        .zip(row_max.par_chunks_mut(per_task))
+        .zip(log_sum.par_chunks_mut(per_task))
         .enumerate()
-        .for_each(|(task, (loss, lse))| {
+        .for_each(|(task, ((loss, row_max), log_sum))| {
             vectorised(|| {
                 let first = task * per_task;
-                for (i, (loss, lse)) in loss.iter_mut().zip(lse).enumerate() {
+                for (i, ((loss, row_max), log_sum)) in
+                    loss.iter_mut().zip(row_max).zip(log_sum).enumerate()
+                {
                     let r = first + i;
                     let row = &logits[r * classes..][..classes];
                     let y = &ys[r * classes..][..classes];
-                    *lse = log_sum_exp(row);
-                    *loss = probs_row_sums(row, y, weight, keep, uniform, *lse).1;
+                    let softmax = Softmax::of(row);
+                    (*row_max, *log_sum) = (softmax.max, softmax.log_sum);
+                    *loss = probs_row_sums(row, y, weight, keep, uniform, softmax).1;
                 }
             })
         });
     (
         loss_output(loss, params.output, count as f64),
-        tensor(lse, &[count]),
+        saved_softmax(row_max, log_sum),
     )
 }
 
@@ -521,7 +582,7 @@ fn class_probs_backward_typed<T: Element>(
     let weight = weight.as_deref();
     let logits = rows::<T>(input, classes, spatial);
     let ys = rows::<T>(target, classes, spatial);
-    let lse = reals::<T>(log_sum_exp);
+    let saved = reals::<T>(log_sum_exp);
     let count = logits.len() / classes;
     let grads = element_grads::<T>(grad, params.output, count as f64);
     let keep = T::from_f64(1.0 - params.label_smoothing);
@@ -546,13 +607,13 @@ fn class_probs_backward_typed<T: Element>(
                     let row = &logits[r * classes..][..classes];
                     let y = &ys[r * classes..][..classes];
                     let g = grads.at(r);
-                    let row_lse = lse[r];
+                    let softmax = Softmax::load(&saved, r);
                     if !dx.is_empty() {
-                        let (wq_sum, _) = probs_row_sums(row, y, weight, keep, uniform, row_lse);
+                        let (wq_sum, _) = probs_row_sums(row, y, weight, keep, uniform, softmax);
                         let out = &mut dx[i * classes..][..classes];
                         for c in 0..classes {
                             let w = weight.map_or(T::ONE, |w| w[c]);
-                            let p = (row[c] - row_lse).exp_nonpositive();
+                            let p = softmax.p(row[c]);
                             out[c] = g * (p * wq_sum - w * (keep * y[c] + uniform));
                         }
                     }
@@ -560,7 +621,7 @@ fn class_probs_backward_typed<T: Element>(
                         let out = &mut dy[i * classes..][..classes];
                         for c in 0..classes {
                             let w = weight.map_or(T::ONE, |w| w[c]);
-                            out[c] = g * keep * w * (row_lse - row[c]);
+                            out[c] = g * keep * w * softmax.neg_log_p(row[c]);
                         }
                     }
                 }
@@ -623,7 +684,11 @@ fn binary_element<T: Real>(kind: BinaryKind, x: T, t: T, pw: T) -> (T, T, T) {
             let log_q = max_floor((-x).ln_1p(), floor);
             let variance = x * (T::ONE - x);
             let epsilon = T::from_f64(EPSILON);
-            let variance = if variance < epsilon { epsilon } else { variance };
+            let variance = if variance < epsilon {
+                epsilon
+            } else {
+                variance
+            };
             (
                 -(t * log_p + (T::ONE - t) * log_q),
                 (x - t) / variance,
@@ -647,16 +712,14 @@ fn binary_forward_typed<T: Element>(
     params: &BinaryParams,
 ) -> Result<NdArrayTensor, BadValue> {
     let xs = reals::<T>(input);
-    if params.check_values {
-        if let Some(flat_index) = xs
-            .par_iter()
-            .position_first(|&p| p < T::ZERO || p > T::ONE || p.is_nan())
-        {
-            return Err(BadValue::Probability {
-                flat_index,
-                value: xs[flat_index].to_f64(),
-            });
-        }
+    let outside = |&p: &T| p < T::ZERO || p > T::ONE || p.is_nan();
+    if params.check_values
+        && let Some(flat_index) = xs.par_iter().position_first(outside)
+    {
+        return Err(BadValue::Probability {
+            flat_index,
+            value: xs[flat_index].to_f64(),
+        });
     }
     let ts = reals::<T>(target);
     let weight = periodic(weight);
@@ -774,9 +837,9 @@ where
         params: &ClassIndexParams,
     ) -> Option<Result<(FloatTensor<Self>, ClassIndexSaved<Self>), BadValue>> {
         by_dtype!(input, T => class_index_forward_typed::<T>(input, target, weight, params)
-            .map(|(loss, log_sum_exp, total_weight)| {
-                (loss, ClassIndexSaved { log_sum_exp, total_weight })
-            }))
+        .map(|(loss, log_sum_exp, total_weight)| {
+            (loss, ClassIndexSaved { log_sum_exp, total_weight })
+        }))
     }
 
     fn class_index_backward(

@@ -69,7 +69,13 @@ fn agree<B: AutodiffBackend, const D: usize, const DO: usize>(
 ) {
     let composite = run(LossPath::Composite, input, target, &loss);
     let fused = run(LossPath::Fused, input, target, &loss);
-    assert_close(&fused.loss, &composite.loss, rtol, atol, &format!("{name}: loss"));
+    assert_close(
+        &fused.loss,
+        &composite.loss,
+        rtol,
+        atol,
+        &format!("{name}: loss"),
+    );
     assert_close(
         &fused.input_grad,
         &composite.input_grad,
@@ -94,7 +100,10 @@ fn float<B: AutodiffBackend, const D: usize>(
     device: &B::Device,
 ) -> Tensor<B, D> {
     let dtype = <B::FloatElem as burn::tensor::Element>::dtype();
-    Tensor::from_data(burn::tensor::TensorData::new(values.to_vec(), shape), (device, dtype))
+    Tensor::from_data(
+        burn::tensor::TensorData::new(values.to_vec(), shape),
+        (device, dtype),
+    )
 }
 
 /// Class indices with some targets equal to `ignore`.
@@ -113,8 +122,16 @@ fn class_targets<B: AutodiffBackend, const D: usize>(
 }
 
 fn class_index_losses<B: AutodiffBackend>(device: &B::Device, tolerance: (f64, f64)) {
-    let logits = float::<B, 2>(&Stream::new(22).normals(ROWS * CLASSES, 3.0), [ROWS, CLASSES], device);
-    let weight = float::<B, 1>(&Stream::new(23).uniforms(CLASSES, 0.2, 2.0), [CLASSES], device);
+    let logits = float::<B, 2>(
+        &Stream::new(22).normals(ROWS * CLASSES, 3.0),
+        [ROWS, CLASSES],
+        device,
+    );
+    let weight = float::<B, 1>(
+        &Stream::new(23).uniforms(CLASSES, 0.2, 2.0),
+        [CLASSES],
+        device,
+    );
     let target = class_targets::<B, 1>([ROWS], CLASSES, 7, device);
     let plain = CrossEntropyOptions::<B>::new();
     let options = CrossEntropyOptions::new()
@@ -139,7 +156,9 @@ fn class_index_losses<B: AutodiffBackend>(device: &B::Device, tolerance: (f64, f
             tolerance,
         );
     }
-    let nll = NllLossOptions::new().with_weight(weight).with_ignore_index(7);
+    let nll = NllLossOptions::new()
+        .with_weight(weight)
+        .with_ignore_index(7);
     agree(
         "nll_loss weight+ignore Mean",
         &logits,
@@ -157,7 +176,11 @@ fn class_index_losses<B: AutodiffBackend>(device: &B::Device, tolerance: (f64, f
 
     // K-dimensional and unbatched inputs.
     let [n, c, d1, d2] = K_DIM;
-    let k_logits = float::<B, 4>(&Stream::new(24).normals(n * c * d1 * d2, 2.0), K_DIM, device);
+    let k_logits = float::<B, 4>(
+        &Stream::new(24).normals(n * c * d1 * d2, 2.0),
+        K_DIM,
+        device,
+    );
     let k_target = class_targets::<B, 3>([n, d1, d2], c, -100, device);
     let k_options = CrossEntropyOptions::new().with_label_smoothing(0.1);
     agree(
@@ -180,15 +203,34 @@ fn class_index_losses<B: AutodiffBackend>(device: &B::Device, tolerance: (f64, f
         "cross_entropy unbatched Sum",
         &row,
         None,
-        |x, _| cross_entropy(x, single.clone(), Reduction::Sum, &CrossEntropyOptions::new()),
+        |x, _| {
+            cross_entropy(
+                x,
+                single.clone(),
+                Reduction::Sum,
+                &CrossEntropyOptions::new(),
+            )
+        },
         tolerance,
     );
 }
 
 fn probability_target_losses<B: AutodiffBackend>(device: &B::Device, tolerance: (f64, f64)) {
-    let logits = float::<B, 2>(&Stream::new(26).normals(ROWS * CLASSES, 3.0), [ROWS, CLASSES], device);
-    let probs = float::<B, 2>(&Stream::new(27).uniforms(ROWS * CLASSES, 0.0, 0.1), [ROWS, CLASSES], device);
-    let weight = float::<B, 1>(&Stream::new(28).uniforms(CLASSES, 0.2, 2.0), [CLASSES], device);
+    let logits = float::<B, 2>(
+        &Stream::new(26).normals(ROWS * CLASSES, 3.0),
+        [ROWS, CLASSES],
+        device,
+    );
+    let probs = float::<B, 2>(
+        &Stream::new(27).uniforms(ROWS * CLASSES, 0.0, 0.1),
+        [ROWS, CLASSES],
+        device,
+    );
+    let weight = float::<B, 1>(
+        &Stream::new(28).uniforms(CLASSES, 0.2, 2.0),
+        [CLASSES],
+        device,
+    );
     let options = CrossEntropyOptions::new()
         .with_weight(weight)
         .with_label_smoothing(0.2);
@@ -204,7 +246,11 @@ fn probability_target_losses<B: AutodiffBackend>(device: &B::Device, tolerance: 
         &logits,
         Some(&probs),
         |x, t| {
-            cross_entropy_with_probs_no_reduction::<B, 2, 1>(x, t.unwrap(), &CrossEntropyOptions::new())
+            cross_entropy_with_probs_no_reduction::<B, 2, 1>(
+                x,
+                t.unwrap(),
+                &CrossEntropyOptions::new(),
+            )
         },
         tolerance,
     );
@@ -226,8 +272,16 @@ fn binary_losses<B: AutodiffBackend>(device: &B::Device, tolerance: (f64, f64)) 
     let shape = [ROWS, CLASSES];
     let logits = float::<B, 2>(&Stream::new(31).normals(count, 6.0), shape, device);
     let targets = float::<B, 2>(&Stream::new(32).uniforms(count, 0.0, 1.0), shape, device);
-    let probs = float::<B, 2>(&Stream::new(33).uniforms(count, 0.001, 0.999), shape, device);
-    let per_class = float::<B, 1>(&Stream::new(34).uniforms(CLASSES, 0.5, 3.0), [CLASSES], device);
+    let probs = float::<B, 2>(
+        &Stream::new(33).uniforms(count, 0.001, 0.999),
+        shape,
+        device,
+    );
+    let per_class = float::<B, 1>(
+        &Stream::new(34).uniforms(CLASSES, 0.5, 3.0),
+        [CLASSES],
+        device,
+    );
     let per_row = float::<B, 2>(&Stream::new(35).uniforms(ROWS, 0.5, 3.0), [ROWS, 1], device);
     let full = float::<B, 2>(&Stream::new(36).uniforms(count, 0.5, 3.0), shape, device);
     let logit_options = [

@@ -22,6 +22,35 @@ use super::kernels::{
 use super::real::{Real, max_of, sum_map, sum_map2};
 use crate::reduction::Reduction;
 
+/// Defines `fn $name<T: Element>(…)` twice, once compiled for AVX2 and FMA (the closures in
+/// its body, rayon's tasks among them, inherit the features, so their loops are vectorised
+/// 8 `f32` wide) and once for the baseline, and picks one at run time by the CPU's features.
+macro_rules! multiversioned {
+    (
+        $(#[$meta:meta])*
+        fn $name:ident<T: Element>($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block
+    ) => {
+        $(#[$meta])*
+        fn $name<T: Element>($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                $(#[$meta])*
+                fn avx2<T: Element>($($arg: $ty),*) -> $ret $body
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU was just found to support AVX2 and FMA.
+                    return unsafe { avx2::<T>($($arg),*) };
+                }
+            }
+            $(#[$meta])*
+            fn baseline<T: Element>($($arg: $ty),*) -> $ret $body
+            baseline::<T>($($arg),*)
+        }
+    };
+}
+
 /// Elements each rayon task works on, at least.
 const TASK_ELEMENTS: usize = 1 << 15;
 
@@ -165,24 +194,6 @@ fn task_chunks<T>(values: &mut [T], tasks: usize, width: usize) -> Vec<&mut [T]>
 /// Rows per rayon task for rows of `width` elements.
 fn rows_per_task(width: usize) -> usize {
     (TASK_ELEMENTS / width.max(1)).max(1)
-}
-
-/// Runs `f` compiled for AVX2 when the CPU has it (the loops in `f` are inlined into it and
-/// vectorised 8 `f32` wide), as plain code otherwise.
-#[inline(always)]
-fn vectorised<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU was just found to support AVX2.
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
 }
 
 /// The loss tensor of an op: the per-element values, or their sum divided by `divisor`.
@@ -332,6 +343,7 @@ fn saved_softmax<T: Element>(max: Vec<T>, log_sum: Vec<T>) -> NdArrayTensor {
     tensor(saved, &[len])
 }
 
+multiversioned! {
 fn class_index_forward_typed<T: Element>(
     input: &NdArrayTensor,
     target: &NdArrayTensor,
@@ -367,7 +379,7 @@ fn class_index_forward_typed<T: Element>(
             .zip(log_sum.par_chunks_mut(per_task))
             .enumerate()
             .for_each(|(task, (((loss, tw), row_max), log_sum))| {
-                vectorised(|| {
+                {
                     let first = task * per_task;
                     for (i, (((loss, tw), row_max), log_sum)) in loss
                         .iter_mut()
@@ -396,7 +408,7 @@ fn class_index_forward_typed<T: Element>(
                         *loss = value;
                         *tw = wt;
                     }
-                })
+                }
             });
     } else {
         loss.par_chunks_mut(per_task)
@@ -420,7 +432,9 @@ fn class_index_forward_typed<T: Element>(
         tensor(vec![T::from_f64(total_weight)], &[1]),
     ))
 }
+}
 
+multiversioned! {
 fn class_index_backward_typed<T: Element>(
     input: &NdArrayTensor,
     target: &NdArrayTensor,
@@ -447,7 +461,7 @@ fn class_index_backward_typed<T: Element>(
             dx.par_chunks_mut(per_task * classes)
                 .enumerate()
                 .for_each(|(task, dx)| {
-                    vectorised(|| {
+                    {
                         let first = task * per_task;
                         for (i, out) in dx.chunks_exact_mut(classes).enumerate() {
                             let r = first + i;
@@ -482,7 +496,7 @@ fn class_index_backward_typed<T: Element>(
                             }
                             out[t] = out[t] - g * terms.target_scale;
                         }
-                    })
+                    }
                 });
         }
         ClassIndexKind::Nll => {
@@ -502,6 +516,7 @@ fn class_index_backward_typed<T: Element>(
     }
     let shape = input.shape().to_vec();
     tensor(unrows(dx, classes, spatial), &shape)
+}
 }
 
 /// `Σ_c w[c] q_c` and `Σ_c w[c] q_c (-log p_c)` of a probability-target row,
@@ -525,6 +540,7 @@ fn probs_row_sums<T: Real>(
     (wq_sum, loss)
 }
 
+multiversioned! {
 fn class_probs_forward_typed<T: Element>(
     input: &NdArrayTensor,
     target: &NdArrayTensor,
@@ -547,7 +563,7 @@ fn class_probs_forward_typed<T: Element>(
         .zip(log_sum.par_chunks_mut(per_task))
         .enumerate()
         .for_each(|(task, ((loss, row_max), log_sum))| {
-            vectorised(|| {
+            {
                 let first = task * per_task;
                 for (i, ((loss, row_max), log_sum)) in
                     loss.iter_mut().zip(row_max).zip(log_sum).enumerate()
@@ -559,14 +575,16 @@ fn class_probs_forward_typed<T: Element>(
                     (*row_max, *log_sum) = (softmax.max, softmax.log_sum);
                     *loss = probs_row_sums(row, y, weight, keep, uniform, softmax).1;
                 }
-            })
+            }
         });
     (
         loss_output(loss, params.output, count as f64),
         saved_softmax(row_max, log_sum),
     )
 }
+}
 
+multiversioned! {
 #[allow(clippy::too_many_arguments)]
 fn class_probs_backward_typed<T: Element>(
     input: &NdArrayTensor,
@@ -599,7 +617,7 @@ fn class_probs_backward_typed<T: Element>(
         .zip(dy_chunks)
         .enumerate()
         .for_each(|(task, (dx, dy))| {
-            vectorised(|| {
+            {
                 let first = task * per_task;
                 let rows_here = (count - first).min(per_task);
                 for i in 0..rows_here {
@@ -625,7 +643,7 @@ fn class_probs_backward_typed<T: Element>(
                         }
                     }
                 }
-            })
+            }
         });
     let shape = input.shape().to_vec();
     let finish = |values: Vec<T>, wanted: bool| {
@@ -633,10 +651,24 @@ fn class_probs_backward_typed<T: Element>(
     };
     [finish(dx, wants[0]), finish(dy, wants[1])]
 }
+}
 
 /// A binary op's weight as `T` values and their period.
 fn periodic<T: Element>(weight: Option<(&NdArrayTensor, usize)>) -> Option<(Vec<T>, usize)> {
     weight.map(|(values, period)| (reals::<T>(values).into_owned(), period))
+}
+
+/// Writes the weight of elements `first..first + out.len()` into `out`: `values[i % period]`,
+/// with a running index instead of a division per element.
+fn fill_periodic<T: Real>(values: &[T], period: usize, first: usize, out: &mut [T]) {
+    let mut j = first % period;
+    for o in out {
+        *o = values[j];
+        j += 1;
+        if j == period {
+            j = 0;
+        }
+    }
 }
 
 /// PyTorch's floor of the BCE logarithms.
@@ -644,58 +676,54 @@ const LOG_FLOOR: f64 = -100.0;
 /// PyTorch's floor of `p (1 - p)` in the BCE gradient, the f32 nearest 1e-12, in every dtype.
 const EPSILON: f64 = 1e-12f32 as f64;
 
-/// `softplus(-|x|) = log1p(exp(-|x|))` and `exp(-|x|)`.
+/// BCE with logits at one element: the loss `(1 - t) softplus(x) + pw t softplus(-x)` and
+/// its slopes `∂/∂x = (1 - t) σ(x) - pw t σ(-x)`, `∂/∂t = pw softplus(-x) - softplus(x)`,
+/// all from `e = exp(-|x|)`, without cancellation in either tail.
 #[inline(always)]
-fn tail<T: Real>(x: T) -> (T, T) {
+fn with_logits<T: Real>(x: T, t: T, pw: T) -> (T, T, T) {
     let abs = if x < T::ZERO { -x } else { x };
     let e = (-abs).exp_nonpositive();
-    (e.log1p_unit(), e)
+    let log_tail = e.log1p_unit(); // log1p(exp(-|x|))
+    let positive = if x > T::ZERO { x } else { T::ZERO };
+    let softplus = positive + log_tail; // -log σ(-x)
+    let softplus_neg = (positive - x) + log_tail; // -log σ(x)
+    let large = T::ONE / (T::ONE + e);
+    let small = e * large;
+    let (sigmoid, sigmoid_neg) = if x > T::ZERO {
+        (large, small)
+    } else {
+        (small, large)
+    };
+    let one_minus_t = T::ONE - t;
+    let positive_weight = pw * t;
+    (
+        one_minus_t * softplus + positive_weight * softplus_neg,
+        one_minus_t * sigmoid - positive_weight * sigmoid_neg,
+        pw * softplus_neg - softplus,
+    )
 }
 
-/// One binary element: the loss, and the slopes `∂/∂x`, `∂/∂t` (before the weight).
+/// BCE on probabilities at one element: the loss
+/// `-(t max(ln p, -100) + (1 - t) max(ln(1 - p), -100))`, PyTorch's input slope
+/// `(p - t) / max(p (1 - p), 1e-12)`, and the target slope `max(ln(1 - p), -100) - max(ln p,
+/// -100)`.
 #[inline(always)]
-fn binary_element<T: Real>(kind: BinaryKind, x: T, t: T, pw: T) -> (T, T, T) {
-    match kind {
-        BinaryKind::WithLogits => {
-            let (log_tail, e) = tail(x);
-            let positive = if x > T::ZERO { x } else { T::ZERO };
-            let negative = if x < T::ZERO { -x } else { T::ZERO };
-            let softplus = positive + log_tail; // -log σ(-x)
-            let softplus_neg = negative + log_tail; // -log σ(x)
-            // σ(x) and σ(-x) from e = exp(-|x|), without cancellation.
-            let small = e / (T::ONE + e);
-            let large = T::ONE / (T::ONE + e);
-            let (sigmoid, sigmoid_neg) = if x > T::ZERO {
-                (large, small)
-            } else {
-                (small, large)
-            };
-            let one_minus_t = T::ONE - t;
-            let positive_weight = pw * t;
-            (
-                one_minus_t * softplus + positive_weight * softplus_neg,
-                one_minus_t * sigmoid - positive_weight * sigmoid_neg,
-                pw * softplus_neg - softplus,
-            )
-        }
-        BinaryKind::Probabilities => {
-            let floor = T::from_f64(LOG_FLOOR);
-            let log_p = max_floor(x.ln(), floor);
-            let log_q = max_floor((-x).ln_1p(), floor);
-            let variance = x * (T::ONE - x);
-            let epsilon = T::from_f64(EPSILON);
-            let variance = if variance < epsilon {
-                epsilon
-            } else {
-                variance
-            };
-            (
-                -(t * log_p + (T::ONE - t) * log_q),
-                (x - t) / variance,
-                log_q - log_p,
-            )
-        }
-    }
+fn on_probabilities<T: Real>(p: T, t: T) -> (T, T, T) {
+    let floor = T::from_f64(LOG_FLOOR);
+    let log_p = max_floor(p.ln(), floor);
+    let log_q = max_floor(p.ln_1m(), floor);
+    let variance = p * (T::ONE - p);
+    let epsilon = T::from_f64(EPSILON);
+    let variance = if variance < epsilon {
+        epsilon
+    } else {
+        variance
+    };
+    (
+        -(t * log_p + (T::ONE - t) * log_q),
+        (p - t) / variance,
+        log_q - log_p,
+    )
 }
 
 /// `max(value, floor)` that keeps NaN.
@@ -704,6 +732,98 @@ fn max_floor<T: Real>(value: T, floor: T) -> T {
     if value < floor { floor } else { value }
 }
 
+/// The per-element weight and positive weight of one task's elements (`None` without).
+struct ChunkWeights<T> {
+    weight: Option<Vec<T>>,
+    pos_weight: Option<Vec<T>>,
+}
+
+impl<T: Real> ChunkWeights<T> {
+    fn new(
+        weight: &Option<(Vec<T>, usize)>,
+        pos_weight: &Option<(Vec<T>, usize)>,
+        first: usize,
+        len: usize,
+    ) -> Self {
+        let fill = |w: &Option<(Vec<T>, usize)>| {
+            w.as_ref().map(|(values, period)| {
+                let mut out = vec![T::ZERO; len];
+                fill_periodic(values, *period, first, &mut out);
+                out
+            })
+        };
+        Self {
+            weight: fill(weight),
+            pos_weight: fill(pos_weight),
+        }
+    }
+}
+
+/// The loss of one task's elements: one vectorised loop per kind (the kind and the presence
+/// of a positive weight are hoisted out of it), then the weight.
+#[inline(always)]
+fn binary_losses<T: Real>(
+    kind: BinaryKind,
+    xs: &[T],
+    ts: &[T],
+    weights: &ChunkWeights<T>,
+    out: &mut [T],
+) {
+    match (kind, &weights.pos_weight) {
+        (BinaryKind::WithLogits, Some(pw)) => {
+            for (((o, &x), &t), &pw) in out.iter_mut().zip(xs).zip(ts).zip(pw) {
+                *o = with_logits(x, t, pw).0;
+            }
+        }
+        (BinaryKind::WithLogits, None) => {
+            for ((o, &x), &t) in out.iter_mut().zip(xs).zip(ts) {
+                *o = with_logits(x, t, T::ONE).0;
+            }
+        }
+        (BinaryKind::Probabilities, _) => {
+            for ((o, &x), &t) in out.iter_mut().zip(xs).zip(ts) {
+                *o = on_probabilities(x, t).0;
+            }
+        }
+    }
+    if let Some(w) = &weights.weight {
+        for (o, &w) in out.iter_mut().zip(w) {
+            *o = *o * w;
+        }
+    }
+}
+
+/// The input (`TARGET` false) or target slopes of one task's elements, before the upstream
+/// gradient and the weight; one vectorised loop per kind and positive weight.
+#[inline(always)]
+fn binary_slopes<T: Real, const TARGET: bool>(
+    kind: BinaryKind,
+    xs: &[T],
+    ts: &[T],
+    pos_weight: Option<&[T]>,
+    out: &mut [T],
+) {
+    let pick = |(_, dx, dt): (T, T, T)| if TARGET { dt } else { dx };
+    match (kind, pos_weight) {
+        (BinaryKind::WithLogits, Some(pw)) => {
+            for (((o, &x), &t), &pw) in out.iter_mut().zip(xs).zip(ts).zip(pw) {
+                *o = pick(with_logits(x, t, pw));
+            }
+        }
+        (BinaryKind::WithLogits, None) => {
+            for ((o, &x), &t) in out.iter_mut().zip(xs).zip(ts) {
+                *o = pick(with_logits(x, t, T::ONE));
+            }
+        }
+        (BinaryKind::Probabilities, _) => {
+            for ((o, &x), &t) in out.iter_mut().zip(xs).zip(ts) {
+                *o = pick(on_probabilities(x, t));
+            }
+        }
+    }
+}
+
+multiversioned! {
 fn binary_forward_typed<T: Element>(
     input: &NdArrayTensor,
     target: &NdArrayTensor,
@@ -712,10 +832,17 @@ fn binary_forward_typed<T: Element>(
     params: &BinaryParams,
 ) -> Result<NdArrayTensor, BadValue> {
     let xs = reals::<T>(input);
-    let outside = |&p: &T| p < T::ZERO || p > T::ONE || p.is_nan();
+    // `!(0 <= p <= 1)` is also true for NaN. A branch-free scan per task, then the first
+    // offender's index.
+    let outside = |p: T| !(p >= T::ZERO && p <= T::ONE);
     if params.check_values
-        && let Some(flat_index) = xs.par_iter().position_first(outside)
+        && let Some(task) = xs
+            .par_chunks(TASK_ELEMENTS)
+            .position_first(|chunk| chunk.iter().fold(false, |bad, &p| bad | outside(p)))
     {
+        let chunk = &xs[task * TASK_ELEMENTS..];
+        let flat_index = task * TASK_ELEMENTS
+            + chunk.iter().position(|&p| outside(p)).expect("the task found one");
         return Err(BadValue::Probability {
             flat_index,
             value: xs[flat_index].to_f64(),
@@ -724,29 +851,41 @@ fn binary_forward_typed<T: Element>(
     let ts = reals::<T>(target);
     let weight = periodic(weight);
     let pos_weight = periodic(pos_weight);
-    let mut loss = vec![T::ZERO; xs.len()];
-    loss.par_chunks_mut(TASK_ELEMENTS)
-        .enumerate()
-        .for_each(|(task, loss)| {
-            vectorised(|| {
-                let first = task * TASK_ELEMENTS;
-                let xs = &xs[first..][..loss.len()];
-                let ts = &ts[first..][..loss.len()];
-                for (i, ((out, &x), &t)) in loss.iter_mut().zip(xs).zip(ts).enumerate() {
-                    let pw = pos_weight
-                        .as_ref()
-                        .map_or(T::ONE, |(w, period)| w[(first + i) % period]);
-                    let value = binary_element(params.kind, x, t, pw).0;
-                    *out = match &weight {
-                        Some((w, period)) => value * w[(first + i) % period],
-                        None => value,
-                    };
-                }
-            })
-        });
-    Ok(loss_output(loss, params.output, params.len as f64))
+    let task_losses = |task: usize, loss: &mut [T]| {
+        let first = task * TASK_ELEMENTS;
+        let weights = ChunkWeights::new(&weight, &pos_weight, first, loss.len());
+        let (xs, ts) = (&xs[first..][..loss.len()], &ts[first..][..loss.len()]);
+        binary_losses(params.kind, xs, ts, &weights, loss);
+    };
+    match params.output {
+        Output::PerElement => {
+            let mut loss = vec![T::ZERO; xs.len()];
+            loss.par_chunks_mut(TASK_ELEMENTS)
+                .enumerate()
+                .for_each(|(task, loss)| task_losses(task, loss));
+            Ok(loss_output(loss, params.output, params.len as f64))
+        }
+        // Reduced: each task sums its losses in a buffer of its own; no `[L]` tensor.
+        Output::Reduced(reduction) => {
+            let sum: f64 = (0..xs.len().div_ceil(TASK_ELEMENTS))
+                .into_par_iter()
+                .map(|task| {
+                    let mut loss = vec![T::ZERO; (xs.len() - task * TASK_ELEMENTS).min(TASK_ELEMENTS)];
+                    task_losses(task, &mut loss);
+                    sum_map(&loss, |v| v).to_f64()
+                })
+                .sum();
+            let value = match reduction {
+                Reduction::Sum => sum,
+                Reduction::Mean => sum / params.len as f64,
+            };
+            Ok(tensor(vec![T::from_f64(value)], &[1]))
+        }
+    }
+}
 }
 
+multiversioned! {
 fn binary_backward_typed<T: Element>(
     input: &NdArrayTensor,
     target: &NdArrayTensor,
@@ -767,36 +906,51 @@ fn binary_backward_typed<T: Element>(
     let tasks = len.div_ceil(TASK_ELEMENTS);
     let dx_chunks = task_chunks(&mut dx, tasks, TASK_ELEMENTS);
     let dt_chunks = task_chunks(&mut dt, tasks, TASK_ELEMENTS);
+    let kind = params.kind;
     dx_chunks
         .into_par_iter()
         .zip(dt_chunks)
         .enumerate()
         .for_each(|(task, (dx, dt))| {
-            vectorised(|| {
-                let first = task * TASK_ELEMENTS;
-                let count = (len - first).min(TASK_ELEMENTS);
-                for i in 0..count {
-                    let e = first + i;
-                    let pw = pos_weight
-                        .as_ref()
-                        .map_or(T::ONE, |(w, period)| w[e % period]);
-                    let g = match &weight {
-                        Some((w, period)) => grads.at(e) * w[e % period],
-                        None => grads.at(e),
-                    };
-                    let (_, slope_x, slope_t) = binary_element(params.kind, xs[e], ts[e], pw);
-                    if !dx.is_empty() {
-                        dx[i] = g * slope_x;
+            let first = task * TASK_ELEMENTS;
+            let count = (len - first).min(TASK_ELEMENTS);
+            let weights = ChunkWeights::new(&weight, &pos_weight, first, count);
+            let (xs, ts) = (&xs[first..][..count], &ts[first..][..count]);
+            // The slopes, one loop per wanted gradient, then the upstream gradient and
+            // the weight.
+            if !dx.is_empty() {
+                binary_slopes::<T, false>(kind, xs, ts, weights.pos_weight.as_deref(), dx);
+            }
+            if !dt.is_empty() {
+                binary_slopes::<T, true>(kind, xs, ts, weights.pos_weight.as_deref(), dt);
+            }
+            for out in [dx, dt] {
+                if out.is_empty() {
+                    continue;
+                }
+                match &grads {
+                    ElementGrad::All(g) => {
+                        for o in out.iter_mut() {
+                            *o = *g * *o;
+                        }
                     }
-                    if !dt.is_empty() {
-                        dt[i] = g * slope_t;
+                    ElementGrad::Each(g) => {
+                        for (o, &g) in out.iter_mut().zip(&g[first..]) {
+                            *o = g * *o;
+                        }
                     }
                 }
-            })
+                if let Some(w) = &weights.weight {
+                    for (o, &w) in out.iter_mut().zip(w) {
+                        *o = *o * w;
+                    }
+                }
+            }
         });
     let shape = input.shape().to_vec();
     let finish = |values: Vec<T>, wanted: bool| wanted.then(|| tensor(values, &shape));
     [finish(dx, wants[0]), finish(dt, wants[1])]
+}
 }
 
 /// Runs `$body` with `$t` bound to the element type of `$input`'s dtype (`None` for other

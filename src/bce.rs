@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::broadcast::BroadcastWeight;
-use crate::fused::{self, BinaryKind, BinaryParams, Computed, Output};
+use crate::fused::{self, BinaryKind, Computed, Output};
 use crate::reduction::Reduction;
 use crate::{checks, workarounds};
 
@@ -123,28 +123,19 @@ fn loss_terms<B: Backend, const D: usize>(
     if workarounds::is_empty(&input) {
         return Computed::Composite(workarounds::empty_loss(input.dims(), &input));
     }
-    let check_values = options.check_values;
-    let in_kernel = fused::checks_values_in_kernel::<B>();
-    if check_values && !in_kernel {
-        checks::probabilities(FUNCTION, &input);
-    }
-    let weight = options
-        .weight
-        .as_ref()
-        .map(|w| w.periodic(FUNCTION, "weight", &input));
-    let pos_weight = None;
-    let params = BinaryParams {
-        kind: BinaryKind::Probabilities,
-        len: input.shape().num_elements(),
+    let kind = BinaryKind::Probabilities;
+    let (weight, pos_weight) = (options.weight.as_ref(), None);
+    if let Some(loss) = fused::binary_or_checked(
+        FUNCTION,
+        kind,
+        &input,
+        &target,
+        weight,
+        pos_weight,
+        options.check_values,
         output,
-        check_values: check_values && in_kernel,
-    };
-    let (weight, pos_weight) = (weight.as_ref(), pos_weight.as_ref());
-    if let Some(loss) = fused::binary(FUNCTION, &input, &target, weight, pos_weight, params) {
+    ) {
         return Computed::Fused(loss);
-    }
-    if check_values && in_kernel {
-        checks::probabilities(FUNCTION, &input);
     }
     Computed::Composite(composite_loss(input, target, options))
 }

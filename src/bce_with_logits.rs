@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::broadcast::{BroadcastWeight, config_shape};
-use crate::fused::{self, BinaryKind, BinaryParams, Computed, Output};
+use crate::fused::{self, BinaryKind, Computed, Output};
 use crate::reduction::Reduction;
 use crate::{checks, workarounds};
 
@@ -110,22 +110,11 @@ fn loss_terms<B: Backend, const D: usize>(
     if workarounds::is_empty(&input) {
         return Computed::Composite(workarounds::empty_loss(input.dims(), &input));
     }
-    let weight = options
-        .weight
-        .as_ref()
-        .map(|w| w.periodic(FUNCTION, "weight", &input));
-    let pos_weight = options
-        .pos_weight
-        .as_ref()
-        .map(|w| w.periodic(FUNCTION, "pos_weight", &input));
-    let params = BinaryParams {
-        kind: BinaryKind::WithLogits,
-        len: input.shape().num_elements(),
-        output,
-        check_values: false,
-    };
-    let (weight, pos_weight) = (weight.as_ref(), pos_weight.as_ref());
-    if let Some(loss) = fused::binary(FUNCTION, &input, &target, weight, pos_weight, params) {
+    let kind = BinaryKind::WithLogits;
+    let (weight, pos_weight) = (options.weight.as_ref(), options.pos_weight.as_ref());
+    if let Some(loss) = fused::binary_or_checked(
+        FUNCTION, kind, &input, &target, weight, pos_weight, false, output,
+    ) {
         return Computed::Fused(loss);
     }
     Computed::Composite(composite_loss(input, target, options))

@@ -7,10 +7,10 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 
 use crate::checks;
 use crate::class_layout::{
-    ClassLayout, check_output_rank, class_dims, flat_index_target, pick_targets,
-    validate_index_inputs,
+    ClassLayout, IndexCall, check_output_rank, class_dims, flat_index_target, fused_or_checked,
+    pick_targets,
 };
-use crate::fused::{self, ClassIndexKind, ClassIndexParams, ClassProbsParams, Computed, Output};
+use crate::fused::{self, ClassIndexKind, ClassProbsParams, Computed, Output};
 use crate::reduction::{Reduction, reduce_by, reduce_by_count};
 
 const FUNCTION: &str = "cross_entropy";
@@ -150,35 +150,18 @@ fn index_terms<B: Backend, const D: usize, const DT: usize>(
     output: Output,
     options: &CrossEntropyOptions<B>,
 ) -> Computed<B, IndexTerms<B>> {
-    let weight = options.weight.as_ref();
     checks::label_smoothing(FUNCTION, options.label_smoothing);
-    let in_kernel = fused::checks_values_in_kernel::<B>();
-    validate_index_inputs(
-        FUNCTION,
-        &input,
-        &target,
-        weight,
-        options.ignore_index,
-        options.check_values && !in_kernel,
-    );
-    if input.shape().num_elements() > 0 {
-        let (batch, classes, spatial) = class_dims(&input.dims());
-        let params = ClassIndexParams {
-            kind: ClassIndexKind::CrossEntropy,
-            batch,
-            classes,
-            spatial,
-            ignore_index: options.ignore_index,
-            label_smoothing: options.label_smoothing,
-            output,
-            check_values: options.check_values && in_kernel,
-        };
-        if let Some(loss) = fused::class_index(FUNCTION, &input, &target, weight, params) {
-            return Computed::Fused(loss);
-        }
-        if options.check_values && in_kernel {
-            checks::class_indices(FUNCTION, &target, classes, options.ignore_index);
-        }
+    let call = IndexCall {
+        function: FUNCTION,
+        kind: ClassIndexKind::CrossEntropy,
+        weight: options.weight.as_ref(),
+        ignore_index: options.ignore_index,
+        label_smoothing: options.label_smoothing,
+        check_values: options.check_values,
+        output,
+    };
+    if let Some(loss) = fused_or_checked(call, &input, &target) {
+        return Computed::Fused(loss);
     }
     Computed::Composite(composite_index_terms(input, target, options))
 }

@@ -45,6 +45,13 @@
 //! a message that names the function, the argument, what was expected and what came. The
 //! checks of values need one read from the device; each function's docs say what it costs
 //! and how to switch it off.
+//!
+//! Every loss has two implementations with the same numbers: fused kernels (one forward and
+//! one backward pass, the backward a custom autodiff node) on `NdArray` and on the cube
+//! backends of wgpu (features `fused-ndarray` and `fused-wgpu`, on by default), and a
+//! composite path built from Burn's generic tensor operations on every other backend. The
+//! path is picked at run time from the backend's type; [`with_loss_path`] and [`LossPath`]
+//! choose it by hand.
 
 #![warn(missing_docs)]
 

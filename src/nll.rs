@@ -4,11 +4,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, backend::Backend};
 
-use crate::checks;
 use crate::class_layout::{
-    ClassLayout, PickedTargets, class_dims, flat_index_target, pick_targets, validate_index_inputs,
+    ClassLayout, IndexCall, PickedTargets, flat_index_target, fused_or_checked, pick_targets,
 };
-use crate::fused::{self, ClassIndexKind, ClassIndexParams, Computed, Output};
+use crate::fused::{ClassIndexKind, Computed, Output};
 use crate::reduction::{Reduction, reduce_by};
 
 const FUNCTION: &str = "nll_loss";
@@ -126,34 +125,17 @@ fn nll_picked<B: Backend, const D: usize, const DT: usize>(
     output: Output,
     options: &NllLossOptions<B>,
 ) -> Computed<B, PickedTargets<B>> {
-    let weight = options.weight.as_ref();
-    let in_kernel = fused::checks_values_in_kernel::<B>();
-    validate_index_inputs(
-        FUNCTION,
-        &input,
-        &target,
-        weight,
-        options.ignore_index,
-        options.check_values && !in_kernel,
-    );
-    if input.shape().num_elements() > 0 {
-        let (batch, classes, spatial) = class_dims(&input.dims());
-        let params = ClassIndexParams {
-            kind: ClassIndexKind::Nll,
-            batch,
-            classes,
-            spatial,
-            ignore_index: options.ignore_index,
-            label_smoothing: 0.0,
-            output,
-            check_values: options.check_values && in_kernel,
-        };
-        if let Some(loss) = fused::class_index(FUNCTION, &input, &target, weight, params) {
-            return Computed::Fused(loss);
-        }
-        if options.check_values && in_kernel {
-            checks::class_indices(FUNCTION, &target, classes, options.ignore_index);
-        }
+    let call = IndexCall {
+        function: FUNCTION,
+        kind: ClassIndexKind::Nll,
+        weight: options.weight.as_ref(),
+        ignore_index: options.ignore_index,
+        label_smoothing: 0.0,
+        check_values: options.check_values,
+        output,
+    };
+    if let Some(loss) = fused_or_checked(call, &input, &target) {
+        return Computed::Fused(loss);
     }
     Computed::Composite(composite_picked(input, target, options))
 }

@@ -8,6 +8,13 @@
 //! primitive of `Autodiff<X>` (the loss then becomes one autodiff node, see [`autodiff`]) or
 //! `B` is `X` itself (forward only), for each backend `X` compiled in.
 
+// Built without any `fused-*` feature, the dispatch below has no backend to try: its
+// arguments and the kernel contract go unused, and every loss takes the composite path.
+#![cfg_attr(
+    not(any(feature = "fused-ndarray", feature = "fused-wgpu")),
+    allow(unused_variables, dead_code, clippy::extra_unused_type_parameters)
+)]
+
 #[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
 mod autodiff;
 #[cfg(feature = "fused-wgpu")]
@@ -144,13 +151,7 @@ pub(crate) fn checks_values_in_kernel<B: Backend>() -> bool {
         (TypeId::of::<B>() == TypeId::of::<X>() && ours == TypeId::of::<X::FloatTensorPrimitive>())
             .then_some(X::CHECKS_VALUES)
     }
-    #[allow(unused_macros)]
-    macro_rules! probe {
-        () => {
-            each_backend!(on())
-        };
-    }
-    loss_path() != LossPath::Composite && probe!().unwrap_or(false)
+    loss_path() != LossPath::Composite && each_backend!(on()).unwrap_or(false)
 }
 
 /// Panics with the loss's usual message for a value a kernel refused.
@@ -237,7 +238,7 @@ pub(crate) fn class_index<B: Backend, const D: usize, const DT: usize>(
             X::class_index_forward(&input, &target_primitive()?, weight.as_ref(), &params)?;
         Some(result.map(|(loss, _)| tensor_of::<B, _>(loss)))
     }
-    on_path::<B, _>(function, || {
+    on_path::<B, Result<Tensor<B, 1>, BadValue>>(function, || {
         each_backend!(attempt::<D, DT>(input, target, weight, params))
     })
     .map(|result| {
@@ -302,7 +303,7 @@ pub(crate) fn class_probs<B: Backend, const D: usize>(
         X::class_probs_forward(&input, &target, weight.as_ref(), &params)
             .map(|(loss, _)| tensor_of::<B, _>(loss))
     }
-    on_path::<B, _>(function, || {
+    on_path::<B, Tensor<B, 1>>(function, || {
         each_backend!(attempt::<D>(input, target, weight, params))
     })
 }
@@ -312,6 +313,48 @@ pub(crate) fn class_probs<B: Backend, const D: usize>(
 pub(crate) struct PeriodicWeight<B: Backend> {
     pub values: Tensor<B, 1>,
     pub period: usize,
+}
+
+/// The common front of the binary losses (the caller has checked the shapes and that the
+/// input is not empty): checks the probabilities (BCE, `check_values`) where the fused
+/// kernels do not, and the weights' shapes, then tries the fused path. `None` means the
+/// composite path runs next, with every check made.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn binary_or_checked<B: Backend, const D: usize>(
+    function: &str,
+    kind: BinaryKind,
+    input: &Tensor<B, D>,
+    target: &Tensor<B, D>,
+    weight: Option<&crate::BroadcastWeight<B>>,
+    pos_weight: Option<&crate::BroadcastWeight<B>>,
+    check_values: bool,
+    output: Output,
+) -> Option<Tensor<B, 1>> {
+    let check_values = check_values && kind == BinaryKind::Probabilities;
+    let in_kernel = checks_values_in_kernel::<B>();
+    if check_values && !in_kernel {
+        checks::probabilities(function, input);
+    }
+    let weight = weight.map(|w| w.periodic(function, "weight", input));
+    let pos_weight = pos_weight.map(|w| w.periodic(function, "pos_weight", input));
+    let params = BinaryParams {
+        kind,
+        len: input.shape().num_elements(),
+        output,
+        check_values: check_values && in_kernel,
+    };
+    let loss = binary(
+        function,
+        input,
+        target,
+        weight.as_ref(),
+        pos_weight.as_ref(),
+        params,
+    );
+    if loss.is_none() && check_values && in_kernel {
+        checks::probabilities(function, input);
+    }
+    loss
 }
 
 /// BCE or BCE with logits on the fused path: the loss as `[L]` or `[1]`, or `None` for the
@@ -377,7 +420,7 @@ pub(crate) fn binary<B: Backend, const D: usize>(
         )?;
         Some(result.map(tensor_of::<B, _>))
     }
-    on_path::<B, _>(function, || {
+    on_path::<B, Result<Tensor<B, 1>, BadValue>>(function, || {
         each_backend!(attempt::<D>(input, target, weight, pos_weight, params))
     })
     .map(|result| result.unwrap_or_else(|bad| refuse(function, bad, &[], &input.dims(), 0, 0)))

@@ -413,6 +413,50 @@ fn class_index_backward_kernel<F: Float, I: Numeric>(
     out[pos] = d;
 }
 
+/// NLL input gradient, one unit per element `i` of `[N, S]`: writes `-g_i w[t_i]` at the
+/// target class into `out`, which the caller zero-filled (ignored elements write nothing).
+///
+/// `mode` as in [`class_index_backward_kernel()`].
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn nll_backward_scatter_kernel<F: Float, I: Numeric>(
+    target: &Tensor<I>,
+    weight: &Tensor<F>,
+    grad: &Tensor<F>,
+    total_weight: &Tensor<F>,
+    out: &mut Tensor<F>,
+    classes: u32,
+    spatial: u32,
+    ignore: u32,
+    #[comptime] weighted: bool,
+    #[comptime] mode: u32,
+    #[define(F, I)] _dtypes: [StorageType; 2],
+) {
+    let i = ABSOLUTE_POS;
+    if i >= target.len() {
+        terminate!();
+    }
+    let c_count = classes as usize;
+    let s_count = spatial as usize;
+    let class = target_class::<I>(target[i], c_count, ignore);
+    if class < c_count {
+        let mut g = grad[0];
+        if mode == 0 {
+            g = grad[i];
+        }
+        if mode == 2 {
+            g /= total_weight[0];
+        }
+        let mut wt = F::new(1.0);
+        if weighted {
+            wt = weight[class];
+        }
+        let n = i / s_count;
+        let s = i % s_count;
+        out[(n * c_count + class) * s_count + s] = -(g * wt);
+    }
+}
+
 /// Class-probability forward: per row, `lse = log Σ exp(x)`,
 /// `loss = lse Σ_c w_c q_c - Σ_c w_c q_c x_c` with `q = (1 - ε) y + ε / C`.
 ///
@@ -913,14 +957,11 @@ fn fits_u32(n: usize) -> bool {
 
 /// The `(tx, ty)` units of a row kernel's cube: `tx` units per row (a power of two, at most
 /// [`CUBE_UNITS`]), `ty = CUBE_UNITS / tx` rows per cube.
-fn row_layout(classes: usize, spatial: usize) -> (u32, u32) {
-    let tx = if spatial == 1 {
-        (classes.next_power_of_two() as u32).min(CUBE_UNITS)
-    } else if classes <= 32 {
-        1
-    } else {
-        32
-    };
+fn row_layout(classes: usize) -> (u32, u32) {
+    // One unit per row for up to 32 classes, one 32-unit row (a warp on most GPUs) above:
+    // few barriers per row, which also keeps lavapipe (where each barrier switches between
+    // a workgroup's invocations on one CPU thread) fast.
+    let tx = if classes <= 32 { 1 } else { 32 };
     (tx, CUBE_UNITS / tx)
 }
 
@@ -1027,7 +1068,7 @@ pub(super) fn class_index_forward<R: CubeRuntime>(
     let reduced = params.output != Output::PerElement;
 
     let (tx, ty) = if ce {
-        row_layout(params.classes, params.spatial)
+        row_layout(params.classes)
     } else {
         (1, CUBE_UNITS)
     };
@@ -1135,6 +1176,38 @@ pub(super) fn class_index_backward<R: CubeRuntime>(
         (Some(w), true) => weight_sum(w),
         _ => dummy(&input),
     };
+    if !ce {
+        // NLL: a zero gradient but for one element per row; fill, then scatter.
+        let out = burn_cubecl::ops::numeric::zeros_client(
+            input.client.clone(),
+            input.device.clone(),
+            input.shape(),
+            input.dtype,
+        );
+        let cube_dim = CubeDim::new_1d(CUBE_UNITS);
+        let count = target.meta.num_elements();
+        let cube_count = calculate_cube_count_elemwise(&input.client, count, cube_dim);
+        nll_backward_scatter_kernel::launch::<R>(
+            &input.client,
+            cube_count,
+            cube_dim,
+            target.clone().into_tensor_arg(),
+            weight
+                .clone()
+                .unwrap_or_else(|| dummy(&input))
+                .into_tensor_arg(),
+            grad.into_tensor_arg(),
+            total_weight.clone().into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            params.classes as u32,
+            params.spatial as u32,
+            ignore_u32(params.ignore_index, params.classes),
+            weight.is_some(),
+            grad_mode(params.output),
+            [input.dtype.into(), target.dtype.into()],
+        );
+        return out;
+    }
     let lse = match (ce, log_sum_exp) {
         (true, Some(lse)) => into_contiguous(lse.clone()),
         (true, None) => panic!("cross-entropy backward without its saved log-sum-exp"),
@@ -1191,7 +1264,7 @@ pub(super) fn class_probs_forward<R: CubeRuntime>(
     let elements = params.batch * params.spatial;
     let eps = params.label_smoothing;
     let reduced = params.output != Output::PerElement;
-    let (tx, ty) = row_layout(params.classes, params.spatial);
+    let (tx, ty) = row_layout(params.classes);
     let cubes = forward_cubes(elements.div_ceil(ty as usize));
     let weight_arg = match weight {
         Some(w) => into_contiguous(w.clone()),
@@ -1264,7 +1337,7 @@ pub(super) fn class_probs_backward<R: CubeRuntime>(
     let dtype = input.dtype;
     let elements = params.batch * params.spatial;
     let eps = params.label_smoothing;
-    let (tx, ty) = row_layout(params.classes, params.spatial);
+    let (tx, ty) = row_layout(params.classes);
     let cubes = forward_cubes(elements.div_ceil(ty as usize));
     let weight_arg = match weight {
         Some(w) => into_contiguous(w.clone()),

@@ -139,9 +139,9 @@ fn on_path<B: Backend, R>(function: &str, attempt: impl FnOnce() -> Option<R>) -
     }
 }
 
-/// True when the fused path that would run for `B` checks values inside its kernels, so the
-/// caller skips the generic check.
-pub(crate) fn checks_values_in_kernel<B: Backend>() -> bool {
+/// For a backend `B` with fused kernels (`Autodiff<X>` or `X` itself), whether they check
+/// values themselves; `None` for every other backend.
+fn fused_backend<B: Backend>() -> Option<bool> {
     fn on<B: Backend, X: Kernels>() -> Option<bool> {
         let ours = TypeId::of::<B::FloatTensorPrimitive>();
         #[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
@@ -151,7 +151,45 @@ pub(crate) fn checks_values_in_kernel<B: Backend>() -> bool {
         (TypeId::of::<B>() == TypeId::of::<X>() && ours == TypeId::of::<X::FloatTensorPrimitive>())
             .then_some(X::CHECKS_VALUES)
     }
-    loss_path() != LossPath::Composite && each_backend!(on()).unwrap_or(false)
+    each_backend!(on())
+}
+
+/// True when the fused path that would run for `B` checks values inside its kernels, so the
+/// caller skips the generic check.
+pub(crate) fn checks_values_in_kernel<B: Backend>() -> bool {
+    loss_path() != LossPath::Composite && fused_backend::<B>().unwrap_or(false)
+}
+
+/// True when a loss on `B` tries the fused path now (which, under [`LossPath::Fused`], panics
+/// where it has no kernel); false when the composite path runs straight away.
+fn tries_fused<B: Backend>() -> bool {
+    match loss_path() {
+        LossPath::Composite => false,
+        LossPath::Auto => fused_backend::<B>().is_some(),
+        LossPath::Fused => true,
+    }
+}
+
+/// The inner primitive of a tensor of `Autodiff<X>` that wants no gradient; `None` when it
+/// wants one (the fused kernels treat weights as constants: such a loss takes the composite
+/// path).
+#[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
+fn constant<B: Backend, X: Kernels, const D: usize>(
+    tensor: &Tensor<B, D>,
+) -> Option<burn::tensor::ops::FloatTensor<X>> {
+    let tensor: autodiff::AdFloat<X> = cast(float_primitive(tensor)?)?;
+    tensor
+        .node
+        .requirement
+        .is_none()
+        .then_some(tensor.primitive)
+}
+
+/// The primitive of a tensor of `B` when `B` is `X`.
+fn primitive_of<B: Backend, X: Kernels, const D: usize>(
+    tensor: &Tensor<B, D>,
+) -> Option<burn::tensor::ops::FloatTensor<X>> {
+    cast(float_primitive(tensor)?)
 }
 
 /// Panics with the loss's usual message for a value a kernel refused.
@@ -211,14 +249,7 @@ pub(crate) fn class_index<B: Backend, const D: usize, const DT: usize>(
         if (&primitive as &dyn Any).is::<autodiff::AdFloat<X>>() {
             let input: autodiff::AdFloat<X> = cast(primitive)?;
             let weight = match weight {
-                Some(weight) => {
-                    let weight: autodiff::AdFloat<X> = cast(float_primitive(weight)?)?;
-                    // A weight that wants a gradient takes the composite path.
-                    if !weight.node.requirement.is_none() {
-                        return None;
-                    }
-                    Some(weight.primitive)
-                }
+                Some(weight) => Some(constant::<B, X, 1>(weight)?),
                 None => None,
             };
             let result = autodiff::class_index::<X>(input, target_primitive()?, weight, params)?;
@@ -229,9 +260,7 @@ pub(crate) fn class_index<B: Backend, const D: usize, const DT: usize>(
         }
         let input: burn::tensor::ops::FloatTensor<X> = cast(primitive)?;
         let weight = match weight {
-            Some(weight) => Some(cast::<_, burn::tensor::ops::FloatTensor<X>>(
-                float_primitive(weight)?,
-            )?),
+            Some(weight) => Some(primitive_of::<B, X, 1>(weight)?),
             None => None,
         };
         let result =
@@ -277,13 +306,7 @@ pub(crate) fn class_probs<B: Backend, const D: usize>(
             let input: autodiff::AdFloat<X> = cast(primitive)?;
             let target: autodiff::AdFloat<X> = cast(float_primitive(target)?)?;
             let weight = match weight {
-                Some(weight) => {
-                    let weight: autodiff::AdFloat<X> = cast(float_primitive(weight)?)?;
-                    if !weight.node.requirement.is_none() {
-                        return None;
-                    }
-                    Some(weight.primitive)
-                }
+                Some(weight) => Some(constant::<B, X, 1>(weight)?),
                 None => None,
             };
             return autodiff::class_probs::<X>(input, target, weight, params)
@@ -293,11 +316,9 @@ pub(crate) fn class_probs<B: Backend, const D: usize>(
             return None;
         }
         let input: burn::tensor::ops::FloatTensor<X> = cast(primitive)?;
-        let target: burn::tensor::ops::FloatTensor<X> = cast(float_primitive(target)?)?;
+        let target = primitive_of::<B, X, D>(target)?;
         let weight = match weight {
-            Some(weight) => Some(cast::<_, burn::tensor::ops::FloatTensor<X>>(
-                float_primitive(weight)?,
-            )?),
+            Some(weight) => Some(primitive_of::<B, X, 1>(weight)?),
             None => None,
         };
         X::class_probs_forward(&input, &target, weight.as_ref(), &params)
@@ -334,6 +355,10 @@ pub(crate) fn binary_or_checked<B: Backend, const D: usize>(
     let in_kernel = checks_values_in_kernel::<B>();
     if check_values && !in_kernel {
         checks::probabilities(function, input);
+    }
+    if !tries_fused::<B>() {
+        // The composite path broadcasts (and checks) the weights itself.
+        return None;
     }
     let weight = weight.map(|w| w.periodic(function, "weight", input));
     let pos_weight = pos_weight.map(|w| w.periodic(function, "pos_weight", input));
@@ -382,12 +407,8 @@ pub(crate) fn binary<B: Backend, const D: usize>(
                 let Some(weight) = weight else {
                     return Some(None);
                 };
-                let values: autodiff::AdFloat<X> = cast(float_primitive(&weight.values)?)?;
-                if !values.node.requirement.is_none() {
-                    return None;
-                }
                 Some(Some(Periodic {
-                    values: values.primitive,
+                    values: constant::<B, X, 1>(&weight.values)?,
                     period: weight.period,
                 }))
             };
@@ -405,12 +426,12 @@ pub(crate) fn binary<B: Backend, const D: usize>(
                 return Some(None);
             };
             Some(Some(Periodic {
-                values: cast(float_primitive(&weight.values)?)?,
+                values: primitive_of::<B, X, 1>(&weight.values)?,
                 period: weight.period,
             }))
         };
         let input: burn::tensor::ops::FloatTensor<X> = cast(primitive)?;
-        let target: burn::tensor::ops::FloatTensor<X> = cast(float_primitive(target)?)?;
+        let target = primitive_of::<B, X, D>(target)?;
         let result = X::binary_forward(
             &input,
             &target,

@@ -208,13 +208,18 @@ fn loss_output<T: Element>(per_element: Vec<T>, output: Output, divisor: f64) ->
                 .par_chunks(TASK_ELEMENTS)
                 .map(|chunk| chunk.iter().map(|v| v.to_f64()).sum::<f64>())
                 .sum();
-            let value = match reduction {
-                Reduction::Sum => sum,
-                Reduction::Mean => sum / divisor,
-            };
-            tensor(vec![T::from_f64(value)], &[1])
+            reduced::<T>(sum, reduction, divisor)
         }
     }
+}
+
+/// The `[1]` loss of a reduction from the sum of the per-element losses.
+fn reduced<T: Element>(sum: f64, reduction: Reduction, divisor: f64) -> NdArrayTensor {
+    let value = match reduction {
+        Reduction::Sum => sum,
+        Reduction::Mean => sum / divisor,
+    };
+    tensor(vec![T::from_f64(value)], &[1])
 }
 
 /// The gradient of each element's loss: `grad` itself, or the reduced loss's gradient spread
@@ -759,51 +764,17 @@ impl<T: Real> ChunkWeights<T> {
     }
 }
 
-/// The loss of one task's elements: one vectorised loop per kind (the kind and the presence
-/// of a positive weight are hoisted out of it), then the weight.
+/// `pick` of `(loss, ∂/∂x, ∂/∂t)` (before the upstream gradient and the weight) for each of
+/// one task's elements: one vectorised loop per kind and presence of a positive weight.
 #[inline(always)]
-fn binary_losses<T: Real>(
-    kind: BinaryKind,
-    xs: &[T],
-    ts: &[T],
-    weights: &ChunkWeights<T>,
-    out: &mut [T],
-) {
-    match (kind, &weights.pos_weight) {
-        (BinaryKind::WithLogits, Some(pw)) => {
-            for (((o, &x), &t), &pw) in out.iter_mut().zip(xs).zip(ts).zip(pw) {
-                *o = with_logits(x, t, pw).0;
-            }
-        }
-        (BinaryKind::WithLogits, None) => {
-            for ((o, &x), &t) in out.iter_mut().zip(xs).zip(ts) {
-                *o = with_logits(x, t, T::ONE).0;
-            }
-        }
-        (BinaryKind::Probabilities, _) => {
-            for ((o, &x), &t) in out.iter_mut().zip(xs).zip(ts) {
-                *o = on_probabilities(x, t).0;
-            }
-        }
-    }
-    if let Some(w) = &weights.weight {
-        for (o, &w) in out.iter_mut().zip(w) {
-            *o = *o * w;
-        }
-    }
-}
-
-/// The input (`TARGET` false) or target slopes of one task's elements, before the upstream
-/// gradient and the weight; one vectorised loop per kind and positive weight.
-#[inline(always)]
-fn binary_slopes<T: Real, const TARGET: bool>(
+fn binary_map<T: Real>(
     kind: BinaryKind,
     xs: &[T],
     ts: &[T],
     pos_weight: Option<&[T]>,
     out: &mut [T],
+    pick: impl Fn((T, T, T)) -> T,
 ) {
-    let pick = |(_, dx, dt): (T, T, T)| if TARGET { dt } else { dx };
     match (kind, pos_weight) {
         (BinaryKind::WithLogits, Some(pw)) => {
             for (((o, &x), &t), &pw) in out.iter_mut().zip(xs).zip(ts).zip(pw) {
@@ -819,6 +790,16 @@ fn binary_slopes<T: Real, const TARGET: bool>(
             for ((o, &x), &t) in out.iter_mut().zip(xs).zip(ts) {
                 *o = pick(on_probabilities(x, t));
             }
+        }
+    }
+}
+
+/// Multiplies `out` by the task's element weights, when there are any.
+#[inline(always)]
+fn apply_weight<T: Real>(weight: Option<&[T]>, out: &mut [T]) {
+    if let Some(w) = weight {
+        for (o, &w) in out.iter_mut().zip(w) {
+            *o = *o * w;
         }
     }
 }
@@ -855,7 +836,9 @@ fn binary_forward_typed<T: Element>(
         let first = task * TASK_ELEMENTS;
         let weights = ChunkWeights::new(&weight, &pos_weight, first, loss.len());
         let (xs, ts) = (&xs[first..][..loss.len()], &ts[first..][..loss.len()]);
-        binary_losses(params.kind, xs, ts, &weights, loss);
+        let pos_weight = weights.pos_weight.as_deref();
+        binary_map(params.kind, xs, ts, pos_weight, loss, |(value, _, _)| value);
+        apply_weight(weights.weight.as_deref(), loss);
     };
     match params.output {
         Output::PerElement => {
@@ -875,11 +858,7 @@ fn binary_forward_typed<T: Element>(
                     sum_map(&loss, |v| v).to_f64()
                 })
                 .sum();
-            let value = match reduction {
-                Reduction::Sum => sum,
-                Reduction::Mean => sum / params.len as f64,
-            };
-            Ok(tensor(vec![T::from_f64(value)], &[1]))
+            Ok(reduced::<T>(sum, reduction, params.len as f64))
         }
     }
 }
@@ -918,11 +897,12 @@ fn binary_backward_typed<T: Element>(
             let (xs, ts) = (&xs[first..][..count], &ts[first..][..count]);
             // The slopes, one loop per wanted gradient, then the upstream gradient and
             // the weight.
+            let pos_weight = weights.pos_weight.as_deref();
             if !dx.is_empty() {
-                binary_slopes::<T, false>(kind, xs, ts, weights.pos_weight.as_deref(), dx);
+                binary_map(kind, xs, ts, pos_weight, dx, |(_, slope, _)| slope);
             }
             if !dt.is_empty() {
-                binary_slopes::<T, true>(kind, xs, ts, weights.pos_weight.as_deref(), dt);
+                binary_map(kind, xs, ts, pos_weight, dt, |(_, _, slope)| slope);
             }
             for out in [dx, dt] {
                 if out.is_empty() {
@@ -940,11 +920,7 @@ fn binary_backward_typed<T: Element>(
                         }
                     }
                 }
-                if let Some(w) = &weights.weight {
-                    for (o, &w) in out.iter_mut().zip(w) {
-                        *o = *o * w;
-                    }
-                }
+                apply_weight(weights.weight.as_deref(), out);
             }
         });
     let shape = input.shape().to_vec();

@@ -25,7 +25,7 @@ const EPSILON: f64 = 1e-12f32 as f64;
 pub struct BceOptions<B: Backend> {
     /// Rescales each element's loss; broadcast against the input (PyTorch's `weight`).
     pub weight: Option<BroadcastWeight<B>>,
-    /// Check that every probability lies in `[0, 1]` (default `true`); see
+    /// Check that every probability and every target lies in `[0, 1]` (default `true`); see
     /// [`binary_cross_entropy`] for what it costs.
     pub check_values: bool,
 }
@@ -51,7 +51,7 @@ impl<B: Backend> BceOptions<B> {
         self
     }
 
-    /// Switches the `[0, 1]` check of the input on or off.
+    /// Switches the `[0, 1]` check of the input and the target on or off.
     pub fn with_check_values(mut self, check_values: bool) -> Self {
         self.check_values = check_values;
         self
@@ -70,8 +70,8 @@ impl<B: Backend> BceOptions<B> {
 ///
 /// # Shapes
 /// - `input`: any shape, probabilities in `[0, 1]`
-/// - `target`: the input's shape, values in `[0, 1]` (soft labels allowed; like PyTorch, not
-///   checked)
+/// - `target`: the input's shape, values in `[0, 1]` (soft labels allowed; checked, as
+///   PyTorch 2.15 does)
 /// - `weight`: broadcasts to the input's shape
 /// - output: `[1]`
 ///
@@ -82,10 +82,12 @@ impl<B: Backend> BceOptions<B> {
 ///
 /// # Panics
 /// - if `target`'s shape differs from `input`'s, or `weight` does not broadcast to it;
-/// - if `check_values` is on and a probability is below 0, above 1 or NaN (PyTorch raises the
-///   same error). The check costs one reduction over the input and one read of a single value
-///   from the device, which waits for the work queued before it; switch it off in a hot loop
-///   whose inputs come out of a sigmoid.
+/// - if `check_values` is on and a probability or a target is below 0, above 1 or NaN
+///   (PyTorch 2.15 raises "all elements of input/target should be between 0 and 1"). The
+///   check costs one reduction over the input and the target and one read of a single value
+///   from the device, which waits for the work queued before it (the fused CPU kernel checks
+///   while it reads); switch it off in a hot loop whose inputs come out of a sigmoid and whose
+///   targets are known to be labels.
 pub fn binary_cross_entropy<B: Backend, const D: usize>(
     input: Tensor<B, D>,
     target: Tensor<B, D>,
@@ -174,7 +176,8 @@ pub struct BceLossConfig {
     pub weight: Option<Vec<f32>>,
     /// The shape of `weight` (default `[weight.len()]`), any shape that broadcasts to the input.
     pub weight_shape: Option<Vec<usize>>,
-    /// Check that every probability lies in `[0, 1]` before computing (default `true`).
+    /// Check that every probability and target lies in `[0, 1]` before computing (default
+    /// `true`).
     #[config(default = true)]
     pub check_values: bool,
 }
@@ -218,7 +221,7 @@ pub struct BceLoss<B: Backend> {
     /// The shape the weights broadcast from.
     #[module(skip)]
     pub weight_shape: Vec<usize>,
-    /// Whether probabilities are checked to lie in `[0, 1]`.
+    /// Whether probabilities and targets are checked to lie in `[0, 1]`.
     pub check_values: bool,
 }
 

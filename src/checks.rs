@@ -115,30 +115,60 @@ pub(crate) fn class_index_message(
     )
 }
 
-/// Panics unless every probability lies in `[0, 1]` (NaN is refused, as PyTorch does).
-pub(crate) fn probabilities<B: Backend, const D: usize>(function: &str, input: &Tensor<B, D>) {
-    let outside = input
+/// Panics unless every probability of BCE's `input` and every value of its `target` lies in
+/// `[0, 1]`; NaN is refused in both, as PyTorch 2.15's `F.binary_cross_entropy` does. The
+/// input is checked first.
+pub(crate) fn probabilities<B: Backend, const D: usize>(
+    function: &str,
+    input: &Tensor<B, D>,
+    target: &Tensor<B, D>,
+) {
+    unit_interval(function, Probabilities::Input, input);
+    unit_interval(function, Probabilities::Target, target);
+}
+
+/// Which BCE argument holds a value outside `[0, 1]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Probabilities {
+    /// The predicted probabilities.
+    Input,
+    /// The (soft) labels.
+    Target,
+}
+
+/// Panics unless every element of `values` (BCE's `which`) lies in `[0, 1]`.
+fn unit_interval<B: Backend, const D: usize>(
+    function: &str,
+    which: Probabilities,
+    values: &Tensor<B, D>,
+) {
+    let outside = values
         .clone()
         .lower_elem(0.0)
-        .bool_or(input.clone().greater_elem(1.0))
-        .bool_or(input.clone().is_nan());
+        .bool_or(values.clone().greater_elem(1.0))
+        .bool_or(values.clone().is_nan());
     none_set(outside, |first| {
-        let values = input.to_data().convert::<f64>();
-        let value = values.as_slice::<f64>().expect("converted to f64")[first];
-        probability_message(function, value, first, &input.dims())
+        let data = values.to_data().convert::<f64>();
+        let value = data.as_slice::<f64>().expect("converted to f64")[first];
+        probability_message(function, which, value, first, &values.dims())
     });
 }
 
-/// The message for a probability `value` outside `[0, 1]` at row-major `flat_index` of an
-/// input of shape `shape`.
+/// The message for a BCE `which` value outside `[0, 1]` at row-major `flat_index` of a tensor
+/// of shape `shape`.
 pub(crate) fn probability_message(
     function: &str,
+    which: Probabilities,
     value: f64,
     flat_index: usize,
     shape: &[usize],
 ) -> String {
     let index = unravel(flat_index, shape);
-    format!("{function}: input: expected probabilities in [0, 1], got {value} at index {index:?}")
+    let (argument, what) = match which {
+        Probabilities::Input => ("input", "probabilities"),
+        Probabilities::Target => ("target", "values"),
+    };
+    format!("{function}: {argument}: expected {what} in [0, 1], got {value} at index {index:?}")
 }
 
 /// The multi-dimensional index of row-major flat index `flat` in `shape`.

@@ -55,6 +55,7 @@
 
 #![warn(missing_docs)]
 
+pub mod availability;
 mod bce;
 mod bce_with_logits;
 mod broadcast;

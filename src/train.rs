@@ -165,7 +165,8 @@ impl<B: Backend> BceLoss<B> {
     ///
     /// # Panics
     /// As [`binary_cross_entropy`](crate::binary_cross_entropy): shapes that do not match, a
-    /// `weight` that does not broadcast, a probability outside `[0, 1]` (when checked).
+    /// `weight` that does not broadcast, a probability or BCE target outside `[0, 1]` (when
+    /// checked).
     pub fn multi_label_output(
         &self,
         probs: Tensor<B, 2>,

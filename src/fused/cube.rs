@@ -1644,6 +1644,17 @@ pub(super) mod tests {
 
     const STEP: f64 = 1e-5;
 
+    /// True when backend `B` runs here; otherwise one `SKIPPED wgpu::<test>` line (or a failure
+    /// under `BURN_XENT_REQUIRE_WGPU=1`), as every wgpu test of the crate does.
+    pub(crate) fn ready<B: Backend>(test: &str) -> bool {
+        use crate::availability::{REQUIRE_WGPU, required_by_env, run_or_skip};
+        run_or_skip::<B>(
+            &format!("wgpu::{test}"),
+            &Default::default(),
+            required_by_env(REQUIRE_WGPU),
+        )
+    }
+
     fn values(count: usize, seed: f64, scale: f64) -> Vec<f64> {
         (0..count)
             .map(|j| (j as f64 * 1.37 + seed).sin() * scale)
@@ -2236,6 +2247,9 @@ pub(super) mod tests {
 
     #[test]
     fn class_index_matches_reference() {
+        if !ready::<CubeWgpu>("class_index_matches_reference") {
+            return;
+        }
         let device = Default::default();
         for case in class_index_cases() {
             check_class_index::<CubeWgpu>(&case, &device);
@@ -2244,6 +2258,9 @@ pub(super) mod tests {
 
     #[test]
     fn class_probs_matches_reference() {
+        if !ready::<CubeWgpu>("class_probs_matches_reference") {
+            return;
+        }
         let device = Default::default();
         for case in class_probs_cases() {
             check_class_probs::<CubeWgpu>(&case, &device);
@@ -2252,6 +2269,9 @@ pub(super) mod tests {
 
     #[test]
     fn binary_matches_reference() {
+        if !ready::<CubeWgpu>("binary_matches_reference") {
+            return;
+        }
         let device = Default::default();
         for case in binary_cases() {
             check_binary::<CubeWgpu>(&case, &device);
@@ -2260,6 +2280,9 @@ pub(super) mod tests {
 
     #[test]
     fn uncovered_cases_return_none() {
+        if !ready::<CubeWgpu>("uncovered_cases_return_none") {
+            return;
+        }
         let device = Default::default();
         let input = float::<CubeWgpu>(&[0.5; 4], &[4], &device);
         let pos_weight = Periodic::<CubeWgpu> {

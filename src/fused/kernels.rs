@@ -95,7 +95,7 @@ pub(crate) struct BinaryParams {
     /// `L`, the number of elements.
     pub len: usize,
     pub output: Output,
-    /// Check that the probabilities lie in `[0, 1]` inside the kernel (only asked of backends
+    /// Check that the probabilities and the targets lie in `[0, 1]` inside the kernel (only asked of backends
     /// whose [`Kernels::CHECKS_VALUES`] is true).
     pub check_values: bool,
 }
@@ -115,6 +115,8 @@ pub(crate) enum BadValue {
     ClassIndex { flat_index: usize, value: i64 },
     /// A probability outside `[0, 1]` or NaN, at this flat input index.
     Probability { flat_index: usize, value: f64 },
+    /// A BCE target outside `[0, 1]` or NaN, at this flat target index.
+    Target { flat_index: usize, value: f64 },
 }
 
 /// A backend's fused loss kernels. Every forward returns `None` for a case it does not cover.

@@ -215,12 +215,26 @@ fn refuse(
                 )
             )
         }
-        BadValue::Probability { flat_index, value } => {
-            panic!(
-                "{}",
-                checks::probability_message(function, value, flat_index, input_dims)
+        BadValue::Probability { flat_index, value } => panic!(
+            "{}",
+            checks::probability_message(
+                function,
+                checks::Probabilities::Input,
+                value,
+                flat_index,
+                input_dims
             )
-        }
+        ),
+        BadValue::Target { flat_index, value } => panic!(
+            "{}",
+            checks::probability_message(
+                function,
+                checks::Probabilities::Target,
+                value,
+                flat_index,
+                input_dims
+            )
+        ),
     }
 }
 
@@ -354,7 +368,7 @@ pub(crate) fn binary_or_checked<B: Backend, const D: usize>(
     let check_values = check_values && kind == BinaryKind::Probabilities;
     let in_kernel = checks_values_in_kernel::<B>();
     if check_values && !in_kernel {
-        checks::probabilities(function, input);
+        checks::probabilities(function, input, target);
     }
     if !tries_fused::<B>() {
         // The composite path broadcasts (and checks) the weights itself.
@@ -377,7 +391,7 @@ pub(crate) fn binary_or_checked<B: Backend, const D: usize>(
         params,
     );
     if loss.is_none() && check_values && in_kernel {
-        checks::probabilities(function, input);
+        checks::probabilities(function, input, target);
     }
     loss
 }

@@ -804,6 +804,22 @@ fn apply_weight<T: Real>(weight: Option<&[T]>, out: &mut [T]) {
     }
 }
 
+/// The flat index and value of the first element of `values` outside `[0, 1]` (NaN too:
+/// `!(0 <= p <= 1)` holds for it): a branch-free scan per task, then the first offender.
+fn first_outside_unit<T: Element>(values: &[T]) -> Option<(usize, f64)> {
+    let outside = |p: T| !(p >= T::ZERO && p <= T::ONE);
+    let task = values
+        .par_chunks(TASK_ELEMENTS)
+        .position_first(|chunk| chunk.iter().fold(false, |bad, &p| bad | outside(p)))?;
+    let chunk = &values[task * TASK_ELEMENTS..];
+    let flat_index = task * TASK_ELEMENTS
+        + chunk
+            .iter()
+            .position(|&p| outside(p))
+            .expect("the task found one");
+    Some((flat_index, values[flat_index].to_f64()))
+}
+
 multiversioned! {
 fn binary_forward_typed<T: Element>(
     input: &NdArrayTensor,
@@ -813,23 +829,15 @@ fn binary_forward_typed<T: Element>(
     params: &BinaryParams,
 ) -> Result<NdArrayTensor, BadValue> {
     let xs = reals::<T>(input);
-    // `!(0 <= p <= 1)` is also true for NaN. A branch-free scan per task, then the first
-    // offender's index.
-    let outside = |p: T| !(p >= T::ZERO && p <= T::ONE);
-    if params.check_values
-        && let Some(task) = xs
-            .par_chunks(TASK_ELEMENTS)
-            .position_first(|chunk| chunk.iter().fold(false, |bad, &p| bad | outside(p)))
-    {
-        let chunk = &xs[task * TASK_ELEMENTS..];
-        let flat_index = task * TASK_ELEMENTS
-            + chunk.iter().position(|&p| outside(p)).expect("the task found one");
-        return Err(BadValue::Probability {
-            flat_index,
-            value: xs[flat_index].to_f64(),
-        });
-    }
     let ts = reals::<T>(target);
+    if params.check_values {
+        first_outside_unit(&xs).map_or(Ok(()), |(flat_index, value)| {
+            Err(BadValue::Probability { flat_index, value })
+        })?;
+        first_outside_unit(&ts).map_or(Ok(()), |(flat_index, value)| {
+            Err(BadValue::Target { flat_index, value })
+        })?;
+    }
     let weight = periodic(weight);
     let pos_weight = periodic(pos_weight);
     let task_losses = |task: usize, loss: &mut [T]| {

@@ -9,7 +9,6 @@
 #![allow(dead_code)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::OnceLock;
 
 pub use burn::tensor::{Int, Tensor, TensorData};
 
@@ -20,51 +19,21 @@ pub type NdArrayAd64 = burn_autodiff::Autodiff<burn_ndarray::NdArray<f64>>;
 /// The GPU half of the matrix: Burn's default wgpu backend (with fusion).
 pub type WgpuAd = burn_autodiff::Autodiff<burn_wgpu::Wgpu>;
 
-/// Set to `1` to make a missing wgpu adapter a failure instead of a skip.
-pub const REQUIRE_WGPU: &str = "BURN_XENT_REQUIRE_WGPU";
+pub use burn_xent::availability::REQUIRE_WGPU;
 
-/// Why wgpu cannot run here, or `None` when it can. Probed once per test binary.
-pub fn wgpu_unavailable() -> Option<&'static str> {
-    static PROBE: OnceLock<Option<String>> = OnceLock::new();
-    PROBE
-        .get_or_init(|| {
-            // Burn panics when no adapter exists; probe on a thread so the panic stays there.
-            std::thread::spawn(|| {
-                let device = burn_wgpu::WgpuDevice::default();
-                let probe = Tensor::<burn_wgpu::Wgpu, 1>::from_floats([1.0, 2.0], &device);
-                probe.sum().into_data()
-            })
-            .join()
-            .err()
-            .map(|panic| {
-                let reason = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".to_string());
-                format!(
-                    "no usable wgpu adapter ({}); on Debian install mesa-vulkan-drivers",
-                    reason.lines().next().unwrap_or_default()
-                )
-            })
-        })
-        .as_deref()
+/// Why wgpu cannot run here, or `None` when it can (probed once, quietly, by the library).
+pub fn wgpu_unavailable() -> Option<String> {
+    burn_xent::availability::backend_unavailable::<burn_wgpu::Wgpu>(&Default::default())
 }
 
-/// True when the wgpu half can run; otherwise prints `SKIPPED` with the reason (or panics
-/// when `BURN_XENT_REQUIRE_WGPU=1`).
+/// True when the wgpu half can run; otherwise prints `SKIPPED wgpu::<test>` with the reason (or
+/// panics when `BURN_XENT_REQUIRE_WGPU=1`).
 pub fn wgpu_ready(test: &str) -> bool {
-    match wgpu_unavailable() {
-        None => true,
-        Some(reason) => {
-            if std::env::var(REQUIRE_WGPU).as_deref() == Ok("1") {
-                panic!("{test}: {REQUIRE_WGPU}=1 but {reason}");
-            }
-            eprintln!("SKIPPED wgpu::{test}: {reason}");
-            println!("SKIPPED wgpu::{test}: {reason}");
-            false
-        }
-    }
+    burn_xent::availability::run_or_skip::<burn_wgpu::Wgpu>(
+        &format!("wgpu::{test}"),
+        &Default::default(),
+        burn_xent::availability::required_by_env(REQUIRE_WGPU),
+    )
 }
 
 /// Instantiates generic test functions on every backend of the matrix.

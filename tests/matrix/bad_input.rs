@@ -43,6 +43,40 @@ fn bce_refuses<B: AutodiffBackend>(device: &B::Device) {
             },
             &["binary_cross_entropy: input", shown],
         );
+        // PyTorch 2.15 refuses BCE targets outside [0, 1] (and NaN) too.
+        let mut raw = crate::common::values(t.clone());
+        raw[10] = bad;
+        let bad_t = float::<B, 2>(&raw, [N, C], device);
+        assert_panics_with(
+            || binary_cross_entropy(p.clone(), bad_t.clone(), Reduction::Mean, &opts),
+            &["binary_cross_entropy: target", "[0, 1]", shown, "[3, 1]"],
+        );
+        assert_panics_with(
+            || {
+                BceLossConfig::new()
+                    .init::<B>(device)
+                    .forward_no_reduction(p.clone(), bad_t.clone())
+            },
+            &["binary_cross_entropy: target", shown, "[3, 1]"],
+        );
+        // Switched off, the check reads nothing and the loss is computed.
+        let unchecked = binary_cross_entropy(
+            p.clone(),
+            bad_t.clone(),
+            Reduction::Sum,
+            &BceOptions::new().with_check_values(false),
+        );
+        assert_eq!(unchecked.dims(), [1]);
+        // BCE with logits accepts any target, as PyTorch does.
+        if !bad.is_nan() {
+            let loss = binary_cross_entropy_with_logits(
+                p.clone(),
+                bad_t,
+                Reduction::Mean,
+                &BceWithLogitsOptions::new(),
+            );
+            assert!(crate::common::values(loss)[0].is_finite());
+        }
     }
 }
 

@@ -12,13 +12,7 @@ use crate::{checks, workarounds};
 
 const FUNCTION: &str = "binary_cross_entropy";
 
-/// PyTorch clamps each logarithm at this value so that a probability of exactly 0 or 1 gives a
-/// finite loss.
-const LOG_FLOOR: f64 = -100.0;
-
-/// PyTorch's gradient divides by `max(p (1 - p), EPSILON)` so that it stays finite at 0 and 1;
-/// PyTorch's constant is the f32 nearest 1e-12, in every dtype.
-const EPSILON: f64 = 1e-12f32 as f64;
+use crate::pytorch::{BCE_GRAD_EPSILON as EPSILON, BCE_LOG_FLOOR as LOG_FLOOR};
 
 /// Options of [`binary_cross_entropy`]: PyTorch's `weight`, plus the value check.
 #[derive(Clone, Debug)]

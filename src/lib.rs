@@ -66,6 +66,7 @@ mod fused;
 pub mod gradcheck;
 mod nll;
 mod path;
+mod pytorch;
 mod reduction;
 #[cfg(feature = "train")]
 pub mod train;

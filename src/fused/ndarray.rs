@@ -676,10 +676,7 @@ fn fill_periodic<T: Real>(values: &[T], period: usize, first: usize, out: &mut [
     }
 }
 
-/// PyTorch's floor of the BCE logarithms.
-const LOG_FLOOR: f64 = -100.0;
-/// PyTorch's floor of `p (1 - p)` in the BCE gradient, the f32 nearest 1e-12, in every dtype.
-const EPSILON: f64 = 1e-12f32 as f64;
+use crate::pytorch::{BCE_GRAD_EPSILON as EPSILON, BCE_LOG_FLOOR as LOG_FLOOR};
 
 /// BCE with logits at one element: the loss `(1 - t) softplus(x) + pw t softplus(-x)` and
 /// its slopes `∂/∂x = (1 - t) σ(x) - pw t σ(-x)`, `∂/∂t = pw softplus(-x) - softplus(x)`,

@@ -6,13 +6,14 @@ use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::broadcast::BroadcastWeight;
-use crate::fused::{self, BinaryKind, Computed, Output};
-use crate::reduction::Reduction;
-use crate::{checks, workarounds};
-
-const FUNCTION: &str = "binary_cross_entropy";
-
+use crate::fused::{BinaryKind, Output};
+use crate::path::Request;
 use crate::pytorch::{BCE_GRAD_EPSILON as EPSILON, BCE_LOG_FLOOR as LOG_FLOOR};
+use crate::reduction::{Reduction, reduce_by_count};
+use crate::workarounds;
+
+const KIND: BinaryKind = BinaryKind::Probabilities;
+const FUNCTION: &str = "binary_cross_entropy";
 
 /// Options of [`binary_cross_entropy`]: PyTorch's `weight`, plus the value check.
 #[derive(Clone, Debug)]
@@ -89,7 +90,20 @@ pub fn binary_cross_entropy<B: Backend, const D: usize>(
     options: &BceOptions<B>,
 ) -> Tensor<B, 1> {
     let count = input.shape().num_elements();
-    loss_terms(input, target, Output::Reduced(reduction), options).reduce(reduction, count)
+    let weights = [options.weight.as_ref(), None];
+    let output = Output::Reduced(reduction);
+    let request = Request::binary(
+        FUNCTION,
+        KIND,
+        &input,
+        &target,
+        weights,
+        options.check_values,
+        output,
+    );
+    request.fused().unwrap_or_else(|| {
+        reduce_by_count(composite_loss(input, target, options), reduction, count)
+    })
 }
 
 /// Binary cross-entropy per element, PyTorch's `reduction='none'`: the input's shape.
@@ -105,35 +119,21 @@ pub fn binary_cross_entropy_no_reduction<B: Backend, const D: usize>(
     options: &BceOptions<B>,
 ) -> Tensor<B, D> {
     let dims = input.dims();
-    loss_terms(input, target, Output::PerElement, options).per_element(dims)
-}
-
-/// The loss on the fused path, or the per-element loss on the composite path.
-fn loss_terms<B: Backend, const D: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
-    output: Output,
-    options: &BceOptions<B>,
-) -> Computed<B, Tensor<B, D>> {
-    checks::same_shape(FUNCTION, &input.dims(), &target.dims());
-    if workarounds::is_empty(&input) {
-        return Computed::Composite(workarounds::empty_loss(input.dims(), &input));
-    }
-    let kind = BinaryKind::Probabilities;
-    let (weight, pos_weight) = (options.weight.as_ref(), None);
-    if let Some(loss) = fused::binary_or_checked(
+    let weights = [options.weight.as_ref(), None];
+    let output = Output::PerElement;
+    let request = Request::binary(
         FUNCTION,
-        kind,
+        KIND,
         &input,
         &target,
-        weight,
-        pos_weight,
+        weights,
         options.check_values,
         output,
-    ) {
-        return Computed::Fused(loss);
+    );
+    match request.fused() {
+        Some(loss) => loss.reshape(dims),
+        None => composite_loss(input, target, options),
     }
-    Computed::Composite(composite_loss(input, target, options))
 }
 
 /// The per-element loss from Burn's generic operations (the reference path).
@@ -142,6 +142,9 @@ fn composite_loss<B: Backend, const D: usize>(
     target: Tensor<B, D>,
     options: &BceOptions<B>,
 ) -> Tensor<B, D> {
+    if workarounds::is_empty(&input) {
+        return workarounds::empty_loss(input.dims(), &input);
+    }
     let weight = options
         .weight
         .as_ref()

@@ -6,10 +6,12 @@ use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::broadcast::{BroadcastWeight, config_shape};
-use crate::fused::{self, BinaryKind, Computed, Output};
-use crate::reduction::Reduction;
-use crate::{checks, workarounds};
+use crate::fused::{BinaryKind, Output};
+use crate::path::Request;
+use crate::reduction::{Reduction, reduce_by_count};
+use crate::workarounds;
 
+const KIND: BinaryKind = BinaryKind::WithLogits;
 const FUNCTION: &str = "binary_cross_entropy_with_logits";
 
 /// Options of [`binary_cross_entropy_with_logits`]: PyTorch's `weight` and `pos_weight`.
@@ -79,7 +81,12 @@ pub fn binary_cross_entropy_with_logits<B: Backend, const D: usize>(
     options: &BceWithLogitsOptions<B>,
 ) -> Tensor<B, 1> {
     let count = input.shape().num_elements();
-    loss_terms(input, target, Output::Reduced(reduction), options).reduce(reduction, count)
+    let weights = [options.weight.as_ref(), options.pos_weight.as_ref()];
+    let output = Output::Reduced(reduction);
+    let request = Request::binary(FUNCTION, KIND, &input, &target, weights, false, output);
+    request.fused().unwrap_or_else(|| {
+        reduce_by_count(composite_loss(input, target, options), reduction, count)
+    })
 }
 
 /// Binary cross-entropy on logits per element, PyTorch's `reduction='none'`: the input's
@@ -96,28 +103,13 @@ pub fn binary_cross_entropy_with_logits_no_reduction<B: Backend, const D: usize>
     options: &BceWithLogitsOptions<B>,
 ) -> Tensor<B, D> {
     let dims = input.dims();
-    loss_terms(input, target, Output::PerElement, options).per_element(dims)
-}
-
-/// The loss on the fused path, or the per-element loss on the composite path.
-fn loss_terms<B: Backend, const D: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
-    output: Output,
-    options: &BceWithLogitsOptions<B>,
-) -> Computed<B, Tensor<B, D>> {
-    checks::same_shape(FUNCTION, &input.dims(), &target.dims());
-    if workarounds::is_empty(&input) {
-        return Computed::Composite(workarounds::empty_loss(input.dims(), &input));
+    let weights = [options.weight.as_ref(), options.pos_weight.as_ref()];
+    let output = Output::PerElement;
+    let request = Request::binary(FUNCTION, KIND, &input, &target, weights, false, output);
+    match request.fused() {
+        Some(loss) => loss.reshape(dims),
+        None => composite_loss(input, target, options),
     }
-    let kind = BinaryKind::WithLogits;
-    let (weight, pos_weight) = (options.weight.as_ref(), options.pos_weight.as_ref());
-    if let Some(loss) = fused::binary_or_checked(
-        FUNCTION, kind, &input, &target, weight, pos_weight, false, output,
-    ) {
-        return Computed::Fused(loss);
-    }
-    Computed::Composite(composite_loss(input, target, options))
 }
 
 /// The per-element loss from Burn's generic operations (the reference path).
@@ -126,6 +118,9 @@ fn composite_loss<B: Backend, const D: usize>(
     target: Tensor<B, D>,
     options: &BceWithLogitsOptions<B>,
 ) -> Tensor<B, D> {
+    if workarounds::is_empty(&input) {
+        return workarounds::empty_loss(input.dims(), &input);
+    }
     let weight = options
         .weight
         .as_ref()

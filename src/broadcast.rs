@@ -4,6 +4,7 @@
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::checks;
+use crate::fused::Periodic;
 
 /// A float tensor of any rank, kept flat with its shape, that is broadcast against the input
 /// of a loss when the loss is computed (PyTorch's broadcasting rules: align the shapes from the
@@ -77,7 +78,7 @@ impl<B: Backend> BroadcastWeight<B> {
         function: &str,
         argument: &str,
         input: &Tensor<B, D>,
-    ) -> crate::fused::PeriodicWeight<B> {
+    ) -> Periodic<B> {
         let to = input.dims();
         checks::broadcasts_to(function, argument, &self.shape, &to);
         let first = self
@@ -86,16 +87,18 @@ impl<B: Backend> BroadcastWeight<B> {
             .position(|&extent| extent != 1)
             .unwrap_or(self.shape.len());
         let trailing = &self.shape[first..];
-        if trailing == &to[D - trailing.len()..] {
-            return crate::fused::PeriodicWeight {
-                values: self.values.clone(),
-                period: trailing.iter().product(),
-            };
-        }
-        let len = input.shape().num_elements();
-        crate::fused::PeriodicWeight {
-            values: self.expand_to(function, argument, input).reshape([len]),
-            period: len,
+        let (values, period) = if trailing == &to[D - trailing.len()..] {
+            (self.values.clone(), trailing.iter().product())
+        } else {
+            let len = input.shape().num_elements();
+            (
+                self.expand_to(function, argument, input).reshape([len]),
+                len,
+            )
+        };
+        Periodic {
+            values: values.into_primitive().tensor(),
+            period,
         }
     }
 }

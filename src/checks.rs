@@ -4,6 +4,8 @@
 
 use burn::tensor::{Bool, Int, Tensor, backend::Backend};
 
+use crate::fused::BadValue;
+
 /// Panics unless `input` and `target` have the same shape.
 pub(crate) fn same_shape(function: &str, input: &[usize], target: &[usize]) {
     assert!(
@@ -100,7 +102,7 @@ pub(crate) fn class_indices<B: Backend, const D: usize>(
 
 /// The message for a class index `value` outside `[0, classes)` at row-major `flat_index` of
 /// a target of shape `shape`.
-pub(crate) fn class_index_message(
+fn class_index_message(
     function: &str,
     classes: usize,
     ignore_index: i64,
@@ -129,7 +131,7 @@ pub(crate) fn probabilities<B: Backend, const D: usize>(
 
 /// Which BCE argument holds a value outside `[0, 1]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Probabilities {
+enum Probabilities {
     /// The predicted probabilities.
     Input,
     /// The (soft) labels.
@@ -156,7 +158,7 @@ fn unit_interval<B: Backend, const D: usize>(
 
 /// The message for a BCE `which` value outside `[0, 1]` at row-major `flat_index` of a tensor
 /// of shape `shape`.
-pub(crate) fn probability_message(
+fn probability_message(
     function: &str,
     which: Probabilities,
     value: f64,
@@ -171,8 +173,46 @@ pub(crate) fn probability_message(
     format!("{function}: {argument}: expected {what} in [0, 1], got {value} at index {index:?}")
 }
 
+/// Panics with the loss's usual message for a value a fused kernel refused: a class index at
+/// a flat index of a target of shape `target_dims`, or a BCE probability or target at a flat
+/// index of a tensor of shape `input_dims`.
+pub(crate) fn refuse(
+    function: &str,
+    bad: BadValue,
+    target_dims: &[usize],
+    input_dims: &[usize],
+    classes: usize,
+    ignore_index: i64,
+) -> ! {
+    let message = match bad {
+        BadValue::ClassIndex { flat_index, value } => class_index_message(
+            function,
+            classes,
+            ignore_index,
+            value,
+            flat_index,
+            target_dims,
+        ),
+        BadValue::Probability { flat_index, value } => probability_message(
+            function,
+            Probabilities::Input,
+            value,
+            flat_index,
+            input_dims,
+        ),
+        BadValue::Target { flat_index, value } => probability_message(
+            function,
+            Probabilities::Target,
+            value,
+            flat_index,
+            input_dims,
+        ),
+    };
+    panic!("{message}")
+}
+
 /// The multi-dimensional index of row-major flat index `flat` in `shape`.
-fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+pub(crate) fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
     let mut index = vec![0; shape.len()];
     for (slot, &extent) in index.iter_mut().zip(shape).rev() {
         *slot = flat % extent;

@@ -4,8 +4,7 @@
 
 use burn::tensor::{Bool, Int, Tensor, backend::Backend};
 
-use crate::fused::{ClassIndexKind, ClassIndexParams, Output};
-use crate::{checks, workarounds};
+use crate::workarounds;
 
 /// An input of shape `[C]`, `[N, C]` or `[N, C, d1, …, dk]` seen as `[N, C, S]`, where `S` is
 /// the product of the `d`s (1 when there are none). Every class-dimension loss is computed on
@@ -161,85 +160,6 @@ pub(crate) fn pick_targets<B: Backend>(
         target_weight,
         nll,
     }
-}
-
-/// The checks every class-index loss makes before computing: the target's shape, the weight's
-/// length, and (when `check_values`) that every target is a class or `ignore_index`.
-pub(crate) fn validate_index_inputs<B: Backend, const D: usize, const DT: usize>(
-    function: &str,
-    input: &Tensor<B, D>,
-    target: &Tensor<B, DT, Int>,
-    weight: Option<&Tensor<B, 1>>,
-    ignore_index: i64,
-    check_values: bool,
-) {
-    let input_dims = input.dims();
-    check_index_target(function, &input_dims, &target.dims());
-    let classes = if D == 1 { input_dims[0] } else { input_dims[1] };
-    if let Some(weight) = weight {
-        checks::class_weight(function, weight, classes);
-    }
-    // An empty target has nothing to check (and Burn 0.21's wgpu fails on some kernels over
-    // empty tensors, see `workarounds`).
-    if check_values && target.shape().num_elements() > 0 {
-        checks::class_indices(function, target, classes, ignore_index);
-    }
-}
-
-/// The options a class-index loss (cross-entropy, NLL) hands to [`fused_or_checked`].
-pub(crate) struct IndexCall<'a, B: Backend> {
-    pub function: &'a str,
-    pub kind: ClassIndexKind,
-    pub weight: Option<&'a Tensor<B, 1>>,
-    pub ignore_index: i64,
-    pub label_smoothing: f64,
-    pub check_values: bool,
-    pub output: Output,
-}
-
-/// The common front of the class-index losses: checks the shapes and (where the fused kernels
-/// do not check them themselves) the values, then tries the fused path. `None` means the
-/// composite path runs next, with every check made.
-pub(crate) fn fused_or_checked<B: Backend, const D: usize, const DT: usize>(
-    call: IndexCall<'_, B>,
-    input: &Tensor<B, D>,
-    target: &Tensor<B, DT, Int>,
-) -> Option<Tensor<B, 1>> {
-    let in_kernel = crate::fused::checks_values_in_kernel::<B>();
-    let IndexCall {
-        function,
-        weight,
-        ignore_index,
-        check_values,
-        ..
-    } = call;
-    validate_index_inputs(
-        function,
-        input,
-        target,
-        weight,
-        ignore_index,
-        check_values && !in_kernel,
-    );
-    if input.shape().num_elements() == 0 {
-        return None;
-    }
-    let (batch, classes, spatial) = class_dims(&input.dims());
-    let params = ClassIndexParams {
-        kind: call.kind,
-        batch,
-        classes,
-        spatial,
-        ignore_index,
-        label_smoothing: call.label_smoothing,
-        output: call.output,
-        check_values: check_values && in_kernel,
-    };
-    let loss = crate::fused::class_index(function, input, target, weight, params);
-    if loss.is_none() && check_values && in_kernel {
-        checks::class_indices(function, target, classes, ignore_index);
-    }
-    loss
 }
 
 /// The class-index target as `[N, S]`.

@@ -7,14 +7,15 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 
 use crate::checks;
 use crate::class_layout::{
-    ClassLayout, IndexCall, check_output_rank, class_dims, flat_index_target, fused_or_checked,
-    pick_targets,
+    ClassLayout, check_output_rank, flat_index_target, index_target_shape, pick_targets,
 };
-use crate::fused::{self, ClassIndexKind, ClassProbsParams, Computed, Output};
+use crate::fused::{ClassIndexKind, Output};
+use crate::path::{IndexOptions, Request};
 use crate::reduction::{Reduction, reduce_by, reduce_by_count};
 
 const FUNCTION: &str = "cross_entropy";
 const FUNCTION_PROBS: &str = "cross_entropy_with_probs";
+const KIND: ClassIndexKind = ClassIndexKind::CrossEntropy;
 
 /// Options of [`cross_entropy`] and [`cross_entropy_with_probs`]: PyTorch's `weight`,
 /// `ignore_index` and `label_smoothing`, plus the value check.
@@ -75,6 +76,18 @@ impl<B: Backend> CrossEntropyOptions<B> {
     }
 }
 
+impl<B: Backend> CrossEntropyOptions<B> {
+    /// The options as the protocol takes them.
+    fn index(&self) -> IndexOptions<'_, B> {
+        IndexOptions {
+            weight: self.weight.as_ref(),
+            ignore_index: self.ignore_index,
+            label_smoothing: self.label_smoothing,
+            check_values: self.check_values,
+        }
+    }
+}
+
 /// Cross-entropy between the softmax of logits `input` and class-index targets, reduced to
 /// one value: `nll_loss(log_softmax(input, 1), target)` with label smoothing.
 ///
@@ -109,12 +122,12 @@ pub fn cross_entropy<B: Backend, const D: usize, const DT: usize>(
     reduction: Reduction,
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, 1> {
-    match index_terms(input, target, Output::Reduced(reduction), options) {
-        Computed::Fused(loss) => loss,
-        Computed::Composite(terms) => {
-            reduce_by(terms.loss, reduction, || terms.target_weight.sum())
-        }
-    }
+    let output = Output::Reduced(reduction);
+    let request = Request::class_index(FUNCTION, KIND, &input, &target, options.index(), output);
+    request.fused().unwrap_or_else(|| {
+        let terms = composite_index_terms(input, target, options);
+        reduce_by(terms.loss, reduction, || terms.target_weight.sum())
+    })
 }
 
 /// Cross-entropy with class-index targets per element, PyTorch's `reduction='none'`: the
@@ -131,9 +144,17 @@ pub fn cross_entropy_no_reduction<B: Backend, const D: usize, const DT: usize>(
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, DT> {
     let dims = target.dims();
-    match index_terms(input, target, Output::PerElement, options) {
-        Computed::Fused(loss) => loss.reshape(dims),
-        Computed::Composite(terms) => ClassLayout::output(terms.loss, dims),
+    let request = Request::class_index(
+        FUNCTION,
+        KIND,
+        &input,
+        &target,
+        options.index(),
+        Output::PerElement,
+    );
+    match request.fused() {
+        Some(loss) => loss.reshape(dims),
+        None => ClassLayout::output(composite_index_terms(input, target, options).loss, dims),
     }
 }
 
@@ -141,29 +162,6 @@ pub fn cross_entropy_no_reduction<B: Backend, const D: usize, const DT: usize>(
 struct IndexTerms<B: Backend> {
     loss: Tensor<B, 2>,
     target_weight: Tensor<B, 2>,
-}
-
-/// The loss on the fused path, or its terms on the composite path.
-fn index_terms<B: Backend, const D: usize, const DT: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, DT, Int>,
-    output: Output,
-    options: &CrossEntropyOptions<B>,
-) -> Computed<B, IndexTerms<B>> {
-    checks::label_smoothing(FUNCTION, options.label_smoothing);
-    let call = IndexCall {
-        function: FUNCTION,
-        kind: ClassIndexKind::CrossEntropy,
-        weight: options.weight.as_ref(),
-        ignore_index: options.ignore_index,
-        label_smoothing: options.label_smoothing,
-        check_values: options.check_values,
-        output,
-    };
-    if let Some(loss) = fused_or_checked(call, &input, &target) {
-        return Computed::Fused(loss);
-    }
-    Computed::Composite(composite_index_terms(input, target, options))
 }
 
 /// Cross-entropy's terms from Burn's generic operations (the reference path).
@@ -239,10 +237,12 @@ pub fn cross_entropy_with_probs<B: Backend, const D: usize>(
     reduction: Reduction,
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, 1> {
-    match probs_terms(input, target, Output::Reduced(reduction), options) {
-        Computed::Fused(loss) => loss,
-        Computed::Composite((loss, elements)) => reduce_by_count(loss, reduction, elements),
-    }
+    let output = Output::Reduced(reduction);
+    let request = Request::class_probs(FUNCTION_PROBS, &input, &target, options.index(), output);
+    request.fused().unwrap_or_else(|| {
+        let (loss, elements) = composite_probs_terms(input, target, options);
+        reduce_by_count(loss, reduction, elements)
+    })
 }
 
 /// Cross-entropy with probability targets per element, PyTorch's `reduction='none'`: the
@@ -261,51 +261,32 @@ pub fn cross_entropy_with_probs_no_reduction<B: Backend, const D: usize, const D
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, DO> {
     check_output_rank::<D, DO>(FUNCTION_PROBS);
-    let dims: [usize; DO] = crate::class_layout::index_target_shape(&input.dims())
+    let dims: [usize; DO] = index_target_shape(&input.dims())
         .try_into()
         .expect("rank checked above");
-    match probs_terms(input, target, Output::PerElement, options) {
-        Computed::Fused(loss) => loss.reshape(dims),
-        Computed::Composite((loss, _)) => ClassLayout::output(loss, dims),
+    let request = Request::class_probs(
+        FUNCTION_PROBS,
+        &input,
+        &target,
+        options.index(),
+        Output::PerElement,
+    );
+    match request.fused() {
+        Some(loss) => loss.reshape(dims),
+        None => ClassLayout::output(composite_probs_terms(input, target, options).0, dims),
     }
 }
 
-/// The loss on the fused path, or on the composite path the per-element loss on the `[N, S]`
-/// grid and the number of elements.
-fn probs_terms<B: Backend, const D: usize>(
+/// Cross-entropy's per-element loss with probability targets on the `[N, S]` grid and the
+/// number of elements, from Burn's generic operations (the reference path).
+fn composite_probs_terms<B: Backend, const D: usize>(
     input: Tensor<B, D>,
     target: Tensor<B, D>,
-    output: Output,
     options: &CrossEntropyOptions<B>,
-) -> Computed<B, (Tensor<B, 2>, usize)> {
-    checks::same_shape(FUNCTION_PROBS, &input.dims(), &target.dims());
-    checks::label_smoothing(FUNCTION_PROBS, options.label_smoothing);
-    assert!(
-        options.ignore_index < 0,
-        "{FUNCTION_PROBS}: ignore_index: expected a negative value (ignore_index is not \
-         supported for probability targets), got {}",
-        options.ignore_index
-    );
-    let (batch, classes, spatial) = class_dims(&input.dims());
-    if let Some(weight) = &options.weight {
-        checks::class_weight(FUNCTION_PROBS, weight, classes);
-    }
-    if input.shape().num_elements() > 0 {
-        let params = ClassProbsParams {
-            batch,
-            classes,
-            spatial,
-            label_smoothing: options.label_smoothing,
-            output,
-        };
-        let weight = options.weight.as_ref();
-        if let Some(loss) = fused::class_probs(FUNCTION_PROBS, &input, &target, weight, params) {
-            return Computed::Fused(loss);
-        }
-    }
+) -> (Tensor<B, 2>, usize) {
     let layout = ClassLayout::new(input);
     if layout.is_empty() {
-        return Computed::Composite((layout.empty_grid(), 0));
+        return (layout.empty_grid(), 0);
     }
     let target = ClassLayout::new(target).input;
     let smoothing = options.label_smoothing;
@@ -324,7 +305,7 @@ fn probs_terms<B: Backend, const D: usize>(
         .sum_dim(1)
         .reshape([layout.batch, layout.spatial])
         .neg();
-    Computed::Composite((loss, layout.elements()))
+    (loss, layout.elements())
 }
 
 /// Configuration of [`CrossEntropyLoss`], PyTorch's

@@ -4,13 +4,13 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, backend::Backend};
 
-use crate::class_layout::{
-    ClassLayout, IndexCall, PickedTargets, flat_index_target, fused_or_checked, pick_targets,
-};
-use crate::fused::{ClassIndexKind, Computed, Output};
+use crate::class_layout::{ClassLayout, PickedTargets, flat_index_target, pick_targets};
+use crate::fused::{ClassIndexKind, Output};
+use crate::path::{IndexOptions, Request};
 use crate::reduction::{Reduction, reduce_by};
 
 const FUNCTION: &str = "nll_loss";
+const KIND: ClassIndexKind = ClassIndexKind::Nll;
 
 /// Options of [`nll_loss`]: PyTorch's `weight` and `ignore_index`, plus the value check.
 #[derive(Clone, Debug)]
@@ -59,6 +59,18 @@ impl<B: Backend> NllLossOptions<B> {
     }
 }
 
+impl<B: Backend> NllLossOptions<B> {
+    /// The options as the protocol takes them (no smoothing).
+    fn index(&self) -> IndexOptions<'_, B> {
+        IndexOptions {
+            weight: self.weight.as_ref(),
+            ignore_index: self.ignore_index,
+            label_smoothing: 0.0,
+            check_values: self.check_values,
+        }
+    }
+}
+
 /// Negative log-likelihood of the target classes under log-probabilities `input`, reduced to
 /// one value.
 ///
@@ -90,12 +102,12 @@ pub fn nll_loss<B: Backend, const D: usize, const DT: usize>(
     reduction: Reduction,
     options: &NllLossOptions<B>,
 ) -> Tensor<B, 1> {
-    match nll_picked(input, target, Output::Reduced(reduction), options) {
-        Computed::Fused(loss) => loss,
-        Computed::Composite(picked) => {
-            reduce_by(picked.nll, reduction, || picked.target_weight.sum())
-        }
-    }
+    let output = Output::Reduced(reduction);
+    let request = Request::class_index(FUNCTION, KIND, &input, &target, options.index(), output);
+    request.fused().unwrap_or_else(|| {
+        let picked = composite_picked(input, target, options);
+        reduce_by(picked.nll, reduction, || picked.target_weight.sum())
+    })
 }
 
 /// Negative log-likelihood per element, PyTorch's `reduction='none'`: the target's shape, 0
@@ -112,32 +124,18 @@ pub fn nll_loss_no_reduction<B: Backend, const D: usize, const DT: usize>(
     options: &NllLossOptions<B>,
 ) -> Tensor<B, DT> {
     let dims = target.dims();
-    match nll_picked(input, target, Output::PerElement, options) {
-        Computed::Fused(loss) => loss.reshape(dims),
-        Computed::Composite(picked) => ClassLayout::output(picked.nll, dims),
+    let request = Request::class_index(
+        FUNCTION,
+        KIND,
+        &input,
+        &target,
+        options.index(),
+        Output::PerElement,
+    );
+    match request.fused() {
+        Some(loss) => loss.reshape(dims),
+        None => ClassLayout::output(composite_picked(input, target, options).nll, dims),
     }
-}
-
-/// The loss on the fused path, or the picked terms on the composite path.
-fn nll_picked<B: Backend, const D: usize, const DT: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, DT, Int>,
-    output: Output,
-    options: &NllLossOptions<B>,
-) -> Computed<B, PickedTargets<B>> {
-    let call = IndexCall {
-        function: FUNCTION,
-        kind: ClassIndexKind::Nll,
-        weight: options.weight.as_ref(),
-        ignore_index: options.ignore_index,
-        label_smoothing: 0.0,
-        check_values: options.check_values,
-        output,
-    };
-    if let Some(loss) = fused_or_checked(call, &input, &target) {
-        return Computed::Fused(loss);
-    }
-    Computed::Composite(composite_picked(input, target, options))
 }
 
 /// NLL's terms from Burn's generic operations (the reference path).

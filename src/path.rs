@@ -1,5 +1,6 @@
-//! Which implementation computes a loss: the fused kernels of a known backend, or the
-//! composite path built from Burn's generic tensor operations.
+//! Which implementation computes a loss, the fused kernels of a known backend or the
+//! composite path built from Burn's generic tensor operations, and the protocol every loss
+//! follows to get there ([`Request`]).
 //!
 //! Every loss picks its path when it is called: the fused path when the crate was built with
 //! the backend's `fused-*` feature (on by default), the backend is one the fused kernels know
@@ -10,6 +11,16 @@
 //! comparisons.
 
 use core::cell::Cell;
+
+use burn::tensor::{Int, Tensor, TensorPrimitive, backend::Backend};
+
+use crate::broadcast::BroadcastWeight;
+use crate::checks;
+use crate::class_layout::class_dims;
+use crate::fused::{
+    self, BadValue, BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, ClassProbsParams,
+    FusedLosses, FusedOp, Output,
+};
 
 /// Which implementation the losses use; see [`with_loss_path`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -65,4 +76,321 @@ pub fn with_loss_path<R>(path: LossPath, f: impl FnOnce() -> R) -> R {
 /// [`with_loss_path`]).
 pub fn loss_path() -> LossPath {
     PATH.with(Cell::get)
+}
+
+/// What a loss asks of the protocol, built by one of the constructors below from arguments
+/// whose shapes and options they check: the kernel family, the tensors, and whether values
+/// are to be checked. [`Request::fused`] then runs it.
+pub(crate) struct Request<'a, B: Backend, const D: usize, const DT: usize> {
+    function: &'static str,
+    input: &'a Tensor<B, D>,
+    check_values: bool,
+    family: Family<'a, B, D, DT>,
+}
+
+/// The three kernel families, with what each needs beyond the input.
+enum Family<'a, B: Backend, const D: usize, const DT: usize> {
+    ClassIndex {
+        target: &'a Tensor<B, DT, Int>,
+        weight: Option<&'a Tensor<B, 1>>,
+        params: ClassIndexParams,
+    },
+    ClassProbs {
+        target: &'a Tensor<B, D>,
+        weight: Option<&'a Tensor<B, 1>>,
+        params: ClassProbsParams,
+    },
+    Binary {
+        target: &'a Tensor<B, D>,
+        weight: Option<&'a BroadcastWeight<B>>,
+        pos_weight: Option<&'a BroadcastWeight<B>>,
+        params: BinaryParams,
+    },
+}
+
+/// The options of a class-index loss (cross-entropy, NLL) that the protocol needs.
+pub(crate) struct IndexOptions<'a, B: Backend> {
+    pub weight: Option<&'a Tensor<B, 1>>,
+    pub ignore_index: i64,
+    /// ε; 0 for NLL.
+    pub label_smoothing: f64,
+    pub check_values: bool,
+}
+
+impl<'a, B: Backend, const D: usize, const DT: usize> Request<'a, B, D, DT> {
+    /// Cross-entropy or NLL with class-index targets. Panics unless `target` has PyTorch's
+    /// shape for `input`, the weight is `[C]` and the smoothing lies in `[0, 1]`.
+    pub(crate) fn class_index(
+        function: &'static str,
+        kind: ClassIndexKind,
+        input: &'a Tensor<B, D>,
+        target: &'a Tensor<B, DT, Int>,
+        options: IndexOptions<'a, B>,
+        output: Output,
+    ) -> Self {
+        checks::label_smoothing(function, options.label_smoothing);
+        crate::class_layout::check_index_target(function, &input.dims(), &target.dims());
+        let (batch, classes, spatial) = class_dims(&input.dims());
+        if let Some(weight) = options.weight {
+            checks::class_weight(function, weight, classes);
+        }
+        let params = ClassIndexParams {
+            kind,
+            batch,
+            classes,
+            spatial,
+            ignore_index: options.ignore_index,
+            label_smoothing: options.label_smoothing,
+            output,
+            check_values: false,
+        };
+        Self {
+            function,
+            input,
+            check_values: options.check_values,
+            family: Family::ClassIndex {
+                target,
+                weight: options.weight,
+                params,
+            },
+        }
+    }
+}
+
+impl<'a, B: Backend, const D: usize> Request<'a, B, D, D> {
+    /// Cross-entropy with class probabilities. Panics unless `target` has the input's shape,
+    /// the weight is `[C]`, the smoothing lies in `[0, 1]` and `ignore_index` is negative
+    /// (PyTorch: "ignore_index is not supported for floating point target").
+    pub(crate) fn class_probs(
+        function: &'static str,
+        input: &'a Tensor<B, D>,
+        target: &'a Tensor<B, D>,
+        options: IndexOptions<'a, B>,
+        output: Output,
+    ) -> Self {
+        checks::same_shape(function, &input.dims(), &target.dims());
+        checks::label_smoothing(function, options.label_smoothing);
+        assert!(
+            options.ignore_index < 0,
+            "{function}: ignore_index: expected a negative value (ignore_index is not \
+             supported for probability targets), got {}",
+            options.ignore_index
+        );
+        let (batch, classes, spatial) = class_dims(&input.dims());
+        if let Some(weight) = options.weight {
+            checks::class_weight(function, weight, classes);
+        }
+        let params = ClassProbsParams {
+            batch,
+            classes,
+            spatial,
+            label_smoothing: options.label_smoothing,
+            output,
+        };
+        Self {
+            function,
+            input,
+            check_values: false,
+            family: Family::ClassProbs {
+                target,
+                weight: options.weight,
+                params,
+            },
+        }
+    }
+
+    /// BCE (`check_values`: probabilities and targets in `[0, 1]`) or BCE with logits (no
+    /// value rule). Panics unless `target` has the input's shape; the weights' shapes are
+    /// checked where they are broadcast.
+    pub(crate) fn binary(
+        function: &'static str,
+        kind: BinaryKind,
+        input: &'a Tensor<B, D>,
+        target: &'a Tensor<B, D>,
+        [weight, pos_weight]: [Option<&'a BroadcastWeight<B>>; 2],
+        check_values: bool,
+        output: Output,
+    ) -> Self {
+        checks::same_shape(function, &input.dims(), &target.dims());
+        let params = BinaryParams {
+            kind,
+            len: input.shape().num_elements(),
+            output,
+            check_values: false,
+        };
+        Self {
+            function,
+            input,
+            check_values: check_values && kind == BinaryKind::Probabilities,
+            family: Family::Binary {
+                target,
+                weight,
+                pos_weight,
+                params,
+            },
+        }
+    }
+}
+
+impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
+    /// The protocol: the loss computed by the fused kernels when the path and the backend
+    /// allow it, or `None` for the composite path. Either way the values have been checked
+    /// when the request asks for it: inside the kernel where the backend's kernels check
+    /// values, before it otherwise (and before the composite path when no kernel ran).
+    ///
+    /// The steps, the same for every loss: the path switch and the backend probe, once; an
+    /// empty input takes the composite path (its result is built from host data, see
+    /// `workarounds`); the kernel runs; a case the kernels do not cover takes the composite
+    /// path, except under [`LossPath::Fused`], which panics.
+    ///
+    /// The fused loss comes as `[N * S]`, `[L]` (per element) or `[1]` (reduced).
+    pub(crate) fn fused(self) -> Option<Tensor<B, 1>> {
+        let kernels = self.kernels();
+        let Some(kernels) = kernels.filter(|_| !self.is_empty()) else {
+            self.check_values();
+            return None;
+        };
+        let in_kernel = self.check_values && kernels.checks_values();
+        if !in_kernel {
+            self.check_values();
+        }
+        let loss = self
+            .op()
+            .and_then(|op| kernels.run(op.check_values_in_kernel(in_kernel)));
+        match loss {
+            Some(Ok(loss)) => Some(Tensor::from_primitive(TensorPrimitive::Float(loss))),
+            Some(Err(bad)) => self.refuse(bad),
+            None => {
+                if loss_path() == LossPath::Fused {
+                    self.no_kernel();
+                }
+                if in_kernel {
+                    self.check_values();
+                }
+                None
+            }
+        }
+    }
+
+    /// The fused kernels the current path allows for `B` (the backend probe).
+    fn kernels(&self) -> Option<&'static dyn FusedLosses<B>> {
+        match loss_path() {
+            LossPath::Composite => None,
+            LossPath::Auto => fused::kernels_for::<B>(),
+            LossPath::Fused => Some(fused::kernels_for::<B>().unwrap_or_else(|| self.no_kernel())),
+        }
+    }
+
+    /// Panics for [`LossPath::Fused`] where no kernel covers the backend or the case.
+    fn no_kernel(&self) -> ! {
+        panic!(
+            "{}: LossPath::Fused: no fused kernel for backend {} and this case (see the README \
+             for the backends and cases the fused path covers)",
+            self.function,
+            core::any::type_name::<B>()
+        )
+    }
+
+    fn is_empty(&self) -> bool {
+        self.input.shape().num_elements() == 0
+    }
+
+    /// The generic value check on the device, when asked for and there is anything to check.
+    fn check_values(&self) {
+        if !self.check_values {
+            return;
+        }
+        match &self.family {
+            Family::ClassIndex { target, params, .. } => {
+                // An empty target has nothing to check (and Burn 0.21's wgpu fails on some
+                // kernels over empty tensors, see `workarounds`).
+                if target.shape().num_elements() > 0 {
+                    checks::class_indices(
+                        self.function,
+                        target,
+                        params.classes,
+                        params.ignore_index,
+                    );
+                }
+            }
+            Family::Binary { target, .. } => {
+                if !self.is_empty() {
+                    checks::probabilities(self.function, self.input, target);
+                }
+            }
+            Family::ClassProbs { .. } => {}
+        }
+    }
+
+    /// Panics with the loss's usual message for a value a kernel refused.
+    fn refuse(&self, bad: BadValue) -> ! {
+        let (target_dims, classes, ignore_index) = match &self.family {
+            Family::ClassIndex { target, params, .. } => {
+                (target.dims().to_vec(), params.classes, params.ignore_index)
+            }
+            _ => (self.input.dims().to_vec(), 0, 0),
+        };
+        checks::refuse(
+            self.function,
+            bad,
+            &target_dims,
+            &self.input.dims(),
+            classes,
+            ignore_index,
+        )
+    }
+
+    /// The fused op on `B`'s primitives; `None` for a quantized input (composite path).
+    fn op(&self) -> Option<FusedOp<B>> {
+        let float = |tensor: &Tensor<B, D>| match tensor.clone().into_primitive() {
+            TensorPrimitive::Float(primitive) => Some(primitive),
+            TensorPrimitive::QFloat(_) => None,
+        };
+        let vector = |tensor: &Tensor<B, 1>| match tensor.clone().into_primitive() {
+            TensorPrimitive::Float(primitive) => Some(primitive),
+            TensorPrimitive::QFloat(_) => None,
+        };
+        let input = float(self.input)?;
+        Some(match &self.family {
+            Family::ClassIndex {
+                target,
+                weight,
+                params,
+            } => FusedOp::ClassIndex {
+                input,
+                target: (*target).clone().into_primitive(),
+                weight: weight.map(vector).map_or(Some(None), |w| w.map(Some))?,
+                params: *params,
+            },
+            Family::ClassProbs {
+                target,
+                weight,
+                params,
+            } => FusedOp::ClassProbs {
+                input,
+                target: float(target)?,
+                weight: weight.map(vector).map_or(Some(None), |w| w.map(Some))?,
+                params: *params,
+            },
+            Family::Binary {
+                target,
+                weight,
+                pos_weight,
+                params,
+            } => {
+                // Weights are broadcast (and their shapes checked) only now that the fused
+                // path runs; the composite path broadcasts them itself.
+                let periodic = |weight: &BroadcastWeight<B>, argument: &str| {
+                    weight.periodic(self.function, argument, self.input)
+                };
+                FusedOp::Binary {
+                    input,
+                    target: float(target)?,
+                    weight: weight.map(|w| periodic(w, "weight")),
+                    pos_weight: pos_weight.map(|w| periodic(w, "pos_weight")),
+                    params: *params,
+                }
+            }
+        })
+    }
 }

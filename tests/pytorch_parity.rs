@@ -1,17 +1,24 @@
 //! PyTorch parity: every case of the committed fixtures (`tests/fixtures/pytorch.json`) and of
 //! every file named by `BURN_XENT_FIXTURES` (a file, or a folder whose `*.json` files are all
-//! read) runs on every backend of the test matrix; the loss and the input gradient must match
-//! PyTorch's within the case's tolerance, and an `expect_error` case must be refused.
+//! read) runs on every backend of the test matrix, on both loss paths (fused and composite);
+//! the loss and the input gradient must match PyTorch's within the case's tolerance, and an
+//! `expect_error` case must be refused.
 //!
-//! Format: `xent-fixtures/1` (`docs/fixture-format.md`). A field or value the reader does not
-//! understand is a failure, never a skip. Every case runs before the test fails; each backend
-//! prints `parity <backend>: N cases, N passed` and every failed case with the index, the
-//! value got and the value wanted.
+//! Format: `xent-fixtures/1`, documented in `docs/fixture-format.md`. A field or value the
+//! reader does not understand is a failure, never a skip; so is a tensor of rank above 6 (the
+//! harness runs ranks 0 to 6). Every case runs before the test fails; each backend and path
+//! prints `parity <backend> <path>: N cases, P passed` (with `, K not representable in f32`
+//! where K > 0) and every failed case with the index, the value got and the value wanted.
 //!
 //! - `ndarray`: f32 cases on `Autodiff<NdArray<f32>>`, f64 cases on `Autodiff<NdArray<f64>>`.
 //! - `wgpu`: `Autodiff<Wgpu>`, f32 only (burn-wgpu with fusion rejects f64: "Unsupported
 //!   precision for fusion: f64"), so f64 cases run in f32 with the f32 tolerance (or the
-//!   case's, where looser); the count of such cases is printed and each failure says so.
+//!   case's, where looser); the count of such cases is printed and each failure says so. An
+//!   f64 case holding a value that is finite in f64 but overflows f32 (`|v|` above `f32::MAX`,
+//!   so it would load as an infinity) in its input, target, weight, `pos_weight`, upstream or
+//!   expected values is not run there: it is counted and listed as "not representable in
+//!   f32". It still runs on ndarray in f64. The test passes when every case passed or was
+//!   counted so.
 //!
 //! `BURN_XENT_FIXTURES=path cargo test --test pytorch_parity -- --nocapture` prints the counts.
 
@@ -29,7 +36,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn_xent::{LossPath, with_loss_path};
 
 use common::{NdArrayAd, NdArrayAd64, WgpuAd};
-use fixture::{Case, Dtype, FloatTensor, Loss, Tolerance};
+use fixture::{Case, Dtype, FloatTensor, Loss, Target, Tolerance};
 use runner::{Outcome, Run, loaded_shape, run_case};
 
 /// The environment variable naming extra fixture files.
@@ -105,8 +112,16 @@ fn extra_paths(path: &Path) -> Vec<Result<PathBuf, (PathBuf, String)>> {
     files.into_iter().map(Ok).collect()
 }
 
-/// What a backend does with a case: the run, and whether an f64 case ran in f32.
-type Runner<'a> = &'a dyn Fn(&Case) -> (Run, bool);
+/// A backend of the matrix, as the parity test drives it.
+struct Backend<'a> {
+    /// `<backend> <path>`, e.g. `wgpu fused`.
+    label: String,
+    /// Whether f64 cases run in f64; if not, they run in f32 (or are counted as not
+    /// representable in f32).
+    has_f64: bool,
+    /// Runs a case: f32 cases in f32, f64 cases in f64 or (without f64) in f32.
+    run: &'a dyn Fn(&Case) -> Run,
+}
 
 /// The counts and failures of one backend.
 #[derive(Default)]
@@ -115,6 +130,8 @@ struct Report {
     passed: usize,
     f64_in_f32: usize,
     f64_in_f32_passed: usize,
+    /// f64 cases not run on an f32-only backend because a value overflows f32: `name (why)`.
+    not_representable: Vec<String>,
     refused_by_types: Vec<String>,
     failures: Vec<String>,
     /// The first case that panicked other than by burn-xent's refusal, and how many cases
@@ -123,9 +140,66 @@ struct Report {
     first_crash: Option<(String, usize)>,
 }
 
+impl Report {
+    /// The summary line: `parity <label>: N cases, P passed[, K not representable in f32]`.
+    fn summary(&self, label: &str) -> String {
+        let mut line = format!(
+            "parity {label}: {} cases, {} passed",
+            self.cases, self.passed
+        );
+        if !self.not_representable.is_empty() {
+            line.push_str(&format!(
+                ", {} not representable in f32",
+                self.not_representable.len()
+            ));
+        }
+        line
+    }
+
+    /// Every case passed or was counted as not representable in f32, and nothing failed.
+    fn all_passed(&self) -> bool {
+        self.failures.is_empty() && self.passed + self.not_representable.len() == self.cases
+    }
+}
+
+/// The first value of `case` that is finite but overflows f32 (it would load as an
+/// infinity), as `where = value`; `None` when every value fits. Checked: input, a float
+/// target, weight, `pos_weight`, upstream, and the expected loss and gradient.
+fn f32_overflow(case: &Case) -> Option<String> {
+    let target = match &case.target {
+        Target::Float(target) => Some(target),
+        Target::Index(_) => None,
+    };
+    let expected = case.expected.as_ref();
+    let tensors = [
+        ("input", Some(&case.input)),
+        ("target", target),
+        ("weight", case.weight.as_ref()),
+        ("pos_weight", case.pos_weight.as_ref()),
+        ("upstream", case.upstream.as_ref()),
+        ("expected.loss", expected.map(|e| &e.loss)),
+        (
+            "expected.grad_input",
+            expected.and_then(|e| e.grad_input.as_ref()),
+        ),
+    ];
+    tensors.into_iter().find_map(|(what, tensor)| {
+        let data = &tensor?.data;
+        data.iter()
+            .position(|&v| overflows_f32(v))
+            .map(|i| format!("{what}[{i}] = {:e}", data[i]))
+    })
+}
+
+/// `v` is finite but becomes an infinity in f32.
+fn overflows_f32(v: f64) -> bool {
+    v.is_finite() && (v as f32).is_infinite()
+}
+
 /// Runs every case of every file on one backend, prints the report, and returns whether
 /// everything passed.
-fn run_backend(backend: &str, runner: Runner) -> bool {
+fn run_backend(backend: &Backend) -> bool {
+    let label = backend.label.as_str();
     let started = Instant::now();
     let files = fixture_files();
     let mut report = Report::default();
@@ -155,7 +229,14 @@ fn run_backend(backend: &str, runner: Runner) -> bool {
                     continue;
                 }
             };
-            let (run, in_f32) = runner(case);
+            let in_f32 = case.dtype == Dtype::F64 && !backend.has_f64;
+            if in_f32 && let Some(value) = f32_overflow(case) {
+                report
+                    .not_representable
+                    .push(format!("{} ({value})", case.name));
+                continue;
+            }
+            let run = (backend.run)(case);
             let crashed = match &run {
                 Run::Panicked(message) => {
                     !case.expect_error || !message.contains(function_name(case.loss))
@@ -197,13 +278,13 @@ fn run_backend(backend: &str, runner: Runner) -> bool {
         }
     }
 
-    println!("parity {backend}: fixtures {}", read.join(", "));
+    println!("parity {label}: fixtures {}", read.join(", "));
     for failure in &report.failures {
         println!("{failure}");
     }
     if !report.refused_by_types.is_empty() {
         println!(
-            "parity {backend}: {} expect_error case(s) refused by the API's types (the call \
+            "parity {label}: {} expect_error case(s) refused by the API's types (the call \
              does not compile, so it cannot run): {}",
             report.refused_by_types.len(),
             report.refused_by_types.join("; ")
@@ -213,27 +294,32 @@ fn run_backend(backend: &str, runner: Runner) -> bool {
         && *after > 0
     {
         println!(
-            "parity {backend}: note: {case} panicked unexpectedly, and {after} later case(s) \
+            "parity {label}: note: {case} panicked unexpectedly, and {after} later case(s) \
              failed; a panic inside the backend can leave the device unusable for the rest of \
              the process, so fix {case} first"
         );
     }
     if report.f64_in_f32 > 0 {
         println!(
-            "parity {backend}: {} f64 cases ran in f32 (this backend has no f64) with the f32 \
+            "parity {label}: {} f64 cases ran in f32 (this backend has no f64) with the f32 \
              tolerance (rtol {:e}, atol {:e}, or the case's where looser); {} of them passed",
             report.f64_in_f32, F32_TOLERANCE.rtol, F32_TOLERANCE.atol, report.f64_in_f32_passed
         );
     }
+    if !report.not_representable.is_empty() {
+        println!(
+            "parity {label}: {} f64 case(s) not representable in f32 (a value finite in f64 \
+             overflows f32), not run on this f32-only backend (they run on ndarray in f64): {}",
+            report.not_representable.len(),
+            report.not_representable.join("; ")
+        );
+    }
     println!(
-        "parity {backend}: wall time {:.1} s",
+        "parity {label}: wall time {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    println!(
-        "parity {backend}: {} cases, {} passed",
-        report.cases, report.passed
-    );
-    report.failures.is_empty() && report.passed == report.cases
+    println!("{}", report.summary(label));
+    report.all_passed()
 }
 
 enum Verdict {
@@ -427,26 +513,48 @@ fn on<B: AutodiffBackend>(case: &Case, dtype: DType) -> Run {
     run_case::<B>(case, dtype, &Default::default())
 }
 
-/// The CPU backend: f32 cases in f32, f64 cases in f64.
-fn ndarray_on(path: LossPath) {
-    let label = format!("ndarray {path:?}");
-    let runner = |case: &Case| match case.dtype {
-        Dtype::F32 => (on::<NdArrayAd>(case, DType::F32), false),
-        Dtype::F64 => (on::<NdArrayAd64>(case, DType::F64), false),
-    };
-    let passed = with_loss_path(path, || run_backend(&label, &runner));
-    assert!(passed, "parity {label}: some cases failed (listed above)");
+/// `<backend> <path>`, e.g. `wgpu fused`.
+fn label(backend: &str, path: LossPath) -> String {
+    format!("{backend} {}", format!("{path:?}").to_lowercase())
 }
 
-/// The GPU backend: every case in f32 (f64 cases with the f32 tolerance).
+/// The CPU backend: f32 cases in f32, f64 cases in f64.
+fn ndarray_on(path: LossPath) {
+    let run = |case: &Case| match case.dtype {
+        Dtype::F32 => on::<NdArrayAd>(case, DType::F32),
+        Dtype::F64 => on::<NdArrayAd64>(case, DType::F64),
+    };
+    let backend = Backend {
+        label: label("ndarray", path),
+        has_f64: true,
+        run: &run,
+    };
+    let passed = with_loss_path(path, || run_backend(&backend));
+    assert!(
+        passed,
+        "parity {}: some cases failed (listed above)",
+        backend.label
+    );
+}
+
+/// The GPU backend: every case in f32 (f64 cases with the f32 tolerance, or counted as not
+/// representable in f32).
 fn wgpu_on(path: LossPath) {
     if !common::wgpu_ready("pytorch_parity") {
         return;
     }
-    let label = format!("wgpu {path:?}");
-    let runner = |case: &Case| (on::<WgpuAd>(case, DType::F32), case.dtype == Dtype::F64);
-    let passed = with_loss_path(path, || run_backend(&label, &runner));
-    assert!(passed, "parity {label}: some cases failed (listed above)");
+    let run = |case: &Case| on::<WgpuAd>(case, DType::F32);
+    let backend = Backend {
+        label: label("wgpu", path),
+        has_f64: false,
+        run: &run,
+    };
+    let passed = with_loss_path(path, || run_backend(&backend));
+    assert!(
+        passed,
+        "parity {}: some cases failed (listed above)",
+        backend.label
+    );
 }
 
 #[test]
@@ -660,6 +768,96 @@ mod reader {
         assert!(reason.contains("expected"), "{reason}");
     }
 
+    /// A valid one-case BCE file.
+    fn valid_bce() -> Value {
+        json!({
+            "format": "xent-fixtures/1",
+            "cases": [{
+                "name": "bce",
+                "loss": "binary_cross_entropy",
+                "dtype": "f64",
+                "input": {"shape": [2], "data": [0.25, 0.5]},
+                "target": {"shape": [2], "data": [1, 0], "kind": "float"},
+                "reduction": "sum",
+                "expected": {
+                    "loss": {"shape": [], "data": [2.0]},
+                    "grad_input": null
+                },
+                "tolerance": {"rtol": 1e-10, "atol": 1e-12}
+            }]
+        })
+    }
+
+    /// `file` with its only case edited by `edit`.
+    fn edited(mut file: Value, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
+        edit(file["cases"][0].as_object_mut().unwrap());
+        file
+    }
+
+    #[test]
+    fn accepts_the_default_of_a_field_that_does_not_apply() {
+        for loss in ["binary_cross_entropy", "binary_cross_entropy_with_logits"] {
+            let file = edited(valid_bce(), |case| {
+                case["loss"] = json!(loss);
+                case.insert("ignore_index".into(), json!(-100));
+                case.insert("label_smoothing".into(), json!(0));
+            });
+            let fixtures = parse(&file.to_string()).unwrap();
+            let case = fixtures.cases[0].as_ref().unwrap();
+            assert_eq!((case.ignore_index, case.label_smoothing), (-100, 0.0));
+            let file = edited(valid_bce(), |case| {
+                case["loss"] = json!(loss);
+                case.insert("label_smoothing".into(), json!(0.0));
+                case.insert("pos_weight".into(), json!(null));
+            });
+            let fixtures = parse(&file.to_string()).unwrap();
+            assert!(fixtures.cases[0].as_ref().unwrap().pos_weight.is_none());
+        }
+        // `pos_weight: null` on the class losses, `label_smoothing: 0` on NLL.
+        let fixtures = parse(
+            &with_case(|case| {
+                case.insert("pos_weight".into(), json!(null));
+            })
+            .to_string(),
+        )
+        .unwrap();
+        assert!(fixtures.cases[0].as_ref().unwrap().pos_weight.is_none());
+        let fixtures = parse(
+            &with_case(|case| {
+                case["loss"] = json!("nll_loss");
+                case["label_smoothing"] = json!(0.0);
+                case.insert("pos_weight".into(), json!(null));
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let case = fixtures.cases[0].as_ref().unwrap();
+        assert_eq!(case.loss, Loss::Nll);
+        assert_eq!(case.label_smoothing, 0.0);
+    }
+
+    #[test]
+    fn rejects_another_value_of_a_field_that_does_not_apply() {
+        for (field, value) in [
+            ("ignore_index", json!(3)),
+            ("ignore_index", json!(-1)),
+            ("label_smoothing", json!(0.1)),
+            ("pos_weight", json!({"shape": [2], "data": [1, 2]})),
+        ] {
+            let reason = case_rejected(edited(valid_bce(), |case| {
+                case.insert(field.into(), value.clone());
+            }));
+            assert!(reason.starts_with(field), "{field}: {reason}");
+        }
+        let reason = case_rejected(edited(valid_bce(), |case| {
+            case["loss"] = json!("binary_cross_entropy_with_logits");
+            case.insert("label_smoothing".into(), json!(0.2));
+        }));
+        assert!(reason.starts_with("label_smoothing"), "{reason}");
+        // The valid BCE file itself is accepted, so the rejections above are the fields'.
+        assert!(parse(&valid_bce().to_string()).unwrap().cases[0].is_ok());
+    }
+
     #[test]
     fn rejects_a_duplicate_name() {
         let mut file = valid();
@@ -691,5 +889,153 @@ mod reader {
         assert!(!super::matches(f64::INFINITY, 1e300, tolerance));
         assert!(super::matches(1.0001, 1.0, tolerance));
         assert!(!super::matches(1.001, 1.0, tolerance));
+    }
+}
+
+/// The harness's own rules: ranks, values not representable in f32, the summary line.
+mod harness {
+    use super::common::NdArrayAd;
+    use super::fixture::{Case, parse};
+    use super::runner::{Run, run_case};
+    use super::{Report, f32_overflow, overflows_f32};
+    use burn::tensor::DType;
+    use serde_json::{Value, json};
+
+    /// The only case of a one-case file, which must be read.
+    fn case(case: Value) -> Case {
+        let file = json!({"format": "xent-fixtures/1", "cases": [case]});
+        let mut fixtures = parse(&file.to_string()).expect("the envelope is valid");
+        fixtures.cases.remove(0).expect("the case is valid")
+    }
+
+    /// A BCE-with-logits case of the given shape (all ones), in f64.
+    fn binary(shape: &[usize], pos_weight: Value) -> Case {
+        let count: usize = shape.iter().product();
+        case(json!({
+            "name": "binary",
+            "loss": "binary_cross_entropy_with_logits",
+            "dtype": "f64",
+            "input": {"shape": shape, "data": vec![1.0; count]},
+            "target": {"shape": shape, "data": vec![1.0; count], "kind": "float"},
+            "pos_weight": pos_weight,
+            "reduction": "mean",
+            "expected": {"loss": {"shape": [], "data": [0.3]}, "grad_input": null},
+            "tolerance": {"rtol": 1e-10, "atol": 1e-12}
+        }))
+    }
+
+    fn harness_error(run: Run) -> String {
+        match run {
+            Run::HarnessError(reason) => reason,
+            other => panic!("expected a harness error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rank_above_six_is_a_harness_error() {
+        let run = run_case::<NdArrayAd>(
+            &binary(&[1; 7], json!(null)),
+            DType::F32,
+            &Default::default(),
+        );
+        let reason = harness_error(run);
+        assert!(
+            reason.contains("input has rank 7") && reason.contains("not supported"),
+            "{reason}"
+        );
+        let pos_weight = json!({"shape": vec![1; 7], "data": [2.0]});
+        let run = run_case::<NdArrayAd>(
+            &binary(&[2, 1], pos_weight),
+            DType::F32,
+            &Default::default(),
+        );
+        let reason = harness_error(run);
+        assert!(reason.contains("pos_weight has rank 7"), "{reason}");
+    }
+
+    #[test]
+    fn rank_six_runs() {
+        let run = run_case::<NdArrayAd>(
+            &binary(&[1, 2, 1, 1, 2, 1], json!(null)),
+            DType::F32,
+            &Default::default(),
+        );
+        match run {
+            Run::Ran(outcome) => {
+                assert_eq!(outcome.loss_shape, [1]);
+                assert_eq!(outcome.grad_shape, [1, 2, 1, 1, 2, 1]);
+            }
+            other => panic!("expected a run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_index_target_of_a_rank_pytorch_refuses_is_a_harness_error() {
+        let case = case(json!({
+            "name": "ce",
+            "loss": "cross_entropy",
+            "dtype": "f32",
+            "input": {"shape": [2, 3], "data": vec![0.0; 6]},
+            "target": {"shape": [2, 1], "data": [0, 1], "kind": "index"},
+            "reduction": "mean",
+            "expect_error": true,
+            "tolerance": {"rtol": 1e-4, "atol": 1e-5}
+        }));
+        let reason = harness_error(run_case::<NdArrayAd>(
+            &case,
+            DType::F32,
+            &Default::default(),
+        ));
+        assert!(reason.contains("index targets of rank 1 only"), "{reason}");
+    }
+
+    #[test]
+    fn finds_values_that_overflow_f32() {
+        assert!(overflows_f32(1e200) && overflows_f32(-1e39));
+        assert!(!overflows_f32(f64::from(f32::MAX)) && !overflows_f32(-3.0e38));
+        assert!(!overflows_f32(f64::INFINITY) && !overflows_f32(f64::NAN));
+        assert!(!overflows_f32(1e-300), "an underflow is not an overflow");
+
+        assert_eq!(f32_overflow(&binary(&[2], json!(null))), None);
+        let mut big = binary(&[2], json!({"shape": [2], "data": [1.0, 1e200]}));
+        assert_eq!(f32_overflow(&big).as_deref(), Some("pos_weight[1] = 1e200"));
+        big.pos_weight = None;
+        big.expected.as_mut().unwrap().loss.data[0] = -5e38;
+        assert_eq!(
+            f32_overflow(&big).as_deref(),
+            Some("expected.loss[0] = -5e38")
+        );
+    }
+
+    #[test]
+    fn the_summary_counts_cases_not_representable_in_f32() {
+        let mut report = Report {
+            cases: 5,
+            passed: 3,
+            not_representable: vec!["a (input[0] = 1e200)".to_string()],
+            ..Report::default()
+        };
+        assert_eq!(
+            report.summary("wgpu fused"),
+            "parity wgpu fused: 5 cases, 3 passed, 1 not representable in f32"
+        );
+        assert!(
+            !report.all_passed(),
+            "one case neither passed nor was counted"
+        );
+        report.passed = 4;
+        assert!(report.all_passed());
+        report.failures.push("FAILED x".to_string());
+        assert!(!report.all_passed());
+        let plain = Report {
+            cases: 2,
+            passed: 2,
+            ..Report::default()
+        };
+        assert_eq!(
+            plain.summary("ndarray composite"),
+            "parity ndarray composite: 2 cases, 2 passed"
+        );
+        assert!(plain.all_passed());
     }
 }

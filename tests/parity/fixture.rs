@@ -3,9 +3,15 @@
 //!
 //! Every field and value the format defines is read; anything else (an unknown field, an
 //! unknown loss, dtype, reduction or target kind, a value of the wrong type, data whose length
-//! does not match its shape, a field given for a loss it does not apply to) is an error, never
-//! ignored. An error in the file's envelope rejects the file; an error inside one case rejects
-//! that case only, so that the other cases still run and the bad one is reported by name.
+//! does not match its shape, a field that does not apply to the case's loss holding a value
+//! other than its default) is an error, never ignored. A field that does not apply but holds
+//! its default (`ignore_index: -100` or `label_smoothing: 0` on a BCE case, `pos_weight: null`
+//! on a cross-entropy case) is accepted: it asks for nothing the loss lacks. An error in the
+//! file's envelope rejects the file; an error inside one case rejects that case only, so that
+//! the other cases still run and the bad one is reported by name.
+//!
+//! Ranks are not limited here: a tensor of rank above 6 reads fine and is refused, with a
+//! message, by the runner.
 
 use std::collections::HashSet;
 
@@ -14,12 +20,22 @@ use serde_json::{Map, Value};
 /// The format this reader understands.
 pub const FORMAT: &str = "xent-fixtures/1";
 
+/// `ignore_index` when absent (PyTorch's default).
+pub const DEFAULT_IGNORE_INDEX: i64 = -100;
+
+/// `label_smoothing` when absent.
+pub const DEFAULT_LABEL_SMOOTHING: f64 = 0.0;
+
 /// The loss a case exercises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loss {
+    /// `binary_cross_entropy`: probabilities against float targets.
     Bce,
+    /// `binary_cross_entropy_with_logits`: logits against float targets.
     BceWithLogits,
+    /// `cross_entropy`: logits against class indices or class probabilities.
     CrossEntropy,
+    /// `nll_loss`: log-probabilities against class indices.
     Nll,
 }
 
@@ -41,49 +57,63 @@ impl Loss {
 /// The float type a case's float tensors are loaded as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
+    /// `f32`.
     F32,
+    /// `f64`.
     F64,
 }
 
 /// PyTorch's `reduction`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reduction {
+    /// `mean`.
     Mean,
+    /// `sum`.
     Sum,
+    /// `none`: the per-element loss.
     None,
 }
 
 /// A float tensor: shape and row-major data (NaN and infinities included).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FloatTensor {
+    /// The shape; `[]` for a 0-dimensional tensor.
     pub shape: Vec<usize>,
+    /// The values in row-major order, as many as the shape holds.
     pub data: Vec<f64>,
 }
 
 /// An integer tensor of class indices.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexTensor {
+    /// The shape; `[]` for a 0-dimensional tensor.
     pub shape: Vec<usize>,
+    /// The class indices in row-major order, as many as the shape holds.
     pub data: Vec<i64>,
 }
 
 /// A case's target: class indices or float values.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {
+    /// `"kind": "index"`: class indices (cross-entropy, NLL).
     Index(IndexTensor),
+    /// `"kind": "float"`: binary targets, or class probabilities for cross-entropy.
     Float(FloatTensor),
 }
 
 /// `abs(got - want) <= atol + rtol * abs(want)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
+    /// The relative part.
     pub rtol: f64,
+    /// The absolute part.
     pub atol: f64,
 }
 
 /// The reference answer of a valid case.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Expected {
+    /// The loss; shape `[]` when reduced.
     pub loss: FloatTensor,
     /// `None`: the gradient is not compared.
     pub grad_input: Option<FloatTensor>,
@@ -92,20 +122,33 @@ pub struct Expected {
 /// One case, with the format's defaults filled in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Case {
+    /// Unique in its file.
     pub name: String,
+    /// The loss function.
     pub loss: Loss,
+    /// The float type the float tensors are loaded as.
     pub dtype: Dtype,
+    /// Probabilities, logits or log-probabilities, by loss.
     pub input: FloatTensor,
+    /// Class indices or float targets.
     pub target: Target,
+    /// Broadcast weight (binary losses) or one weight per class (cross-entropy, NLL).
     pub weight: Option<FloatTensor>,
+    /// `binary_cross_entropy_with_logits` only: broadcast against the input.
     pub pos_weight: Option<FloatTensor>,
+    /// The class index that is ignored; -100 by default.
     pub ignore_index: i64,
+    /// Cross-entropy's label smoothing; 0 by default.
     pub label_smoothing: f64,
+    /// How the per-element loss is reduced.
     pub reduction: Reduction,
+    /// The gradient flowing into the loss; `None` means ones.
     pub upstream: Option<FloatTensor>,
+    /// The call is invalid and must be refused.
     pub expect_error: bool,
     /// `None` exactly when `expect_error`.
     pub expected: Option<Expected>,
+    /// How close the computed values must be to `expected`.
     pub tolerance: Tolerance,
 }
 
@@ -120,7 +163,9 @@ pub struct BadCase {
 /// The contents of one fixture file.
 #[derive(Clone, Debug)]
 pub struct Fixtures {
+    /// What made the file (e.g. `torch 2.15.0`), when it says.
     pub generator: Option<String>,
+    /// Every case in file order: read, or rejected with the reason.
     pub cases: Vec<Result<Case, BadCase>>,
 }
 
@@ -258,16 +303,30 @@ fn parse_case(value: &Value) -> Result<Case, String> {
     };
     let tolerance = parse_tolerance(required(case, "tolerance")?)?;
 
-    // Fields and target kinds that do not apply to the loss are errors, not ignored.
+    // A field that does not apply to the loss may be absent or hold its default; any other
+    // value there is an error, not ignored.
     let class_loss = matches!(loss, Loss::CrossEntropy | Loss::Nll);
     if pos_weight.is_some() && loss != Loss::BceWithLogits {
-        return Err("pos_weight: only binary_cross_entropy_with_logits takes one".to_string());
+        return Err(
+            "pos_weight: only binary_cross_entropy_with_logits takes one (null or absent \
+             elsewhere)"
+                .to_string(),
+        );
     }
-    if ignore_index.is_some() && !class_loss {
-        return Err("ignore_index: only cross_entropy and nll_loss take one".to_string());
+    if let Some(value) = ignore_index.filter(|&v| v != DEFAULT_IGNORE_INDEX)
+        && !class_loss
+    {
+        return Err(format!(
+            "ignore_index: {value}, but only cross_entropy and nll_loss take one (absent or \
+             {DEFAULT_IGNORE_INDEX} elsewhere)"
+        ));
     }
-    if label_smoothing.is_some() && loss != Loss::CrossEntropy {
-        return Err("label_smoothing: only cross_entropy takes one".to_string());
+    if let Some(value) = label_smoothing.filter(|&v| v != DEFAULT_LABEL_SMOOTHING)
+        && loss != Loss::CrossEntropy
+    {
+        return Err(format!(
+            "label_smoothing: {value}, but only cross_entropy takes one (absent or 0 elsewhere)"
+        ));
     }
     match (&target, loss) {
         (Target::Index(_), Loss::Bce | Loss::BceWithLogits) => {
@@ -287,8 +346,8 @@ fn parse_case(value: &Value) -> Result<Case, String> {
         target,
         weight,
         pos_weight,
-        ignore_index: ignore_index.unwrap_or(-100),
-        label_smoothing: label_smoothing.unwrap_or(0.0),
+        ignore_index: ignore_index.unwrap_or(DEFAULT_IGNORE_INDEX),
+        label_smoothing: label_smoothing.unwrap_or(DEFAULT_LABEL_SMOOTHING),
         reduction,
         upstream,
         expect_error,

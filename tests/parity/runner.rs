@@ -2,9 +2,15 @@
 //! gradient of `sum(loss * upstream)`.
 //!
 //! Fixture ranks are runtime values and the crate's functions take const-generic ranks, so
-//! each case is dispatched on its ranks (1 to [`MAX_RANK`]) to a monomorphic call. PyTorch's
-//! 0-dimensional tensors are Burn's shape `[1]`: a scalar target, upstream or weight is loaded
-//! as `[1]`, and a loss of shape `[]` is compared with the crate's `[1]`.
+//! each case is dispatched on its input's rank (1 to [`MAX_RANK`]) to a monomorphic call. The
+//! dispatch stays linear in the rank, never input rank x target rank: every other rank
+//! follows from the input's (a binary loss's target and a probability target have the
+//! input's rank; a class-index target has one less, or rank 1 for an unbatched input; the
+//! unreduced output of a probability target has one less), and a broadcast weight's rank is
+//! dispatched on its own. A tensor of rank above [`MAX_RANK`] is a [`Run::HarnessError`].
+//!
+//! PyTorch's 0-dimensional tensors are Burn's shape `[1]`: a scalar target, upstream or
+//! weight is loaded as `[1]`, and a loss of shape `[]` is compared with the crate's `[1]`.
 //!
 //! Float tensors are created with an explicit dtype. Burn 0.21 fixes a device's default float
 //! dtype per device type when the first tensor is created on it, and `NdArray<f32>` and
@@ -27,20 +33,29 @@ use burn_xent::{
 
 use super::fixture::{Case, FloatTensor, IndexTensor, Loss, Reduction, Target};
 
-/// The highest tensor rank the dispatch covers (inputs, targets and weights).
-pub const MAX_RANK: usize = 4;
+/// The highest tensor rank the harness runs (inputs, targets, weights, `pos_weight`,
+/// upstream), the format's limit (`docs/fixture-format.md`).
+pub const MAX_RANK: usize = 6;
+
+// `with_rank!` lists the ranks 1 to 6 literally; keep the two in step.
+const _: () = assert!(MAX_RANK == 6, "with_rank! dispatches ranks 1 to 6");
 
 /// What the crate computed for a case.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// The loss's shape as Burn gives it (`[1]` for a reduced loss).
     pub loss_shape: Vec<usize>,
+    /// The loss's values, as f64.
     pub loss: Vec<f64>,
+    /// The input gradient's shape (the input's).
     pub grad_shape: Vec<usize>,
+    /// The input gradient's values, as f64.
     pub grad: Vec<f64>,
     /// Burn returned no gradient for the input (taken as zeros of the input's shape).
     pub grad_missing: bool,
-    /// The dtype the loss and the gradient were computed in.
+    /// The dtype the loss was computed in.
     pub loss_dtype: DType,
+    /// The dtype the gradient was computed in; `None` when there was none.
     pub grad_dtype: Option<DType>,
 }
 
@@ -55,8 +70,9 @@ pub enum Run {
     /// ranks where the API takes one rank for both); the reason. A refusal for an
     /// `expect_error` case, a failure otherwise.
     Inexpressible(String),
-    /// The harness could not run the case (unsupported rank, bad upstream shape, a panic while
-    /// building the inputs); the reason. Always a failure.
+    /// The harness could not run the case (a rank above [`MAX_RANK`], a class-index target
+    /// whose rank PyTorch never accepts, a bad upstream shape, a panic while building the
+    /// inputs); the reason. Always a failure.
     HarnessError(String),
 }
 
@@ -95,33 +111,57 @@ fn guard<R>(quiet: bool, f: impl FnOnce() -> R) -> Result<R, String> {
 }
 
 /// Dispatches a runtime rank to a const generic: `with_rank!(r, D => expr)` evaluates `expr`
-/// with `const D: usize = r` for `r` in `1..=MAX_RANK`.
+/// with `const D: usize = r` for `r` in `1..=MAX_RANK`; any other rank is a
+/// [`Run::HarnessError`]. One arm per rank, so a call site costs `MAX_RANK` instantiations.
 macro_rules! with_rank {
     ($rank:expr, $d:ident => $body:expr) => {
+        with_rank!(@arms $rank, $d => $body; 1 2 3 4 5 6)
+    };
+    (@arms $rank:expr, $d:ident => $body:expr; $($r:literal)*) => {
         match $rank {
-            1 => {
-                const $d: usize = 1;
+            $($r => {
+                const $d: usize = $r;
                 $body
-            }
-            2 => {
-                const $d: usize = 2;
-                $body
-            }
-            3 => {
-                const $d: usize = 3;
-                $body
-            }
-            4 => {
-                const $d: usize = 4;
-                $body
-            }
-            rank => Run::HarnessError(unsupported_rank(rank)),
+            })*
+            rank => Run::HarnessError(unsupported_rank("input", rank)),
         }
     };
 }
 
-fn unsupported_rank(rank: usize) -> String {
-    format!("rank {rank} is not supported by the parity harness (ranks 1 to {MAX_RANK})")
+/// The rank one less than `rank`, but at least 1: a class-index target's rank (and a
+/// probability target's unreduced output rank) for an input of rank `rank`, as loaded
+/// (an unbatched input `[C]` has a scalar target `[]`, loaded as `[1]`).
+const fn minus_class_dim(rank: usize) -> usize {
+    if rank > 1 { rank - 1 } else { 1 }
+}
+
+fn unsupported_rank(what: &str, rank: usize) -> String {
+    format!(
+        "{what} has rank {rank}: not supported by the parity harness, which runs ranks 0 to \
+         {MAX_RANK} (docs/fixture-format.md)"
+    )
+}
+
+/// The first tensor of `case` whose rank is above [`MAX_RANK`], as a harness error.
+fn check_ranks(case: &Case) -> Result<(), String> {
+    let target_shape = match &case.target {
+        Target::Index(target) => &target.shape,
+        Target::Float(target) => &target.shape,
+    };
+    let tensors = [
+        ("input", Some(&case.input.shape)),
+        ("target", Some(target_shape)),
+        ("weight", case.weight.as_ref().map(|w| &w.shape)),
+        ("pos_weight", case.pos_weight.as_ref().map(|w| &w.shape)),
+        ("upstream", case.upstream.as_ref().map(|u| &u.shape)),
+    ];
+    match tensors
+        .into_iter()
+        .find_map(|(what, shape)| shape.filter(|s| s.len() > MAX_RANK).map(|s| (what, s)))
+    {
+        Some((what, shape)) => Err(unsupported_rank(what, shape.len())),
+        None => Ok(()),
+    }
 }
 
 /// The rank a shape is loaded with: PyTorch's scalar `[]` becomes `[1]`.
@@ -140,6 +180,9 @@ pub fn loaded_shape(shape: &[usize]) -> Vec<usize> {
 
 /// Runs `case` on backend `B`, its float tensors created in `dtype`.
 pub fn run_case<B: AutodiffBackend>(case: &Case, dtype: DType, device: &B::Device) -> Run {
+    if let Err(reason) = check_ranks(case) {
+        return Run::HarnessError(reason);
+    }
     let device = &Device { device, dtype };
     match (case.loss, &case.target) {
         (Loss::Bce | Loss::BceWithLogits, Target::Float(target)) => {
@@ -170,8 +213,22 @@ pub fn run_case<B: AutodiffBackend>(case: &Case, dtype: DType, device: &B::Devic
             let rank = case.input.shape.len();
             match target {
                 Target::Index(target) => {
-                    with_rank!(rank, D => with_rank!(loaded_rank(&target.shape), DT =>
-                        class_indices::<B, D, DT>(case, target, device)))
+                    // PyTorch accepts no other target rank (`[C]` takes `[]`, `[N, C, …]`
+                    // takes `[N, …]`), so no valid case has one; running the others would
+                    // square the dispatch (input rank x target rank).
+                    if loaded_rank(&target.shape) != minus_class_dim(rank) {
+                        return Run::HarnessError(format!(
+                            "class-index target has rank {} and input rank {rank}: the parity \
+                             harness runs index targets of rank {} only (input rank - 1, or \
+                             0 for an unbatched input), the ranks PyTorch accepts",
+                            target.shape.len(),
+                            rank - 1
+                        ));
+                    }
+                    with_rank!(rank, D => {
+                        const DT: usize = minus_class_dim(D);
+                        class_indices::<B, D, DT>(case, target, device)
+                    })
                 }
                 Target::Float(target) => {
                     if target.shape.len() != rank {
@@ -181,13 +238,10 @@ pub fn run_case<B: AutodiffBackend>(case: &Case, dtype: DType, device: &B::Devic
                             target.shape.len()
                         ));
                     }
-                    match rank {
-                        1 => class_probs::<B, 1, 1>(case, target, device),
-                        2 => class_probs::<B, 2, 1>(case, target, device),
-                        3 => class_probs::<B, 3, 2>(case, target, device),
-                        4 => class_probs::<B, 4, 3>(case, target, device),
-                        rank => Run::HarnessError(unsupported_rank(rank)),
-                    }
+                    with_rank!(rank, D => {
+                        const DO: usize = minus_class_dim(D);
+                        class_probs::<B, D, DO>(case, target, device)
+                    })
                 }
             }
         }
@@ -214,7 +268,7 @@ fn int<B: Backend, const D: usize>(tensor: &IndexTensor, device: &Device<B>) -> 
     Tensor::from_data(TensorData::new(tensor.data.clone(), shape), device.device)
 }
 
-/// A broadcast weight of the fixture's rank.
+/// A broadcast weight (`weight` or `pos_weight`) of the fixture's rank, 1 to [`MAX_RANK`].
 fn broadcast_weight<B: Backend>(
     tensor: &FloatTensor,
     device: &Device<B>,
@@ -224,7 +278,9 @@ fn broadcast_weight<B: Backend>(
         2 => BroadcastWeight::new(float::<B, 2>(tensor, device)),
         3 => BroadcastWeight::new(float::<B, 3>(tensor, device)),
         4 => BroadcastWeight::new(float::<B, 4>(tensor, device)),
-        rank => return Err(unsupported_rank(rank)),
+        5 => BroadcastWeight::new(float::<B, 5>(tensor, device)),
+        6 => BroadcastWeight::new(float::<B, 6>(tensor, device)),
+        rank => return Err(unsupported_rank("a broadcast weight", rank)),
     })
 }
 

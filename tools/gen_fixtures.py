@@ -7,8 +7,7 @@ Usage (from the repository root):
     python tools/gen_fixtures.py
 
 This writes ``tests/fixtures/pytorch.json`` in the ``xent-fixtures/1`` format described in
-``docs/fixture-format.md`` (a copy of which was at ``/work/shared/docs/fixture-format.md``
-when this script was written). An optional argument names another output path.
+the repository's ``docs/fixture-format.md``. An optional argument names another output path.
 
 The committed ``tests/fixtures/pytorch.json`` was produced with torch 2.15.0 (CPU, Python
 3.11); the ``generator`` field of the file records the version that made it.
@@ -25,7 +24,13 @@ How each case is made:
   rounded inputs. ``grad_input`` is the gradient of ``sum(loss * upstream)`` with respect to
   ``input``; ``upstream`` null means 1 (a reduced loss) or all ones (``reduction: none``).
 * ``expect_error`` cases carry no ``expected``. For each of them the script checks that
-  PyTorch itself refuses the call, except where noted (negative label smoothing).
+  PyTorch itself refuses the call (and, where given, with which message), except where
+  noted (negative label smoothing).
+* Tensors have ranks 0 to 6, the format's limit; the rank-5 and rank-6 cases are tiny
+  (48 elements) so that the GPU backends compile few, cheap kernels for them.
+* A few f64 cases hold values that are finite in f64 but overflow f32 (logits of 1e200); the
+  parity test runs them in f64 and counts them as "not representable in f32" on backends
+  without f64. The summary printed at the end counts them.
 
 The script validates the file it wrote (fields, unique names, data lengths) and prints a
 summary.
@@ -189,12 +194,14 @@ def add(
     upstream=None,
     error=False,
     torch_raises=True,
+    torch_error=None,
     tol=None,
 ):
     """Add one case.
 
     `upstream`: None (null in the file), a tensor, or "rand" (random tensor of the loss's
-    shape, for reduction none).
+    shape, for reduction none). `torch_error`: for an error case, a text PyTorch's error
+    message must contain (so that the case fails for the reason it is meant to).
     """
     assert name not in NAMES, name
     assert loss in LOSSES, loss
@@ -242,7 +249,10 @@ def add(
             raised = e
         if torch_raises:
             assert raised is not None, f"{name}: PyTorch did not raise"
+            assert torch_error is None or torch_error in str(raised), (
+                f"{name}: PyTorch raised {raised!r}, not {torch_error!r}")
         else:
+            assert torch_error is None, name
             assert raised is None, f"{name}: PyTorch raised {raised!r}"
         case["upstream"] = None
         case["expect_error"] = True
@@ -372,6 +382,15 @@ def bce_cases():
         torch.tensor([1.0, 0.0, 1.0], dtype=F64), "none", error=True)
     add("bce_err_weight_not_broadcast", BCE, "f32", probs(g, (4, 3)), binary(g, (4, 3)),
         "mean", weight=uniform(g, (4,), 0.5, 1.5), error=True)
+    # Targets outside [0, 1]: PyTorch refuses them ("all elements of target should be
+    # between 0 and 1"), NaN included.
+    p = torch.tensor([[0.2, 0.6, 0.5], [0.9, 0.1, 0.4]], dtype=F64)
+    target_error = "all elements of target should be between 0 and 1"
+    for name, dtype, bad, red in (("bce_err_target_gt_one", "f32", 1.5, "mean"),
+                                  ("bce_err_target_negative", "f64", -0.5, "sum"),
+                                  ("bce_err_target_nan", "f64", NAN, "none")):
+        t = torch.tensor([[1.0, bad, 0.0], [0.0, 1.0, 0.25]], dtype=F64)
+        add(name, BCE, dtype, p, t, red, error=True, torch_error=target_error)
 
 def bcel_cases():
     for shape, dtype in (((7,), "f64"), ((4, 3), "f32"), ((2, 3, 4), "f64")):
@@ -468,6 +487,17 @@ def bcel_cases():
             upstream=torch.zeros((0,), dtype=F64) if red == "none" else None)
     add("bcel_empty_2d_pos_weight_sum_f32", BCEL, "f32", torch.zeros((0, 3), dtype=F64),
         torch.zeros((0, 3), dtype=F64), "sum", pos_weight=torch.tensor([1.0, 2.0, 3.0]))
+
+    # Targets outside [0, 1]: PyTorch accepts any target here (no range check).
+    name = "bcel_target_out_of_range_none_f64"
+    g = gen_for(name)
+    add(name, BCEL, "f64", randn(g, (2, 3), 2.0),
+        torch.tensor([[1.5, -0.5, 0.3], [-0.5, 1.5, 2.0]], dtype=F64), "none", upstream="rand")
+    name = "bcel_target_out_of_range_pos_weight_mean_f32"
+    g = gen_for(name)
+    add(name, BCEL, "f32", randn(g, (2, 3), 2.0),
+        torch.tensor([[1.5, 0.0, -0.5], [1.0, -0.5, 1.5]], dtype=F64), "mean",
+        pos_weight=uniform(g, (3,), 0.3, 4.0))
 
     # Errors.
     g = gen_for("bcel_err")
@@ -863,11 +893,159 @@ def nll_cases():
     add("nll_err_unbatched_target_ge_c", NLL, "f32", log_probs(g, (3,), 0), torch.tensor(3),
         "none", error=True)
 
+def with_ignored(g, t, ignore_index, share=0.3):
+    """`t` with about `share` of its entries replaced by `ignore_index`."""
+    mask = torch.rand(tuple(t.shape), generator=g, dtype=F64) < share
+    return torch.where(mask, torch.full_like(t, ignore_index), t)
+
+def ignore_255_cases():
+    # The segmentation convention: 21 classes (PASCAL VOC), "void" pixels labelled 255.
+    c = 21
+    logits = lambda g, shape: randn(g, shape, 2.0)  # noqa: E731
+    log_ps = lambda g, shape: log_probs(g, shape, 1)  # noqa: E731
+    for short, loss, x_of, none_dtype in (("ce", CE, logits, "f32"),
+                                          ("nll", NLL, log_ps, "f64")):
+        for red, dtype in (("mean", "f32"), ("sum", "f64"), ("none", none_dtype)):
+            name = f"{short}_ignore_255_c21_kdim2_{red}_{dtype}"
+            g = gen_for(name)
+            add(name, loss, dtype, x_of(g, (2, c, 2, 3)),
+                with_ignored(g, classes(g, (2, 2, 3), c), 255), red, ignore_index=255,
+                upstream=up_for(red))
+        name = f"{short}_ignore_255_c21_kdim1_weight_mean_f64"
+        g = gen_for(name)
+        add(name, loss, "f64", x_of(g, (2, c, 4)), with_ignored(g, classes(g, (2, 4), c), 255),
+            "mean", ignore_index=255, weight=uniform(g, (c,), 0.2, 3.0),
+            label_smoothing=0.1 if loss == CE else None)
+        # 255 without ignore_index=255 is a class index out of range.
+        name = f"{short}_err_255_without_ignore_index"
+        g = gen_for(name)
+        t = classes(g, (2, 2, 2), c)
+        t[1, 0, 1] = 255
+        add(name, loss, "f32", x_of(g, (2, c, 2, 2)), t, "mean", error=True)
+
+R5 = (2, 3, 2, 2, 2)
+R6 = (2, 3, 2, 1, 2, 2)
+
+def index_shape(shape):
+    """A class-index target's shape for an input [N, C, d1, ...]: [N, d1, ...]."""
+    return (shape[0],) + tuple(shape[2:])
+
+def high_rank_cases():
+    # Ranks 5 and 6, the format's highest, for every loss; tiny sizes (48 elements). Weights
+    # and pos_weight broadcast from ranks 1, 5 and 6.
+    name = "bce_rank5_mean_f32"
+    g = gen_for(name)
+    add(name, BCE, "f32", probs(g, R5), binary(g, R5), "mean")
+    name = "bce_rank5_weight_rank5_none_f64"
+    g = gen_for(name)
+    add(name, BCE, "f64", probs(g, R5), uniform(g, R5), "none",
+        weight=uniform(g, (1, 3, 1, 2, 1), 0.2, 2.0), upstream="rand")
+    name = "bce_rank6_sum_f64"
+    g = gen_for(name)
+    add(name, BCE, "f64", probs(g, R6), uniform(g, R6), "sum")
+    name = "bce_rank6_weight_last_mean_f32"
+    g = gen_for(name)
+    add(name, BCE, "f32", probs(g, R6), binary(g, R6), "mean",
+        weight=uniform(g, (2,), 0.2, 2.0))
+    name = "bce_rank6_weight_rank6_none_f32"
+    g = gen_for(name)
+    add(name, BCE, "f32", probs(g, R6), binary(g, R6), "none",
+        weight=uniform(g, (2, 1, 2, 1, 1, 2), 0.2, 2.0), upstream="rand")
+    g = gen_for("bce_err_rank6")
+    add("bce_err_rank6_weight_not_broadcast", BCE, "f64", probs(g, R6), binary(g, R6), "sum",
+        weight=uniform(g, (3, 1, 1, 1, 1, 3), 0.2, 2.0), error=True)
+
+    name = "bcel_rank5_none_f64"
+    g = gen_for(name)
+    add(name, BCEL, "f64", randn(g, R5, 2.0), binary(g, R5), "none", upstream="rand")
+    name = "bcel_rank5_pos_weight_rank5_sum_f32"
+    g = gen_for(name)
+    add(name, BCEL, "f32", randn(g, R5, 2.0), uniform(g, R5), "sum",
+        pos_weight=uniform(g, (1, 3, 1, 1, 2), 0.3, 4.0))
+    name = "bcel_rank6_mean_f64"
+    g = gen_for(name)
+    add(name, BCEL, "f64", randn(g, R6, 2.0), uniform(g, R6), "mean")
+    name = "bcel_rank6_weight_rank5_pos_weight_last_mean_f32"
+    g = gen_for(name)
+    add(name, BCEL, "f32", randn(g, R6, 2.0), binary(g, R6), "mean",
+        weight=uniform(g, (3, 1, 1, 1, 1), 0.2, 2.0), pos_weight=uniform(g, (2,), 0.3, 4.0))
+    name = "bcel_rank6_weight_pos_weight_rank6_none_f32"
+    g = gen_for(name)
+    add(name, BCEL, "f32", randn(g, R6, 2.0), uniform(g, R6), "none",
+        weight=uniform(g, (2, 1, 1, 1, 1, 2), 0.2, 2.0),
+        pos_weight=uniform(g, (1, 3, 2, 1, 1, 2), 0.3, 4.0), upstream="rand")
+
+    # Cross-entropy, index and probability targets; C = 3.
+    for r, shape, dtype, other, red in ((5, R5, "f32", "f64", "mean"),
+                                        (6, R6, "f64", "f32", "sum")):
+        name = f"ce_rank{r}_{red}_{dtype}"
+        g = gen_for(name)
+        add(name, CE, dtype, randn(g, shape, 2.0), classes(g, index_shape(shape), 3), red)
+        name = f"ce_rank{r}_weight_ignore_smooth_none_{other}"
+        g = gen_for(name)
+        add(name, CE, other, randn(g, shape, 2.0),
+            with_ignored(g, classes(g, index_shape(shape), 3), -100), "none",
+            weight=uniform(g, (3,), 0.2, 3.0), label_smoothing=0.1, upstream="rand")
+        name = f"ce_prob_rank{r}_none_{dtype}"
+        g = gen_for(name)
+        add(name, CE, dtype, randn(g, shape, 2.0), class_probs(g, shape, 1), "none",
+            upstream="rand")
+        name = f"ce_prob_rank{r}_weight_smooth_{red}_{other}"
+        g = gen_for(name)
+        add(name, CE, other, randn(g, shape, 2.0), class_probs(g, shape, 1), red,
+            weight=uniform(g, (3,), 0.2, 3.0), label_smoothing=0.15)
+    name = "ce_rank6_weight_ignore_custom_smooth_mean_f32"
+    g = gen_for(name)
+    add(name, CE, "f32", randn(g, R6, 2.0), classes(g, index_shape(R6), 3), "mean",
+        ignore_index=1, weight=uniform(g, (3,), 0.2, 3.0), label_smoothing=0.2)
+    g = gen_for("ce_err_rank6")
+    add("ce_err_rank6_kdim_mismatch", CE, "f32", randn(g, R6), classes(g, (2, 2, 1, 2, 3), 3),
+        "mean", error=True)
+
+    name = "nll_rank5_mean_f64"
+    g = gen_for(name)
+    add(name, NLL, "f64", log_probs(g, R5, 1), classes(g, index_shape(R5), 3), "mean")
+    name = "nll_rank5_weight_ignore_none_f32"
+    g = gen_for(name)
+    add(name, NLL, "f32", log_probs(g, R5, 1),
+        with_ignored(g, classes(g, index_shape(R5), 3), -100), "none",
+        weight=uniform(g, (3,), 0.2, 3.0), upstream="rand")
+    name = "nll_rank6_sum_f32"
+    g = gen_for(name)
+    add(name, NLL, "f32", log_probs(g, R6, 1), classes(g, index_shape(R6), 3), "sum")
+    name = "nll_rank6_weight_ignore_custom_mean_f64"
+    g = gen_for(name)
+    add(name, NLL, "f64", log_probs(g, R6, 1), classes(g, index_shape(R6), 3), "mean",
+        ignore_index=2, weight=uniform(g, (3,), 0.2, 3.0))
+    name = "nll_rank6_none_f64"
+    g = gen_for(name)
+    add(name, NLL, "f64", log_probs(g, R6, 1), classes(g, index_shape(R6), 3), "none",
+        upstream="rand")
+    g = gen_for("nll_err_rank5")
+    add("nll_err_rank5_batch_mismatch", NLL, "f64", log_probs(g, R5, 1),
+        classes(g, (3, 2, 2, 2), 3), "sum", error=True)
+
+def f32_overflow_cases():
+    # f64 cases with logits of 1e200: finite in f64, infinite in f32 (as are the losses). The
+    # parity test runs them in f64 and counts them as "not representable in f32" on backends
+    # without f64. The largest logit of each row is unique, so that log-sum-exp is exact.
+    x = torch.tensor([[1e200, -1e200, 0.0, 1.0], [-1e200, 0.5, 1e200, -3.0],
+                      [2.0, -1e200, 3.0, 1e200]], dtype=F64)
+    t = torch.tensor([1, 2, 0])
+    add("ce_huge_logits_1e200_none_f64", CE, "f64", x, t, "none", upstream="rand")
+    add("ce_huge_logits_1e200_mean_f64", CE, "f64", x, t, "mean")
+    x = torch.tensor([[1e200, -1e200, 1e200], [-1e200, 0.5, -2.0]], dtype=F64)
+    t = torch.tensor([[0.0, 1.0, 0.3], [0.0, 1.0, 0.7]], dtype=F64)
+    add("bcel_huge_logits_1e200_none_f64", BCEL, "f64", x, t, "none", upstream="rand")
+    add("bcel_huge_logits_1e200_pos_weight_sum_f64", BCEL, "f64", x, t, "sum",
+        pos_weight=torch.tensor([2.0, 0.5, 3.0], dtype=F64))
+
 # --------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------
 
 REQUIRED = ("name", "loss", "dtype", "input", "target", "reduction", "tolerance")
+MAX_RANK = 6  # the format's highest rank
 KNOWN = set(REQUIRED) | {
     "weight", "pos_weight", "ignore_index", "label_smoothing", "upstream", "expected",
     "expect_error",
@@ -878,6 +1056,7 @@ def check_tensor(t, where, allow_int=False):
     assert set(t) <= {"shape", "data", "kind"}, where
     shape, data = t["shape"], t["data"]
     assert isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape), where
+    assert len(shape) <= MAX_RANK, f"{where}: rank {len(shape)} > {MAX_RANK}"
     n = 1
     for d in shape:
         n *= d
@@ -947,6 +1126,17 @@ def validate(path):
             assert t_shape == in_shape, name
     return doc
 
+def overflows_f32(c):
+    """Whether a case holds a finite value that becomes infinite in f32 (as the parity test
+    checks it: input, float target, weight, pos_weight, upstream, expected values)."""
+    tensors = [c.get(k) for k in ("input", "weight", "pos_weight", "upstream")]
+    if c["target"]["kind"] == "float":
+        tensors.append(c["target"])
+    if "expected" in c:
+        tensors += [c["expected"]["loss"], c["expected"]["grad_input"]]
+    values = [v for t in tensors if t is not None for v in t["data"] if isinstance(v, float)]
+    return bool(values) and bool(torch.tensor(values, dtype=F64).to(torch.float32).isinf().any())
+
 def summary(doc):
     cases = doc["cases"]
     print(f"{doc['generator']}: {len(cases)} cases")
@@ -959,6 +1149,10 @@ def summary(doc):
     for dtype in ("f32", "f64"):
         print(f"  {dtype}: {sum(1 for c in cases if c['dtype'] == dtype)}")
     print(f"  expect_error: {sum(1 for c in cases if c.get('expect_error'))}")
+    ranks = sorted({len(c["input"]["shape"]) for c in cases})
+    print(f"  input ranks: {ranks}")
+    print(f"  f64 cases not representable in f32: "
+          f"{sum(1 for c in cases if c['dtype'] == 'f64' and overflows_f32(c))}")
 
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -969,6 +1163,9 @@ def main():
     bcel_cases()
     ce_cases()
     nll_cases()
+    ignore_255_cases()
+    high_rank_cases()
+    f32_overflow_cases()
     version = torch.__version__.split("+")[0]
     doc = {"format": "xent-fixtures/1", "generator": f"torch {version}", "cases": CASES}
     os.makedirs(os.path.dirname(out), exist_ok=True)

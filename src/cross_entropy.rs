@@ -6,11 +6,11 @@ use burn::module::Module;
 use burn::tensor::{Int, Tensor, backend::Backend};
 
 use crate::checks;
-use crate::class_layout::{
-    ClassLayout, check_output_rank, flat_index_target, index_target_shape, pick_targets,
-};
+use crate::class_layout::{ClassLayout, flat_index_target};
+use crate::class_shapes::{check_output_rank, index_target_shape};
 use crate::fused::{ClassIndexKind, Output};
 use crate::path::{IndexOptions, Request};
+use crate::picked_targets::pick_targets;
 use crate::reduction::{Reduction, reduce_by, reduce_by_count};
 
 const FUNCTION: &str = "cross_entropy";

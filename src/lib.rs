@@ -61,11 +61,13 @@ mod bce_with_logits;
 mod broadcast;
 mod checks;
 mod class_layout;
+mod class_shapes;
 mod cross_entropy;
 mod fused;
 pub mod gradcheck;
 mod nll;
 mod path;
+mod picked_targets;
 mod pytorch;
 mod reduction;
 #[cfg(feature = "train")]

@@ -4,9 +4,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, backend::Backend};
 
-use crate::class_layout::{ClassLayout, PickedTargets, flat_index_target, pick_targets};
+use crate::class_layout::{ClassLayout, flat_index_target};
 use crate::fused::{ClassIndexKind, Output};
 use crate::path::{IndexOptions, Request};
+use crate::picked_targets::{PickedTargets, pick_targets};
 use crate::reduction::{Reduction, reduce_by};
 
 const FUNCTION: &str = "nll_loss";
@@ -147,7 +148,7 @@ fn composite_picked<B: Backend, const D: usize, const DT: usize>(
     let weight = options.weight.as_ref();
     let layout = ClassLayout::new(input);
     if layout.is_empty() {
-        return layout.empty_picked();
+        return PickedTargets::empty(&layout);
     }
     let target = flat_index_target(&layout, target);
     pick_targets(

@@ -16,7 +16,7 @@ use burn::tensor::{Int, Tensor, TensorPrimitive, backend::Backend};
 
 use crate::broadcast::BroadcastWeight;
 use crate::checks;
-use crate::class_layout::class_dims;
+use crate::class_shapes::class_dims;
 use crate::fused::{
     self, BadValue, BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, ClassProbsParams,
     FusedLosses, FusedOp, Output,
@@ -129,7 +129,7 @@ impl<'a, B: Backend, const D: usize, const DT: usize> Request<'a, B, D, DT> {
         output: Output,
     ) -> Self {
         checks::label_smoothing(function, options.label_smoothing);
-        crate::class_layout::check_index_target(function, &input.dims(), &target.dims());
+        crate::class_shapes::check_index_target(function, &input.dims(), &target.dims());
         let (batch, classes, spatial) = class_dims(&input.dims());
         if let Some(weight) = options.weight {
             checks::class_weight(function, weight, classes);

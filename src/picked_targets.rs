@@ -1,0 +1,65 @@
+//! The composite path's pick of each target's log-probability for the class-index losses
+//! (cross-entropy, NLL): masked by `ignore_index` and weighted per class, as PyTorch's
+//! `nll_loss` does.
+
+use burn::tensor::{Bool, Int, Tensor, backend::Backend};
+
+use crate::class_layout::ClassLayout;
+
+/// Per-element terms of a class-index loss on the `[N, S]` grid.
+pub(crate) struct PickedTargets<B: Backend> {
+    /// Where the target equals `ignore_index`.
+    pub ignored: Tensor<B, 2, Bool>,
+    /// The weight of each element's target class (1 without weights), 0 where ignored: the
+    /// weighted mean divides by their sum.
+    pub target_weight: Tensor<B, 2>,
+    /// `-weight[t] * log_probs[t]` per element, 0 where ignored: PyTorch's NLL.
+    pub nll: Tensor<B, 2>,
+}
+
+impl<B: Backend> PickedTargets<B> {
+    /// The terms of an empty input, built without touching the device.
+    pub(crate) fn empty(layout: &ClassLayout<B>) -> Self {
+        Self {
+            ignored: crate::workarounds::empty_mask([layout.batch, layout.spatial], &layout.input),
+            target_weight: layout.empty_grid(),
+            nll: layout.empty_grid(),
+        }
+    }
+}
+
+/// Picks each element's target log-probability out of the `[N, C, S]` `log_probs`, weighted
+/// and masked as PyTorch's `nll_loss` does. Ignored targets are replaced by class 0 before
+/// the gather, so `ignore_index` is never gathered, whatever its value.
+pub(crate) fn pick_targets<B: Backend>(
+    layout: &ClassLayout<B>,
+    log_probs: Tensor<B, 3>,
+    target: Tensor<B, 2, Int>,
+    weight: Option<&Tensor<B, 1>>,
+    ignore_index: i64,
+) -> PickedTargets<B> {
+    let [n, s] = [layout.batch, layout.spatial];
+    let ignored = target.clone().equal_elem(ignore_index);
+    let safe_target = target.mask_fill(ignored.clone(), 0);
+    let picked = log_probs
+        .gather(1, safe_target.clone().reshape([n, 1, s]))
+        .reshape([n, s]);
+    let target_weight = match weight {
+        Some(weight) => weight
+            .clone()
+            .cast(picked.dtype())
+            .gather(0, safe_target.reshape([n * s]))
+            .reshape([n, s])
+            .mask_fill(ignored.clone(), 0.0),
+        None => picked.ones_like().mask_fill(ignored.clone(), 0.0),
+    };
+    let nll = picked
+        .neg()
+        .mul(target_weight.clone())
+        .mask_fill(ignored.clone(), 0.0);
+    PickedTargets {
+        ignored,
+        target_weight,
+        nll,
+    }
+}

@@ -2,15 +2,27 @@
 //! gradient that Burn's autodiff computes for a function is compared, element by element, with
 //! central finite differences of the same function.
 //!
-//! ```ignore
+//! ```
+//! use burn::tensor::{Tensor, TensorData};
 //! use burn_xent::gradcheck::{GradcheckConfig, assert_gradcheck};
+//! use burn_xent::{BceWithLogitsOptions, Reduction, binary_cross_entropy_with_logits};
+//! type B = burn_autodiff::Autodiff<burn_ndarray::NdArray<f64>>;
+//! let device = Default::default();
+//! let f64_tensor = |values: Vec<f64>| {
+//!     Tensor::<B, 2>::from_data(TensorData::new(values, [2, 3]), (&device, burn::tensor::DType::F64))
+//! };
+//! let logits = f64_tensor(vec![0.5, -1.0, 2.0, 0.1, -0.3, 1.2]);
+//! let soft_target = f64_tensor(vec![1.0, 0.0, 0.7, 0.2, 0.5, 1.0]);
+//! let opts = BceWithLogitsOptions::new();
 //!
+//! // PyTorch: torch.autograd.gradcheck(lambda x, t: F.binary_cross_entropy_with_logits(x, t), (x, t))
 //! // Autodiff<NdArray<f64>>: PyTorch's defaults (step 1e-6, atol 1e-5, rtol 1e-3).
 //! let report = assert_gradcheck(
 //!     |x| binary_cross_entropy_with_logits(x[0].clone(), x[1].clone(), Reduction::Mean, &opts),
 //!     &[logits, soft_target],
 //!     &GradcheckConfig::new(),
 //! );
+//! assert!(report.passed && report.checked == 12);
 //! println!("{report}");
 //! ```
 //!
@@ -84,6 +96,8 @@ use std::fmt;
 
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, Tensor, TensorData};
+
+use crate::checks::unravel;
 
 /// The scalar the output of the checked function is reduced to before differentiation.
 ///
@@ -627,27 +641,9 @@ fn round_to(dtype: DType, values: &[f64]) -> Vec<f64> {
     }
 }
 
-/// The row-major multi-index of `flat` in `shape`.
-fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
-    let mut index = vec![0; shape.len()];
-    for (slot, &dim) in index.iter_mut().zip(shape).rev() {
-        *slot = flat % dim;
-        flat /= dim;
-    }
-    index
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unravel_is_row_major() {
-        assert_eq!(unravel(0, &[4, 3]), vec![0, 0]);
-        assert_eq!(unravel(5, &[4, 3]), vec![1, 2]);
-        assert_eq!(unravel(11, &[2, 3, 2]), vec![1, 2, 1]);
-        assert_eq!(unravel(0, &[]), Vec::<usize>::new());
-    }
 
     #[test]
     fn projection_weights_are_exact_and_deterministic() {

@@ -908,7 +908,8 @@ mod harness {
         fixtures.cases.remove(0).expect("the case is valid")
     }
 
-    /// A BCE-with-logits case of the given shape (all ones), in f64.
+    /// A BCE-with-logits case of the given shape (all ones), in f64. Its `expected` is a
+    /// placeholder the format requires: these tests never judge a run's values.
     fn binary(shape: &[usize], pos_weight: Value) -> Case {
         let count: usize = shape.iter().product();
         case(json!({

@@ -100,10 +100,10 @@ fn install_quiet_hook() {
         panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
             if PROBES_RUNNING.load(Ordering::SeqCst) == 0 {
                 previous(info);
-            } else if let Ok(mut first) = FIRST_PROBE_PANIC.lock() {
-                if std::thread::current().name() != Some(PROBE_THREAD) {
-                    first.get_or_insert_with(|| panic_text(info.payload()));
-                }
+            } else if std::thread::current().name() != Some(PROBE_THREAD)
+                && let Ok(mut first) = FIRST_PROBE_PANIC.lock()
+            {
+                first.get_or_insert_with(|| panic_text(info.payload()));
             }
         }));
     });

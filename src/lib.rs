@@ -56,6 +56,7 @@
 #![warn(missing_docs)]
 
 pub mod availability;
+pub mod backend_check;
 mod bce;
 mod bce_with_logits;
 mod broadcast;

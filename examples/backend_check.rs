@@ -20,7 +20,8 @@ use burn_xent::backend_check::{
 };
 use burn_xent::{CrossEntropyOptions, NllLossOptions, Reduction, cross_entropy, nll_loss};
 
-type Reference = burn_xent::backend_check::DefaultReference; // Autodiff<NdArray<f64>>
+/// The reference: `burn_xent::backend_check::DefaultReference`, spelled out.
+type Reference = burn_autodiff::Autodiff<burn_ndarray::NdArray<f64>>;
 type Cpu32 = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
 type Gpu = burn_autodiff::Autodiff<burn_wgpu::Wgpu>;
 

@@ -12,8 +12,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
 use burn_xent::backend_check::{
-    BackendCheck, BackendCheckConfig, BackendStatus, Computation, DefaultReference, HostInputs,
-    Inputs, Outcome, Outputs, Side, Tolerance, assert_backends_agree, backend_check,
+    BackendCheck, BackendCheckConfig, BackendStatus, Computation, HostInputs, Inputs, Outcome,
+    Outputs, Side, Tolerance, assert_backends_agree, backend_check,
 };
 use burn_xent::{CrossEntropyOptions, LossPath, Reduction, cross_entropy, with_loss_path};
 use common::{NdArrayAd, NdArrayAd64, Stream, WgpuAd, assert_panics_with};
@@ -79,7 +79,7 @@ fn round_off_is_not_flagged_on_ndarray() {
     let inputs = network_inputs();
     for path in [LossPath::Fused, LossPath::Composite] {
         let report = with_loss_path(path, || {
-            assert_backends_agree::<DefaultReference, NdArrayAd>(
+            assert_backends_agree::<NdArrayAd64, NdArrayAd>(
                 &Network,
                 &inputs,
                 &Default::default(),
@@ -109,9 +109,10 @@ fn round_off_is_not_flagged_on_ndarray() {
 fn round_off_is_not_flagged_on_wgpu() {
     let required = burn_xent::availability::required_by_env(common::REQUIRE_WGPU);
     let config = BackendCheckConfig::new().with_required(required);
-    let report = BackendCheck::with_default_reference(&Network, &network_inputs(), &config)
-        .against::<WgpuAd>(&Default::default())
-        .assert_agree();
+    let report =
+        BackendCheck::new::<NdArrayAd64>(&Network, &network_inputs(), &Default::default(), &config)
+            .against::<WgpuAd>(&Default::default())
+            .assert_agree();
     println!("{report}");
     match &report.backends[0].status {
         BackendStatus::Ran => assert!(report.backends[0].compared() > 0),
@@ -224,7 +225,7 @@ fn planted(plant: Plant) -> burn_xent::backend_check::BackendCheckReport {
         on: TypeId::of::<NdArrayAd>(),
         plant,
     };
-    let report = backend_check::<DefaultReference, NdArrayAd>(
+    let report = backend_check::<NdArrayAd64, NdArrayAd>(
         &computation,
         &planted_inputs(),
         &Default::default(),
@@ -387,9 +388,10 @@ fn only_the_planted_backend_disagrees_and_tolerances_follow_dtypes() {
     };
     let inputs = planted_inputs();
     let config = BackendCheckConfig::new();
-    let check = BackendCheck::with_default_reference(&computation, &inputs, &config)
-        .against::<NdArrayAd64>(&Default::default())
-        .against::<NdArrayAd>(&Default::default());
+    let check =
+        BackendCheck::new::<NdArrayAd64>(&computation, &inputs, &Default::default(), &config)
+            .against::<NdArrayAd64>(&Default::default())
+            .against::<NdArrayAd>(&Default::default());
     let report = check.finish();
     println!("{report}");
     let (f64_run, f32_run) = (&report.backends[0], &report.backends[1]);
@@ -420,7 +422,7 @@ fn only_the_planted_backend_disagrees_and_tolerances_follow_dtypes() {
 fn f32_round_off_fails_f64_tolerances() {
     // The same network with f64 tolerances forced: f32's round-off is caught, so the default
     // f32 tolerance is what lets it pass, not a blind spot.
-    let report = backend_check::<DefaultReference, NdArrayAd>(
+    let report = backend_check::<NdArrayAd64, NdArrayAd>(
         &Network,
         &network_inputs(),
         &Default::default(),
@@ -443,7 +445,7 @@ fn no_adapter_child() {
         plant: Plant::Nothing,
     };
     let run = |required: bool| {
-        backend_check::<DefaultReference, WgpuAd>(
+        backend_check::<NdArrayAd64, WgpuAd>(
             &computation,
             &inputs,
             &Default::default(),
@@ -489,4 +491,30 @@ fn no_adapter_is_skipped_unless_required() {
     if stdout.contains("CHILD adapter-present") {
         println!("a wgpu adapter is visible without Vulkan here; the skip path was not exercised");
     }
+}
+
+/// The default reference is `Autodiff<NdArray<f64>>` on its default device (feature
+/// `fused-ndarray`, which brings burn-ndarray).
+#[cfg(feature = "fused-ndarray")]
+#[test]
+fn the_default_reference_is_autodiff_ndarray_f64() {
+    use burn_xent::backend_check::DefaultReference;
+    assert_eq!(
+        TypeId::of::<DefaultReference>(),
+        TypeId::of::<NdArrayAd64>()
+    );
+    let inputs = planted_inputs();
+    let computation = Planted {
+        on: TypeId::of::<()>(),
+        plant: Plant::Nothing,
+    };
+    let report =
+        BackendCheck::with_default_reference(&computation, &inputs, &BackendCheckConfig::new())
+            .against::<NdArrayAd>(&Default::default())
+            .assert_agree();
+    assert_eq!(report.reference_float_dtype, DType::F64);
+    assert!(
+        report.reference.starts_with("Autodiff<NdArray<f64>"),
+        "{report}"
+    );
 }

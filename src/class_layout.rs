@@ -29,9 +29,10 @@ impl<B: Backend> ClassLayout<B> {
         }
     }
 
-    /// `log_softmax` over the class dimension of the `[N, C, S]` input.
+    /// `log_softmax` over the class dimension of the `[N, C, S]` input, with a backward that
+    /// avoids Burn's approximate `log` gradient (see [`workarounds::log_softmax`]).
     pub fn log_softmax(&self) -> Tensor<B, 3> {
-        burn::tensor::activation::log_softmax(self.input.clone(), 1)
+        workarounds::log_softmax(self.input.clone(), 1)
     }
 
     /// True when the input has no elements: the losses then skip the math (see

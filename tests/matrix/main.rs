@@ -8,6 +8,8 @@
 //!   saturation, NaN).
 //! - `backends_agree`: every backend gives ndarray's numbers on the same inputs.
 //! - `bad_input`: each misuse is refused with a message naming function and argument.
+//! - `gradient_accuracy`: input gradients within a few f32 ulps of a float64 reference.
+//! - `paths_agree`: the fused and composite paths give the same values and gradients.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -15,6 +17,7 @@ mod common;
 mod backends_agree;
 mod bad_input;
 mod cross_checks;
+mod gradient_accuracy;
 mod module_equals_function;
 mod paths_agree;
 mod semantics;

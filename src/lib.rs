@@ -47,11 +47,11 @@
 //! and how to switch it off.
 //!
 //! Every loss has two implementations with the same numbers: fused kernels (one forward and
-//! one backward pass, the backward a custom autodiff node) on `NdArray` and on the cube
-//! backends of wgpu (features `fused-ndarray` and `fused-wgpu`, on by default), and a
-//! composite path built from Burn's generic tensor operations on every other backend. The
-//! path is picked at run time from the backend's type; [`with_loss_path`] and [`LossPath`]
-//! choose it by hand.
+//! one backward pass, the backward a custom autodiff node) on `NdArray` (feature `ndarray`,
+//! on by default) and on the cube backends of wgpu (feature `wgpu`), and a composite path
+//! built from Burn's generic tensor operations on every other backend. The path is picked at
+//! run time from the backend's type; [`with_loss_path`] and [`LossPath`] choose it by hand,
+//! and [`fused_kernels_available`] tells whether a backend has kernels in this build.
 
 #![warn(missing_docs)]
 
@@ -88,5 +88,5 @@ pub use cross_entropy::{
     cross_entropy_no_reduction, cross_entropy_with_probs, cross_entropy_with_probs_no_reduction,
 };
 pub use nll::{NllLoss, NllLossConfig, NllLossOptions, nll_loss, nll_loss_no_reduction};
-pub use path::{LossPath, loss_path, with_loss_path};
+pub use path::{LossPath, fused_kernels_available, loss_path, with_loss_path};
 pub use reduction::Reduction;

@@ -78,6 +78,66 @@ pub fn loss_path() -> LossPath {
     PATH.with(Cell::get)
 }
 
+/// True when this build of burn-xent has fused kernels for backend `B` (`Autodiff<X>` or `X`
+/// for a backend `X` whose feature is on: `ndarray` for `NdArray<f32 | f64>`, `wgpu` for
+/// Burn's wgpu backends); false when every loss on `B` takes the composite path.
+///
+/// A loss that runs on the composite path because the backend's feature is off also says so
+/// once per backend type, on standard error (`burn-xent: no fused kernels for …`).
+///
+/// ```
+/// type B = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
+/// assert!(burn_xent::fused_kernels_available::<B>()); // the default feature `ndarray`
+/// ```
+pub fn fused_kernels_available<B: Backend>() -> bool {
+    fused::kernels_for::<B>().is_some()
+}
+
+/// The backends with fused kernels in burn-xent: a pattern of their type names, the feature
+/// that compiles their kernels, and whether this build has it.
+const BACKEND_FEATURES: [(&str, &str, bool); 3] = [
+    ("NdArray", "ndarray", cfg!(feature = "fused-ndarray")),
+    ("burn_wgpu::Wgpu", "wgpu", cfg!(feature = "fused-wgpu")),
+    (
+        "CubeBackend<cubecl_wgpu",
+        "wgpu",
+        cfg!(feature = "fused-wgpu"),
+    ),
+];
+
+/// The feature, switched off in `features`, that would give fused kernels to the backend named
+/// `type_name`.
+fn feature_off<'a>(type_name: &str, features: &[(&str, &'a str, bool)]) -> Option<&'a str> {
+    features
+        .iter()
+        .find(|(pattern, _, on)| !on && type_name.contains(pattern))
+        .map(|(_, feature, _)| *feature)
+}
+
+/// Prints, once per backend type, that `B` has fused kernels in burn-xent whose feature this
+/// build left off (the losses then take the slower composite path).
+fn notice_feature_off<B: Backend>() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static NOTICED: Mutex<Option<HashSet<core::any::TypeId>>> = Mutex::new(None);
+    let name = core::any::type_name::<B>();
+    let Some(feature) = feature_off(name, &BACKEND_FEATURES) else {
+        return;
+    };
+    let mut noticed = NOTICED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if noticed
+        .get_or_insert_with(HashSet::new)
+        .insert(core::any::TypeId::of::<B>())
+    {
+        eprintln!(
+            "burn-xent: no fused kernels for {name} in this build; the losses take the \
+             composite path (enable burn-xent's feature `{feature}` for the fused one)"
+        );
+    }
+}
+
 /// What a loss asks of the protocol, built by one of the constructors below from arguments
 /// whose shapes and options they check: the kernel family, the tensors, and whether values
 /// are to be checked. [`Request::fused`] then runs it.
@@ -276,7 +336,13 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
     fn kernels(&self) -> Option<&'static dyn FusedLosses<B>> {
         match loss_path() {
             LossPath::Composite => None,
-            LossPath::Auto => fused::kernels_for::<B>(),
+            LossPath::Auto => {
+                let kernels = fused::kernels_for::<B>();
+                if kernels.is_none() {
+                    notice_feature_off::<B>();
+                }
+                kernels
+            }
             LossPath::Fused => Some(fused::kernels_for::<B>().unwrap_or_else(|| self.no_kernel())),
         }
     }
@@ -392,5 +458,32 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::feature_off;
+
+    #[cfg(all(feature = "fused-wgpu", feature = "fused-ndarray"))]
+    #[test]
+    fn names_the_feature_a_backend_misses() {
+        let wgpu_off = [
+            ("NdArray", "ndarray", true),
+            ("burn_wgpu::Wgpu", "wgpu", false),
+            ("CubeBackend<cubecl_wgpu", "wgpu", false),
+        ];
+        let wgpu = core::any::type_name::<burn_autodiff::Autodiff<burn_wgpu::Wgpu>>();
+        let cube = core::any::type_name::<
+            burn_cubecl::CubeBackend<burn_wgpu::WgpuRuntime, f32, i32, u32>,
+        >();
+        let ndarray = core::any::type_name::<burn_ndarray::NdArray<f64>>();
+        assert_eq!(feature_off(wgpu, &wgpu_off), Some("wgpu"), "{wgpu}");
+        assert_eq!(feature_off(cube, &wgpu_off), Some("wgpu"), "{cube}");
+        assert_eq!(feature_off(ndarray, &wgpu_off), None);
+        assert_eq!(
+            feature_off(ndarray, &[("NdArray", "ndarray", false)]),
+            Some("ndarray")
+        );
     }
 }

@@ -43,6 +43,8 @@ pub(crate) enum ClassIndexKind {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ClassIndexParams {
     pub kind: ClassIndexKind,
+    /// `N` (the CPU kernels work from `N × S` rows and do not read it).
+    #[cfg_attr(not(feature = "fused-wgpu"), allow(dead_code))]
     pub batch: usize,
     pub classes: usize,
     pub spatial: usize,
@@ -70,6 +72,8 @@ pub(crate) struct ClassIndexSaved<X: Backend> {
 /// by `N × S`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ClassProbsParams {
+    /// `N` (the CPU kernels work from `N × S` rows and do not read it).
+    #[cfg_attr(not(feature = "fused-wgpu"), allow(dead_code))]
     pub batch: usize,
     pub classes: usize,
     pub spatial: usize,

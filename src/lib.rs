@@ -90,3 +90,4 @@ pub use cross_entropy::{
 pub use nll::{NllLoss, NllLossConfig, NllLossOptions, nll_loss, nll_loss_no_reduction};
 pub use path::{LossPath, fused_kernels_available, loss_path, with_loss_path};
 pub use reduction::Reduction;
+pub use workarounds::log_softmax;

@@ -53,6 +53,27 @@ impl<B: Backend> BceOptions<B> {
     }
 }
 
+impl<B: Backend> BceOptions<B> {
+    /// The call as the protocol takes it (`crate::path`).
+    fn request<'a, const D: usize>(
+        &'a self,
+        input: &'a Tensor<B, D>,
+        target: &'a Tensor<B, D>,
+        output: Output,
+    ) -> Request<'a, B, D, D> {
+        let weights = [self.weight.as_ref(), None];
+        Request::binary(
+            FUNCTION,
+            KIND,
+            input,
+            target,
+            weights,
+            self.check_values,
+            output,
+        )
+    }
+}
+
 /// Binary cross-entropy between probabilities `input` and `target`, reduced to one value.
 ///
 /// `loss_i = -w_i [t_i max(log p_i, -100) + (1 - t_i) max(log(1 - p_i), -100)]`, then the mean
@@ -90,18 +111,10 @@ pub fn binary_cross_entropy<B: Backend, const D: usize>(
     options: &BceOptions<B>,
 ) -> Tensor<B, 1> {
     let count = input.shape().num_elements();
-    let weights = [options.weight.as_ref(), None];
-    let output = Output::Reduced(reduction);
-    let request = Request::binary(
-        FUNCTION,
-        KIND,
-        &input,
-        &target,
-        weights,
-        options.check_values,
-        output,
-    );
-    request.fused().unwrap_or_else(|| {
+    let fused = options
+        .request(&input, &target, Output::Reduced(reduction))
+        .fused();
+    fused.unwrap_or_else(|| {
         reduce_by_count(composite_loss(input, target, options), reduction, count)
     })
 }
@@ -119,18 +132,7 @@ pub fn binary_cross_entropy_no_reduction<B: Backend, const D: usize>(
     options: &BceOptions<B>,
 ) -> Tensor<B, D> {
     let dims = input.dims();
-    let weights = [options.weight.as_ref(), None];
-    let output = Output::PerElement;
-    let request = Request::binary(
-        FUNCTION,
-        KIND,
-        &input,
-        &target,
-        weights,
-        options.check_values,
-        output,
-    );
-    match request.fused() {
+    match options.request(&input, &target, Output::PerElement).fused() {
         Some(loss) => loss.reshape(dims),
         None => composite_loss(input, target, options),
     }

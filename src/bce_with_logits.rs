@@ -52,6 +52,19 @@ impl<B: Backend> BceWithLogitsOptions<B> {
     }
 }
 
+impl<B: Backend> BceWithLogitsOptions<B> {
+    /// The call as the protocol takes it (`crate::path`).
+    fn request<'a, const D: usize>(
+        &'a self,
+        input: &'a Tensor<B, D>,
+        target: &'a Tensor<B, D>,
+        output: Output,
+    ) -> Request<'a, B, D, D> {
+        let weights = [self.weight.as_ref(), self.pos_weight.as_ref()];
+        Request::binary(FUNCTION, KIND, input, target, weights, false, output)
+    }
+}
+
 /// Binary cross-entropy between `sigmoid(input)` and `target`, computed from the logits
 /// without forming the sigmoid, reduced to one value.
 ///
@@ -81,10 +94,10 @@ pub fn binary_cross_entropy_with_logits<B: Backend, const D: usize>(
     options: &BceWithLogitsOptions<B>,
 ) -> Tensor<B, 1> {
     let count = input.shape().num_elements();
-    let weights = [options.weight.as_ref(), options.pos_weight.as_ref()];
-    let output = Output::Reduced(reduction);
-    let request = Request::binary(FUNCTION, KIND, &input, &target, weights, false, output);
-    request.fused().unwrap_or_else(|| {
+    let fused = options
+        .request(&input, &target, Output::Reduced(reduction))
+        .fused();
+    fused.unwrap_or_else(|| {
         reduce_by_count(composite_loss(input, target, options), reduction, count)
     })
 }
@@ -103,10 +116,7 @@ pub fn binary_cross_entropy_with_logits_no_reduction<B: Backend, const D: usize>
     options: &BceWithLogitsOptions<B>,
 ) -> Tensor<B, D> {
     let dims = input.dims();
-    let weights = [options.weight.as_ref(), options.pos_weight.as_ref()];
-    let output = Output::PerElement;
-    let request = Request::binary(FUNCTION, KIND, &input, &target, weights, false, output);
-    match request.fused() {
+    match options.request(&input, &target, Output::PerElement).fused() {
         Some(loss) => loss.reshape(dims),
         None => composite_loss(input, target, options),
     }

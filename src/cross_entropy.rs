@@ -77,6 +77,16 @@ impl<B: Backend> CrossEntropyOptions<B> {
 }
 
 impl<B: Backend> CrossEntropyOptions<B> {
+    /// The class-index call as the protocol takes it (`crate::path`).
+    fn request<'a, const D: usize, const DT: usize>(
+        &'a self,
+        input: &'a Tensor<B, D>,
+        target: &'a Tensor<B, DT, Int>,
+        output: Output,
+    ) -> Request<'a, B, D, DT> {
+        Request::class_index(FUNCTION, KIND, input, target, self.index(), output)
+    }
+
     /// The options as the protocol takes them.
     fn index(&self) -> IndexOptions<'_, B> {
         IndexOptions {
@@ -123,8 +133,8 @@ pub fn cross_entropy<B: Backend, const D: usize, const DT: usize>(
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, 1> {
     let output = Output::Reduced(reduction);
-    let request = Request::class_index(FUNCTION, KIND, &input, &target, options.index(), output);
-    request.fused().unwrap_or_else(|| {
+    let fused = options.request(&input, &target, output).fused();
+    fused.unwrap_or_else(|| {
         let terms = composite_index_terms(input, target, options);
         reduce_by(terms.loss, reduction, || terms.target_weight.sum())
     })
@@ -144,15 +154,7 @@ pub fn cross_entropy_no_reduction<B: Backend, const D: usize, const DT: usize>(
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, DT> {
     let dims = target.dims();
-    let request = Request::class_index(
-        FUNCTION,
-        KIND,
-        &input,
-        &target,
-        options.index(),
-        Output::PerElement,
-    );
-    match request.fused() {
+    match options.request(&input, &target, Output::PerElement).fused() {
         Some(loss) => loss.reshape(dims),
         None => ClassLayout::output(composite_index_terms(input, target, options).loss, dims),
     }

@@ -61,7 +61,17 @@ impl<B: Backend> NllLossOptions<B> {
 }
 
 impl<B: Backend> NllLossOptions<B> {
-    /// The options as the protocol takes them (no smoothing).
+    /// The class-index call as the protocol takes it (`crate::path`).
+    fn request<'a, const D: usize, const DT: usize>(
+        &'a self,
+        input: &'a Tensor<B, D>,
+        target: &'a Tensor<B, DT, Int>,
+        output: Output,
+    ) -> Request<'a, B, D, DT> {
+        Request::class_index(FUNCTION, KIND, input, target, self.index(), output)
+    }
+
+    /// The options as the protocol takes them.
     fn index(&self) -> IndexOptions<'_, B> {
         IndexOptions {
             weight: self.weight.as_ref(),
@@ -104,8 +114,8 @@ pub fn nll_loss<B: Backend, const D: usize, const DT: usize>(
     options: &NllLossOptions<B>,
 ) -> Tensor<B, 1> {
     let output = Output::Reduced(reduction);
-    let request = Request::class_index(FUNCTION, KIND, &input, &target, options.index(), output);
-    request.fused().unwrap_or_else(|| {
+    let fused = options.request(&input, &target, output).fused();
+    fused.unwrap_or_else(|| {
         let picked = composite_picked(input, target, options);
         reduce_by(picked.nll, reduction, || picked.target_weight.sum())
     })
@@ -125,15 +135,7 @@ pub fn nll_loss_no_reduction<B: Backend, const D: usize, const DT: usize>(
     options: &NllLossOptions<B>,
 ) -> Tensor<B, DT> {
     let dims = target.dims();
-    let request = Request::class_index(
-        FUNCTION,
-        KIND,
-        &input,
-        &target,
-        options.index(),
-        Output::PerElement,
-    );
-    match request.fused() {
+    match options.request(&input, &target, Output::PerElement).fused() {
         Some(loss) => loss.reshape(dims),
         None => ClassLayout::output(composite_picked(input, target, options).nll, dims),
     }

@@ -160,7 +160,7 @@ fn probe<B: Backend>(device: &B::Device) -> Option<String> {
 }
 
 /// The text of a panic payload (`panic!` gives a `String` or a `&str`).
-fn panic_text(payload: &(dyn core::any::Any + Send)) -> String {
+pub(crate) fn panic_text(payload: &(dyn core::any::Any + Send)) -> String {
     payload
         .downcast_ref::<String>()
         .cloned()
@@ -168,8 +168,10 @@ fn panic_text(payload: &(dyn core::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_string())
 }
 
-/// `B`'s type name without module paths, e.g. `Autodiff<Fusion<CubeBackend<…>>>`.
-fn short_type_name<B>() -> String {
+/// `B`'s type name without module paths, e.g. `Autodiff<NdArray<f32>>` or
+/// `Autodiff<Fusion<CubeBackend<…>>>`; it names backends in availability reasons and in
+/// [`crate::backend_check`]'s reports.
+pub(crate) fn short_type_name<B>() -> String {
     let full = core::any::type_name::<B>();
     let mut short = String::with_capacity(full.len());
     let mut segment = String::new();

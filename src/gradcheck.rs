@@ -94,7 +94,7 @@
 
 use std::fmt;
 
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::checks::unravel;
@@ -296,15 +296,23 @@ impl ElementCheck {
     /// `abs_error / tolerance`: at most 1 for a passing element; infinite for a non-finite
     /// value, or for any error with a zero tolerance. The worst element maximises it.
     pub fn ratio(&self) -> f64 {
-        if !(self.analytic.is_finite() && self.numeric.is_finite()) {
-            f64::INFINITY
-        } else if self.abs_error == 0.0 {
-            0.0
-        } else if self.tolerance > 0.0 {
-            self.abs_error / self.tolerance
-        } else {
-            f64::INFINITY
-        }
+        let finite = self.analytic.is_finite() && self.numeric.is_finite();
+        error_ratio(finite, self.abs_error, self.tolerance)
+    }
+}
+
+/// `abs_error / tolerance` of an element whose two values are `finite` (both) or not: 0 when
+/// equal, infinite for any error against a zero tolerance, infinite when either value is not
+/// finite. The worst element of a check maximises it (here and in [`crate::backend_check`]).
+pub(crate) fn error_ratio(finite: bool, abs_error: f64, tolerance: f64) -> f64 {
+    if !finite {
+        f64::INFINITY
+    } else if abs_error == 0.0 {
+        0.0
+    } else if tolerance > 0.0 {
+        abs_error / tolerance
+    } else {
+        f64::INFINITY
     }
 }
 
@@ -454,11 +462,7 @@ where
     let weights = config
         .projection
         .weights(output_shape.iter().product::<usize>());
-    let projection = Tensor::<B, DO>::from_data(
-        TensorData::new(weights.clone(), output_shape.clone()).convert_dtype(output.dtype()),
-        (&output.device(), output.dtype()),
-    );
-    let grads = (output * projection).sum().backward();
+    let grads = project(output, &weights).backward();
     let analytic: Vec<Vec<f64>> = tracked
         .iter()
         .map(|t| match t.grad(&grads) {
@@ -612,16 +616,31 @@ fn validate(inputs: usize, config: &GradcheckConfig) {
         "gradcheck: step: expected a positive finite value, got {:e}",
         config.step
     );
+    assert_tolerance("gradcheck", "atol", config.atol);
+    assert_tolerance("gradcheck", "rtol", config.rtol);
+}
+
+/// Panics unless the tolerance `name` of `function` is non-negative (NaN is refused).
+pub(crate) fn assert_tolerance(function: &str, name: &str, value: f64) {
     assert!(
-        config.atol >= 0.0,
-        "gradcheck: atol: expected a non-negative value, got {:e}",
-        config.atol
+        value >= 0.0,
+        "{function}: {name}: expected a non-negative value, got {value:e}"
     );
-    assert!(
-        config.rtol >= 0.0,
-        "gradcheck: rtol: expected a non-negative value, got {:e}",
-        config.rtol
+}
+
+/// The projected output `Σ_j p_j y_j` as a `[1]` tensor, ready for the backward pass: the
+/// weights `p` (row-major, one per element of `output`) are created on `output`'s device in
+/// its dtype, in which they are exact ([`Projection::weights`]).
+pub(crate) fn project<B: Backend, const D: usize>(
+    output: Tensor<B, D>,
+    weights: &[f64],
+) -> Tensor<B, 1> {
+    let (dtype, device) = (output.dtype(), output.device());
+    let weights = Tensor::<B, D>::from_data(
+        TensorData::new(weights.to_vec(), output.shape()).convert_dtype(dtype),
+        (&device, dtype),
     );
+    (output * weights).sum()
 }
 
 /// The values of float tensor data as f64 (exact for f64, f32, f16 and bf16).

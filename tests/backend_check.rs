@@ -494,7 +494,7 @@ fn no_adapter_is_skipped_unless_required() {
 }
 
 /// The default reference is `Autodiff<NdArray<f64>>` on its default device (feature
-/// `fused-ndarray`, which brings burn-ndarray).
+/// `fused-ndarray`, which brings burn-ndarray; the default feature `ndarray` turns it on).
 #[cfg(feature = "fused-ndarray")]
 #[test]
 fn the_default_reference_is_autodiff_ndarray_f64() {

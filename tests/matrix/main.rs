@@ -6,7 +6,8 @@
 //!   `log_softmax`; BCE-with-logits on `x` = CE on the two-class logits `[0, x]`.
 //! - `semantics`: PyTorch's rules at the edges (ignored targets, empty batches, clamps,
 //!   saturation, NaN).
-//! - `backends_agree`: every backend gives ndarray's numbers on the same inputs.
+//! - `backends_agree`: every backend gives the numbers of `Autodiff<NdArray<f64>>` on the
+//!   composite path on the same inputs, compared by `burn_xent::backend_check`.
 //! - `bad_input`: each misuse is refused with a message naming function and argument.
 //! - `gradient_accuracy`: input gradients within a few f32 ulps of a float64 reference.
 //! - `paths_agree`: the fused and composite paths give the same values and gradients.

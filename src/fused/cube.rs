@@ -1516,13 +1516,6 @@ pub(super) fn binary_backward<R: CubeRuntime>(
     ]
 }
 
-/// `(values, period)` of a binary weight.
-fn periodic<X: burn::tensor::backend::Backend>(
-    weight: Option<&Periodic<X>>,
-) -> Option<(&FloatTensor<X>, usize)> {
-    weight.map(|w| (&w.values, w.period))
-}
-
 impl<R, F, I, BT> Kernels for CubeBackend<R, F, I, BT>
 where
     R: CubeRuntime,
@@ -1602,8 +1595,8 @@ where
         Some(Ok(binary_forward(
             input,
             target,
-            periodic(weight),
-            periodic(pos_weight),
+            weight.map(Periodic::parts),
+            pos_weight.map(Periodic::parts),
             params,
         )))
     }
@@ -1620,8 +1613,8 @@ where
         binary_backward(
             input,
             target,
-            periodic(weight),
-            periodic(pos_weight),
+            weight.map(Periodic::parts),
+            pos_weight.map(Periodic::parts),
             params,
             grad,
             wants,

@@ -104,12 +104,24 @@ pub(crate) struct BinaryParams {
     pub check_values: bool,
 }
 
-/// A weight of a binary op: `values[i % values.len()]` weighs element `i` (a weight that
-/// varies along the input's trailing dimensions only, or the full shape).
+/// A weight of a binary op (`weight` or `pos_weight`) as the kernels take it: `values[i %
+/// period]` weighs element `i` of the flat input (a weight that varies along the input's
+/// trailing dimensions only, or the full shape). The same idea as the dispatch's weight with a
+/// period, on the kernels' side: a primitive of the kernels' backend.
 #[derive(Clone, Debug)]
 pub(crate) struct Periodic<X: Backend> {
+    /// The weight's values, flat.
     pub values: FloatTensor<X>,
+    /// How many flat input elements the values cover before they repeat (`values`' length).
     pub period: usize,
+}
+
+impl<X: Backend> Periodic<X> {
+    /// The values and the period, the two arguments a kernel launch takes:
+    /// `weight.map(Periodic::parts)`.
+    pub(crate) fn parts(&self) -> (&FloatTensor<X>, usize) {
+        (&self.values, self.period)
+    }
 }
 
 /// A value the kernel refused; the caller turns it into the loss's usual panic message.

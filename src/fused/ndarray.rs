@@ -952,13 +952,6 @@ macro_rules! by_dtype {
     };
 }
 
-/// A binary op's weight as the primitive and its period.
-fn parts<X: burn::tensor::backend::Backend>(
-    weight: Option<&Periodic<X>>,
-) -> Option<(&FloatTensor<X>, usize)> {
-    weight.map(|w| (&w.values, w.period))
-}
-
 impl<E: FloatNdArrayElement> Kernels for NdArray<E>
 where
     NdArrayTensor: From<SharedArray<E>>,
@@ -1023,8 +1016,8 @@ where
         by_dtype!(input, T => binary_forward_typed::<T>(
             input,
             target,
-            parts(weight),
-            parts(pos_weight),
+            weight.map(Periodic::parts),
+            pos_weight.map(Periodic::parts),
             params,
         ))
     }
@@ -1041,8 +1034,8 @@ where
         by_dtype!(input, T => binary_backward_typed::<T>(
             input,
             target,
-            parts(weight),
-            parts(pos_weight),
+            weight.map(Periodic::parts),
+            pos_weight.map(Periodic::parts),
             params,
             &grad,
             wants,

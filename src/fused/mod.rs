@@ -19,6 +19,8 @@
 
 #[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
 mod autodiff;
+#[cfg(all(test, any(feature = "fused-ndarray", feature = "fused-wgpu")))]
+mod contract_tests;
 #[cfg(feature = "fused-wgpu")]
 mod cube;
 #[cfg(feature = "fused-wgpu")]

@@ -1,0 +1,247 @@
+//! BCE and BCE with logits: the forward (grid-stride over the elements), the backward
+//! (elementwise) and their launchers. Weights are periodic: `weight[i % period]` weighs
+//! element `i`.
+
+use burn_cubecl::CubeRuntime;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::prelude::*;
+
+use super::helpers::{GRAD_EPSILON, clamped_ln, softplus};
+use super::launch::{backward_tensors, elementwise, forward_cubes, periodic_arg, wanted};
+use super::reduce::{MeanOver, Reduce, element_grad, finish, loss_buffer, tree_sum};
+use super::{CUBE_UNITS, SHARED_LEN};
+use crate::fused::kernels::{BinaryKind, BinaryParams};
+
+/// The comptime choices of the binary kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct BinaryConfig {
+    /// BCE with logits; BCE on probabilities when false.
+    logits: bool,
+    /// With a `weight`.
+    weighted: bool,
+    /// With a `pos_weight` (BCE with logits only).
+    pos_weighted: bool,
+    /// How the losses leave the op.
+    reduce: Reduce,
+}
+
+impl BinaryConfig {
+    /// The choices of an op with `params`, with or without each weight.
+    fn new(params: &BinaryParams, weighted: bool, pos_weighted: bool) -> Self {
+        Self {
+            logits: params.kind == BinaryKind::WithLogits,
+            weighted,
+            pos_weighted,
+            reduce: Reduce::of(params.output),
+        }
+    }
+}
+
+/// Binary forward (BCE with logits when `logits`, BCE on probabilities otherwise),
+/// grid-stride over `len` elements: `loss[i]`, or the cube's sum of the losses in
+/// `loss[CUBE_POS]` (reduced).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn binary_forward_kernel<F: Float>(
+    input: &Tensor<F>,
+    target: &Tensor<F>,
+    weight: &Tensor<F>,
+    pos_weight: &Tensor<F>,
+    loss: &mut Tensor<F>,
+    len: u32,
+    weight_period: u32,
+    pos_weight_period: u32,
+    #[comptime] config: BinaryConfig,
+    #[define(F)] _dtype: StorageType,
+) {
+    let logits = comptime!(config.logits);
+    let weighted = comptime!(config.weighted);
+    let pos_weighted = comptime!(config.pos_weighted);
+    let reduced = comptime!(config.reduce.is_reduced());
+    let l = len as usize;
+    let unit = UNIT_POS_X as usize;
+    let step = CUBE_COUNT * CUBE_DIM_X as usize;
+    let mut acc = F::new(0.0);
+    let mut i = CUBE_POS * CUBE_DIM_X as usize + unit;
+    while i < l {
+        let x = input[i];
+        let t = target[i];
+        let mut li = if logits {
+            let mut pos = t * softplus::<F>(-x);
+            if pos_weighted {
+                pos *= pos_weight[i % pos_weight_period as usize];
+            }
+            (F::new(1.0) - t) * softplus::<F>(x) + pos
+        } else {
+            -(t * clamped_ln::<F>(x) + (F::new(1.0) - t) * clamped_ln::<F>(F::new(1.0) - x))
+        };
+        if weighted {
+            li *= weight[i % weight_period as usize];
+        }
+        if reduced {
+            acc += li;
+        } else {
+            loss[i] = li;
+        }
+        i += step;
+    }
+
+    if reduced {
+        let mut sh = SharedMemory::<F>::new(SHARED_LEN);
+        sh[unit] = acc;
+        sync_cube();
+        tree_sum::<F>(&mut sh, unit, unit, CUBE_DIM_X as usize);
+        if unit == 0 {
+            loss[CUBE_POS] = sh[0];
+        }
+    }
+}
+
+/// Binary gradients, one unit per element, with `g` the element's gradient
+/// ([`element_grad`], a mean over the `len` elements) times its weight.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn binary_backward_kernel<F: Float>(
+    input: &Tensor<F>,
+    target: &Tensor<F>,
+    weight: &Tensor<F>,
+    pos_weight: &Tensor<F>,
+    grad: &Tensor<F>,
+    grad_input: &mut Tensor<F>,
+    grad_target: &mut Tensor<F>,
+    len: u32,
+    weight_period: u32,
+    pos_weight_period: u32,
+    #[comptime] config: BinaryConfig,
+    #[comptime] want_input: bool,
+    #[comptime] want_target: bool,
+    #[define(F)] _dtype: StorageType,
+) {
+    let i = ABSOLUTE_POS;
+    if i >= len as usize {
+        terminate!();
+    }
+    let logits = comptime!(config.logits);
+    let weighted = comptime!(config.weighted);
+    let pos_weighted = comptime!(config.pos_weighted);
+    let x = input[i];
+    let t = target[i];
+    let mut g = element_grad::<F>(grad, i, F::cast_from(len), config.reduce);
+    if weighted {
+        g *= weight[i % weight_period as usize];
+    }
+    if logits {
+        let mut pw = F::new(1.0);
+        if pos_weighted {
+            pw = pos_weight[i % pos_weight_period as usize];
+        }
+        let sp_pos = softplus::<F>(x);
+        let sp_neg = softplus::<F>(-x);
+        if want_input {
+            // σ(x) = exp(-softplus(-x)), σ(-x) = exp(-softplus(x)).
+            let sig_pos = (-sp_neg).exp();
+            let sig_neg = (-sp_pos).exp();
+            grad_input[i] = g * ((F::new(1.0) - t) * sig_pos - pw * t * sig_neg);
+        }
+        if want_target {
+            grad_target[i] = g * (pw * sp_neg - sp_pos);
+        }
+    } else {
+        if want_input {
+            // PyTorch's `(p - t) / max(p (1 - p), ε)`.
+            let denom = (x * (F::new(1.0) - x)).max(F::new(GRAD_EPSILON));
+            grad_input[i] = g * (x - t) / denom;
+        }
+        if want_target {
+            grad_target[i] = g * (clamped_ln::<F>(F::new(1.0) - x) - clamped_ln::<F>(x));
+        }
+    }
+}
+
+/// The binary forward on cube tensors (see `Kernels::binary_forward`); `weight` and
+/// `pos_weight` are `(values, period)` (`Periodic::parts`). The caller has checked that the
+/// kernels cover the op (`covers_binary`).
+pub(in crate::fused) fn binary_forward<R: CubeRuntime>(
+    input: &CubeTensor<R>,
+    target: &CubeTensor<R>,
+    weight: Option<(&CubeTensor<R>, usize)>,
+    pos_weight: Option<(&CubeTensor<R>, usize)>,
+    params: &BinaryParams,
+) -> CubeTensor<R> {
+    let input = into_contiguous(input.clone());
+    let target = into_contiguous(target.clone());
+    let len = params.len;
+    let config = BinaryConfig::new(params, weight.is_some(), pos_weight.is_some());
+    let cubes = forward_cubes(len.div_ceil(CUBE_UNITS as usize));
+    let (w, w_period) = periodic_arg(weight, &input);
+    let (pw, pw_period) = periodic_arg(pos_weight, &input);
+    let loss = loss_buffer(&input, config.reduce, cubes, len);
+
+    binary_forward_kernel::launch::<R>(
+        &input.client,
+        CubeCount::Static(cubes, 1, 1),
+        CubeDim::new_1d(CUBE_UNITS),
+        input.clone().into_tensor_arg(),
+        target.into_tensor_arg(),
+        w.into_tensor_arg(),
+        pw.into_tensor_arg(),
+        loss.clone().into_tensor_arg(),
+        len as u32,
+        w_period,
+        pw_period,
+        config,
+        input.dtype.into(),
+    );
+    finish(
+        &input,
+        loss,
+        None,
+        cubes,
+        len,
+        config.reduce,
+        MeanOver::Count,
+    )
+    .0
+}
+
+/// The binary gradients on cube tensors (see `Kernels::binary_backward`); weights as in
+/// [`binary_forward`].
+pub(in crate::fused) fn binary_backward<R: CubeRuntime>(
+    input: &CubeTensor<R>,
+    target: &CubeTensor<R>,
+    weight: Option<(&CubeTensor<R>, usize)>,
+    pos_weight: Option<(&CubeTensor<R>, usize)>,
+    params: &BinaryParams,
+    grad: CubeTensor<R>,
+    wants: [bool; 2],
+) -> [Option<CubeTensor<R>>; 2] {
+    let Some(([input, target], grads)) = backward_tensors(input, target, wants) else {
+        return [None, None];
+    };
+    let len = params.len;
+    let (w, w_period) = periodic_arg(weight, &input);
+    let (pw, pw_period) = periodic_arg(pos_weight, &input);
+    let (cube_count, cube_dim) = elementwise(&input, len);
+
+    binary_backward_kernel::launch::<R>(
+        &input.client,
+        cube_count,
+        cube_dim,
+        input.clone().into_tensor_arg(),
+        target.into_tensor_arg(),
+        w.into_tensor_arg(),
+        pw.into_tensor_arg(),
+        into_contiguous(grad).into_tensor_arg(),
+        grads[0].clone().into_tensor_arg(),
+        grads[1].clone().into_tensor_arg(),
+        len as u32,
+        w_period,
+        pw_period,
+        BinaryConfig::new(params, weight.is_some(), pos_weight.is_some()),
+        wants[0],
+        wants[1],
+        input.dtype.into(),
+    );
+    wanted(grads, wants)
+}

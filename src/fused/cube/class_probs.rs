@@ -1,0 +1,280 @@
+//! Cross-entropy with class-probability targets: the forward and the backward (both row
+//! kernels, see [`super::rows`]: the backward needs a sum over each row) and their launchers.
+
+use burn_cubecl::CubeRuntime;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::prelude::*;
+
+use super::SHARED_LEN;
+use super::launch::{
+    RowLaunch, backward_tensors, empty_like, lowest, or_dummy, row_layout, scalar, smoothing_args,
+    wanted,
+};
+use super::reduce::{MeanOver, Reduce, element_grad, finish, loss_buffer, ordered_sum, tree_sum};
+use super::rows::{RowMemory, RowShape, RowSums, RowUnit, row_softmax, target_weight};
+use crate::fused::kernels::ClassProbsParams;
+
+/// Class-probability forward: per row, `lse = log Σ exp(x)`,
+/// `loss = lse Σ_c w_c q_c - Σ_c w_c q_c x_c` with `q = (1 - ε) y + ε / C`.
+///
+/// Writes `log_sum_exp[i]` and `loss[i]` (per element) or the cube's sum of the losses to
+/// `loss[CUBE_POS]` (reduced).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn class_probs_forward_kernel<F: Float>(
+    input: &Tensor<F>,
+    target: &Tensor<F>,
+    weight: &Tensor<F>,
+    loss: &mut Tensor<F>,
+    log_sum_exp: &mut Tensor<F>,
+    shape: RowShape,
+    one_minus_eps: InputScalar,
+    eps_over_c: InputScalar,
+    lowest: InputScalar,
+    #[comptime] weighted: bool,
+    #[comptime] reduce: Reduce,
+    #[define(F)] _dtype: StorageType,
+) {
+    let unit = RowUnit::here(&shape);
+    let m = unit.elements;
+
+    let mut memory = RowMemory::<F>::new();
+
+    let mut acc_loss = F::new(0.0);
+
+    let mut block = CUBE_POS;
+    while block < unit.blocks() {
+        let i = unit.element(block);
+        let valid = i < m;
+        let base = unit.base(unit.clamped(i));
+        let x0 = row_softmax::<F>(
+            input,
+            target,
+            weight,
+            unit,
+            base,
+            lowest.get::<F>(),
+            one_minus_eps.get::<F>(),
+            eps_over_c.get::<F>(),
+            &mut memory,
+            RowSums::TargetWeights,
+            weighted,
+        );
+
+        if unit.lane == 0 && valid {
+            let row_max = memory.max[unit.first];
+            let log_sum = memory.sum[unit.first].ln();
+            log_sum_exp[i] = row_max;
+            log_sum_exp[m + i] = log_sum;
+            // Σ_c w_c q_c (lse - x_c), lse = row_max + log_sum.
+            let li =
+                ((row_max - x0) + log_sum) * memory.a_sum[unit.first] - memory.ax_sum[unit.first];
+            if comptime!(reduce.is_reduced()) {
+                acc_loss += li;
+            } else {
+                loss[i] = li;
+            }
+        }
+        sync_cube();
+        block += CUBE_COUNT;
+    }
+
+    if comptime!(reduce.is_reduced()) {
+        if unit.lane == 0 {
+            memory.max[unit.row] = acc_loss;
+        }
+        sync_cube();
+        if unit.slot == 0 {
+            loss[CUBE_POS] = ordered_sum::<F>(&memory.max, unit.rows);
+        }
+    }
+}
+
+/// Class-probability gradients, rows laid out as in [`class_probs_forward_kernel()`]:
+/// `dx_c = g (p_c Σ_k w_k q_k - w_c q_c)`, `dy_c = g (1 - ε) w_c (lse - x_c)`, with `g` the
+/// element's gradient ([`element_grad`], a mean over the `N S` elements).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn class_probs_backward_kernel<F: Float>(
+    input: &Tensor<F>,
+    target: &Tensor<F>,
+    weight: &Tensor<F>,
+    log_sum_exp: &Tensor<F>,
+    grad: &Tensor<F>,
+    grad_input: &mut Tensor<F>,
+    grad_target: &mut Tensor<F>,
+    shape: RowShape,
+    one_minus_eps: InputScalar,
+    eps_over_c: InputScalar,
+    #[comptime] weighted: bool,
+    #[comptime] reduce: Reduce,
+    #[comptime] want_input: bool,
+    #[comptime] want_target: bool,
+    #[define(F)] _dtype: StorageType,
+) {
+    let unit = RowUnit::here(&shape);
+    let (c_count, s_count, m) = (unit.classes, unit.spatial, unit.elements);
+    let one_minus_eps = one_minus_eps.get::<F>();
+    let eps_over_c = eps_over_c.get::<F>();
+
+    let mut sh_wq = SharedMemory::<F>::new(SHARED_LEN);
+
+    let mut block = CUBE_POS;
+    while block < unit.blocks() {
+        let i = unit.element(block);
+        let valid = i < m;
+        let ii = unit.clamped(i);
+        let base = unit.base(ii);
+
+        let g = element_grad::<F>(grad, ii, F::cast_from(m), reduce);
+        let row_max = log_sum_exp[ii];
+        let log_sum = log_sum_exp[m + ii];
+
+        if want_input {
+            let mut swq = F::new(0.0);
+            let mut c = unit.lane;
+            while c < c_count {
+                let at = base + c * s_count;
+                swq +=
+                    target_weight::<F>(target, weight, at, c, one_minus_eps, eps_over_c, weighted);
+                c += unit.width;
+            }
+            sh_wq[unit.slot] = swq;
+            sync_cube();
+            tree_sum::<F>(&mut sh_wq, unit.slot, unit.lane, unit.width);
+            let total_wq = sh_wq[unit.first];
+            // Every unit has read the sum before the next block overwrites it.
+            sync_cube();
+            if valid {
+                let mut c = unit.lane;
+                while c < c_count {
+                    let at = base + c * s_count;
+                    let wq = target_weight::<F>(
+                        target,
+                        weight,
+                        at,
+                        c,
+                        one_minus_eps,
+                        eps_over_c,
+                        weighted,
+                    );
+                    let p = ((input[at] - row_max) - log_sum).exp();
+                    grad_input[at] = g * (p * total_wq - wq);
+                    c += unit.width;
+                }
+            }
+        }
+        if want_target && valid {
+            let mut c = unit.lane;
+            while c < c_count {
+                let at = base + c * s_count;
+                let mut v = g * one_minus_eps * ((row_max - input[at]) + log_sum);
+                if weighted {
+                    v *= weight[c];
+                }
+                grad_target[at] = v;
+                c += unit.width;
+            }
+        }
+        block += CUBE_COUNT;
+    }
+}
+
+/// The class-probability forward on cube tensors (see `Kernels::class_probs_forward`);
+/// `None` for an op the kernels do not cover.
+pub(in crate::fused) fn class_probs_forward<R: CubeRuntime>(
+    input: &CubeTensor<R>,
+    target: &CubeTensor<R>,
+    weight: Option<&CubeTensor<R>>,
+    params: &ClassProbsParams,
+) -> Option<(CubeTensor<R>, CubeTensor<R>)> {
+    if !super::covers_class_probs(params) {
+        return None;
+    }
+    let input = into_contiguous(input.clone());
+    let dtype = input.dtype;
+    let elements = params.batch * params.spatial;
+    let reduce = Reduce::of(params.output);
+    let rows = row_launch(params);
+    let loss = loss_buffer(&input, reduce, rows.cubes, elements);
+    let log_sum_exp = empty_like(&input, [2 * elements].into(), dtype);
+    let (one_minus_eps, eps_over_c) =
+        smoothing_args(params.label_smoothing, params.classes, &input);
+
+    class_probs_forward_kernel::launch::<R>(
+        &input.client,
+        rows.count,
+        rows.dim,
+        input.clone().into_tensor_arg(),
+        into_contiguous(target.clone()).into_tensor_arg(),
+        or_dummy(weight, &input).into_tensor_arg(),
+        loss.clone().into_tensor_arg(),
+        log_sum_exp.clone().into_tensor_arg(),
+        rows.shape,
+        one_minus_eps,
+        eps_over_c,
+        scalar(lowest(dtype), &input),
+        weight.is_some(),
+        reduce,
+        dtype.into(),
+    );
+
+    let count = elements;
+    let (loss, _) = finish(
+        &input,
+        loss,
+        None,
+        rows.cubes,
+        count,
+        reduce,
+        MeanOver::Count,
+    );
+    Some((loss, log_sum_exp))
+}
+
+/// The class-probability gradients on cube tensors (see `Kernels::class_probs_backward`).
+pub(in crate::fused) fn class_probs_backward<R: CubeRuntime>(
+    input: &CubeTensor<R>,
+    target: &CubeTensor<R>,
+    weight: Option<&CubeTensor<R>>,
+    params: &ClassProbsParams,
+    log_sum_exp: &CubeTensor<R>,
+    grad: CubeTensor<R>,
+    wants: [bool; 2],
+) -> [Option<CubeTensor<R>>; 2] {
+    let Some(([input, target], grads)) = backward_tensors(input, target, wants) else {
+        return [None, None];
+    };
+    let rows = row_launch(params);
+    let (one_minus_eps, eps_over_c) =
+        smoothing_args(params.label_smoothing, params.classes, &input);
+
+    class_probs_backward_kernel::launch::<R>(
+        &input.client,
+        rows.count,
+        rows.dim,
+        input.clone().into_tensor_arg(),
+        target.into_tensor_arg(),
+        or_dummy(weight, &input).into_tensor_arg(),
+        into_contiguous(log_sum_exp.clone()).into_tensor_arg(),
+        into_contiguous(grad).into_tensor_arg(),
+        grads[0].clone().into_tensor_arg(),
+        grads[1].clone().into_tensor_arg(),
+        rows.shape,
+        one_minus_eps,
+        eps_over_c,
+        weight.is_some(),
+        Reduce::of(params.output),
+        wants[0],
+        wants[1],
+        input.dtype.into(),
+    );
+    wanted(grads, wants)
+}
+
+/// The launch of both class-probability kernels: one row of units per element.
+fn row_launch<R: CubeRuntime>(params: &ClassProbsParams) -> RowLaunch<R> {
+    let layout = row_layout(params.classes);
+    RowLaunch::new(layout, params.batch, params.classes, params.spatial)
+}

@@ -1,0 +1,208 @@
+//! Host-side helpers of the launchers: which ops the kernels cover, the cube layouts, the
+//! buffers and the scalar arguments.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Shape, TensorMetadata};
+use burn_cubecl::CubeRuntime;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::calculate_cube_count_elemwise;
+use cubecl::prelude::*;
+
+use super::rows::RowShapeLaunch;
+use super::{CUBE_UNITS, MAX_FORWARD_CUBES};
+use crate::fused::kernels::{
+    BinaryKind, BinaryParams, ClassIndexParams, ClassProbsParams, Periodic,
+};
+
+/// Whether the cube kernels cover a class-index op: sizes within `u32` (the kernels' scalar
+/// arguments), an `ignore_index` within `i32` (targets are compared as `u32`), no in-kernel
+/// value checks.
+pub(in crate::fused) fn covers_class_index(params: &ClassIndexParams) -> bool {
+    !params.check_values
+        && fits_u32(params.batch * params.classes * params.spatial)
+        && i32::try_from(params.ignore_index).is_ok()
+}
+
+/// Whether the cube kernels cover a class-probability op (sizes within `u32`).
+pub(in crate::fused) fn covers_class_probs(params: &ClassProbsParams) -> bool {
+    fits_u32(params.batch * params.classes * params.spatial)
+}
+
+/// Whether the cube kernels cover a binary op: sizes within `u32`, non-zero periods, no
+/// positive weight for BCE on probabilities, no in-kernel value checks.
+pub(in crate::fused) fn covers_binary<X: Backend>(
+    params: &BinaryParams,
+    weight: Option<&Periodic<X>>,
+    pos_weight: Option<&Periodic<X>>,
+) -> bool {
+    let period_fits = |w: &Periodic<X>| w.period > 0 && fits_u32(w.period);
+    !params.check_values
+        && fits_u32(params.len)
+        && weight.is_none_or(period_fits)
+        && pos_weight.is_none_or(period_fits)
+        && (params.kind == BinaryKind::WithLogits || pos_weight.is_none())
+}
+
+fn fits_u32(n: usize) -> bool {
+    u32::try_from(n).is_ok()
+}
+
+/// The `(tx, ty)` units of a row kernel's cube: `tx` units per row (a power of two, at most
+/// [`CUBE_UNITS`]), `ty = CUBE_UNITS / tx` rows per cube.
+pub(super) fn row_layout(classes: usize) -> (u32, u32) {
+    // One unit per row for up to 32 classes, one 32-unit row (a warp on most GPUs) above:
+    // few barriers per row, which also keeps lavapipe (where each barrier switches between
+    // a workgroup's invocations on one CPU thread) fast.
+    let tx = if classes <= 32 { 1 } else { 32 };
+    (tx, CUBE_UNITS / tx)
+}
+
+/// The cube count of a grid-stride forward over `blocks` blocks of work.
+pub(super) fn forward_cubes(blocks: usize) -> u32 {
+    blocks.clamp(1, MAX_FORWARD_CUBES) as u32
+}
+
+/// The launch of a row kernel (see [`super::rows`]) over `batch × spatial` rows of `classes`
+/// classes in cubes of `(tx, ty)` units.
+pub(super) struct RowLaunch<R: Runtime> {
+    /// The number of cubes (each writes one partial sum of a reduced forward).
+    pub cubes: u32,
+    /// `cubes` cubes…
+    pub count: CubeCount,
+    /// …of `(tx, ty)` units.
+    pub dim: CubeDim,
+    /// The kernel's shape argument.
+    pub shape: RowShapeLaunch<R>,
+}
+
+impl<R: Runtime> RowLaunch<R> {
+    /// The launch in cubes of `(tx, ty)` units (e.g. [`row_layout`]`(classes)`).
+    pub(super) fn new((tx, ty): (u32, u32), batch: usize, classes: usize, spatial: usize) -> Self {
+        let elements = batch * spatial;
+        let cubes = forward_cubes(elements.div_ceil(ty as usize));
+        Self {
+            cubes,
+            count: CubeCount::Static(cubes, 1, 1),
+            dim: CubeDim::new_2d(tx, ty),
+            shape: RowShapeLaunch::new(classes as u32, spatial as u32, elements as u32),
+        }
+    }
+}
+
+/// The cubes of [`CUBE_UNITS`] units of an elementwise kernel over `count` elements.
+pub(super) fn elementwise<R: CubeRuntime>(
+    like: &CubeTensor<R>,
+    count: usize,
+) -> (CubeCount, CubeDim) {
+    let cube_dim = CubeDim::new_1d(CUBE_UNITS);
+    (
+        calculate_cube_count_elemwise(&like.client, count, cube_dim),
+        cube_dim,
+    )
+}
+
+/// An uninitialized tensor on `like`'s device.
+pub(super) fn empty_like<R: CubeRuntime>(
+    like: &CubeTensor<R>,
+    shape: Shape,
+    dtype: DType,
+) -> CubeTensor<R> {
+    empty_device_dtype(like.client.clone(), like.device.clone(), shape, dtype)
+}
+
+/// A one-element placeholder for an argument a comptime flag leaves unread or unwritten.
+pub(super) fn dummy<R: CubeRuntime>(like: &CubeTensor<R>) -> CubeTensor<R> {
+    empty_like(like, Shape::new([1]), like.dtype)
+}
+
+/// An optional input (class weights) as a kernel argument: contiguous, or a placeholder.
+pub(super) fn or_dummy<R: CubeRuntime>(
+    tensor: Option<&CubeTensor<R>>,
+    like: &CubeTensor<R>,
+) -> CubeTensor<R> {
+    tensor.map_or_else(|| dummy(like), |t| into_contiguous(t.clone()))
+}
+
+/// A binary weight `(values, period)` as the kernels take it: the values (or a placeholder)
+/// and the period (1 for none).
+pub(super) fn periodic_arg<R: CubeRuntime>(
+    weight: Option<(&CubeTensor<R>, usize)>,
+    like: &CubeTensor<R>,
+) -> (CubeTensor<R>, u32) {
+    (
+        or_dummy(weight.map(|(values, _)| values), like),
+        weight.map_or(1, |(_, period)| period as u32),
+    )
+}
+
+/// The contiguous `[input, target]` of a backward and its gradient buffers `[input, target]`
+/// (uninitialized where wanted, placeholders otherwise); `None` when no gradient is wanted.
+#[allow(clippy::type_complexity)]
+pub(super) fn backward_tensors<R: CubeRuntime>(
+    input: &CubeTensor<R>,
+    target: &CubeTensor<R>,
+    wants: [bool; 2],
+) -> Option<([CubeTensor<R>; 2], [CubeTensor<R>; 2])> {
+    if wants == [false; 2] {
+        return None;
+    }
+    let [input, target] = [input, target].map(|t| into_contiguous(t.clone()));
+    let buffer = |wanted: bool, shape: Shape| {
+        if wanted {
+            empty_like(&input, shape, input.dtype)
+        } else {
+            dummy(&input)
+        }
+    };
+    let grads = [
+        buffer(wants[0], input.shape()),
+        buffer(wants[1], target.shape()),
+    ];
+    Some(([input, target], grads))
+}
+
+/// The wanted gradients of [`backward_tensors`].
+pub(super) fn wanted<R: CubeRuntime>(
+    [input, target]: [CubeTensor<R>; 2],
+    wants: [bool; 2],
+) -> [Option<CubeTensor<R>>; 2] {
+    [wants[0].then_some(input), wants[1].then_some(target)]
+}
+
+/// `ignore_index` as the kernels compare it (see `helpers::target_class`).
+pub(super) fn ignore_u32(ignore_index: i64, classes: usize) -> u32 {
+    if ignore_index >= 0 && (ignore_index as u64) < classes as u64 {
+        ignore_index as u32
+    } else {
+        u32::MAX
+    }
+}
+
+/// The lowest finite value of `dtype`: the forward kernels' stand-in for `-inf` logits.
+pub(super) fn lowest(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 => f64::MIN,
+        DType::F16 => -65504.0,
+        DType::BF16 => -3.389_531_4e38,
+        _ => f32::MIN as f64,
+    }
+}
+
+/// A float scalar argument in `like`'s dtype.
+pub(super) fn scalar<R: CubeRuntime>(value: f64, like: &CubeTensor<R>) -> InputScalar {
+    InputScalar::new(value, like.dtype)
+}
+
+/// The label-smoothing scalars `(1 - ε, ε / C)` in `like`'s dtype.
+pub(super) fn smoothing_args<R: CubeRuntime>(
+    label_smoothing: f64,
+    classes: usize,
+    like: &CubeTensor<R>,
+) -> (InputScalar, InputScalar) {
+    (
+        scalar(1.0 - label_smoothing, like),
+        scalar(label_smoothing / classes as f64, like),
+    )
+}

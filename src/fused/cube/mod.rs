@@ -1,0 +1,196 @@
+//! The fused loss kernels of the cube backends ([`CubeBackend`], e.g. `burn_wgpu`'s `CubeBackend`
+//! on `WgpuRuntime`), written in CubeCL, laid out as burn-cubecl's own kernel folders: one file
+//! per kernel family with its kernels and their launchers ([`class_index`], [`class_probs`],
+//! [`binary`]), the reduction every family shares ([`reduce`]), the row layout and online
+//! softmax of the class kernels ([`rows`]), device helpers ([`helpers`]), host-side helpers
+//! ([`launch`]), and here the [`Kernels`] implementation.
+//!
+//! Every kernel reads its inputs made contiguous
+//! ([`into_contiguous`](burn_cubecl::kernel::into_contiguous), a no-op for contiguous ones)
+//! as flat buffers in the layouts of [`super::kernels`], and works in the float type of the
+//! input (`F`) and the int type of the targets (`I`), both picked at run time
+//! (`#[define(F, I)]`), so each kernel compiles once per dtype and comptime choice set.
+//!
+//! - Class losses (cross-entropy and NLL with class indices, cross-entropy with class
+//!   probabilities): the forward gives each element (a row of `C` logits at stride `S`) to a
+//!   row of `tx` units of a `tx × ty` cube; the row's units stride over its classes with an
+//!   online softmax (running max and sum of exponentials, one read of the logits) and merge
+//!   their partial results by a tree in shared memory: one unit per row up to 32 classes, 32
+//!   above. The cross-entropy backward is elementwise over `[N, C, S]`, the NLL backward a
+//!   fill and a scatter; the class-probability backward reuses the row layout (it needs a sum
+//!   over each row).
+//! - Binary losses: elementwise, with a grid-stride loop in the forward.
+//! - Reduced outputs: each forward cube writes one partial sum in a fixed order, and one
+//!   single-cube kernel adds the partials and divides for the mean ([`reduce`]).
+//!   Deterministic, no atomics.
+//!
+//! WGSL rejects infinite and NaN literals, so no kernel writes one: the online softmax starts
+//! from each row's first logit, and the NaN of a mean over zero total weight comes in as a
+//! run-time scalar.
+//!
+//! The caller checks the values (class indices in `[0, C)` or `ignore_index`, probabilities in
+//! `[0, 1]`) before the forward ([`Kernels::CHECKS_VALUES`] is false) and never passes empty
+//! tensors (Burn 0.21's cube kernels crash on zero-sized buffers).
+
+mod binary;
+mod class_index;
+mod class_probs;
+mod helpers;
+mod launch;
+mod reduce;
+mod rows;
+
+use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
+use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+
+pub(super) use binary::{binary_backward, binary_forward};
+pub(super) use class_index::{class_index_backward, class_index_forward};
+pub(super) use class_probs::{class_probs_backward, class_probs_forward};
+pub(super) use launch::{covers_binary, covers_class_index, covers_class_probs};
+
+use super::kernels::{
+    BadValue, BinaryParams, ClassIndexParams, ClassIndexSaved, ClassProbsParams, Kernels, Periodic,
+};
+
+/// Units per cube of every kernel.
+const CUBE_UNITS: u32 = 256;
+/// The length of every shared-memory buffer: one slot per unit of a cube.
+const SHARED_LEN: usize = CUBE_UNITS as usize;
+/// The most cubes a grid-stride forward launches (each writes one partial sum).
+const MAX_FORWARD_CUBES: usize = 4096;
+
+impl<R, F, I, BT> Kernels for CubeBackend<R, F, I, BT>
+where
+    R: CubeRuntime,
+    F: FloatElement,
+    I: IntElement,
+    BT: BoolElement,
+{
+    const CHECKS_VALUES: bool = false;
+
+    fn class_index_forward(
+        input: &FloatTensor<Self>,
+        target: &IntTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassIndexParams,
+    ) -> Option<Result<(FloatTensor<Self>, ClassIndexSaved<Self>), BadValue>> {
+        let out = class_index_forward(input, target, weight, params)?;
+        let saved = ClassIndexSaved {
+            log_sum_exp: out.log_sum_exp,
+            total_weight: out.total_weight,
+        };
+        Some(Ok((out.loss, saved)))
+    }
+
+    fn class_index_backward(
+        input: &FloatTensor<Self>,
+        target: &IntTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassIndexParams,
+        saved: &ClassIndexSaved<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let lse = saved.log_sum_exp.as_ref();
+        let weight_sum = |w: &FloatTensor<Self>| Self::float_sum(w.clone());
+        class_index_backward(
+            input,
+            target,
+            weight,
+            params,
+            lse,
+            &saved.total_weight,
+            grad,
+            weight_sum,
+        )
+    }
+
+    fn class_probs_forward(
+        input: &FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassProbsParams,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        class_probs_forward(input, target, weight, params)
+    }
+
+    fn class_probs_backward(
+        input: &FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassProbsParams,
+        log_sum_exp: &FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        wants: [bool; 2],
+    ) -> [Option<FloatTensor<Self>>; 2] {
+        class_probs_backward(input, target, weight, params, log_sum_exp, grad, wants)
+    }
+
+    fn binary_forward(
+        input: &FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&Periodic<Self>>,
+        pos_weight: Option<&Periodic<Self>>,
+        params: &BinaryParams,
+    ) -> Option<Result<FloatTensor<Self>, BadValue>> {
+        covers_binary(params, weight, pos_weight).then(|| {
+            let [weight, pos_weight] = [weight, pos_weight].map(|w| w.map(Periodic::parts));
+            Ok(binary_forward(input, target, weight, pos_weight, params))
+        })
+    }
+
+    fn binary_backward(
+        input: &FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&Periodic<Self>>,
+        pos_weight: Option<&Periodic<Self>>,
+        params: &BinaryParams,
+        grad: FloatTensor<Self>,
+        wants: [bool; 2],
+    ) -> [Option<FloatTensor<Self>>; 2] {
+        let [weight, pos_weight] = [weight, pos_weight].map(|w| w.map(Periodic::parts));
+        binary_backward(input, target, weight, pos_weight, params, grad, wants)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::contract_tests::{CubeWgpu, float, int, ready};
+    use super::super::kernels::{BinaryKind, ClassIndexKind, Output};
+    use super::*;
+
+    /// The cases the cube kernels leave to the composite path: a positive weight for BCE on
+    /// probabilities, an `ignore_index` beyond `i32`.
+    #[test]
+    fn uncovered_cases_return_none() {
+        if !ready::<CubeWgpu>("uncovered_cases_return_none") {
+            return;
+        }
+        let device = Default::default();
+        let input = float::<CubeWgpu>(&[0.5; 4], &[4], &device);
+        let pos_weight = Periodic::<CubeWgpu> {
+            values: float::<CubeWgpu>(&[2.0], &[1], &device),
+            period: 1,
+        };
+        let params = BinaryParams {
+            kind: BinaryKind::Probabilities,
+            len: 4,
+            output: Output::PerElement,
+            check_values: false,
+        };
+        assert!(
+            CubeWgpu::binary_forward(&input, &input, None, Some(&pos_weight), &params).is_none()
+        );
+        let class_params = ClassIndexParams {
+            kind: ClassIndexKind::CrossEntropy,
+            batch: 2,
+            classes: 2,
+            spatial: 1,
+            ignore_index: i64::from(i32::MAX) + 1,
+            label_smoothing: 0.0,
+            output: Output::PerElement,
+            check_values: false,
+        };
+        let target = int::<CubeWgpu>(&[0, 1], &[2, 1], &device);
+        assert!(CubeWgpu::class_index_forward(&input, &target, None, &class_params).is_none());
+    }
+}

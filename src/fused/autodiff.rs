@@ -13,7 +13,8 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
 
 use super::kernels::{
-    BadValue, BinaryParams, ClassIndexParams, ClassIndexSaved, ClassProbsParams, Kernels, Periodic,
+    BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexParams, ClassIndexSaved,
+    ClassProbsArgs, ClassProbsParams, Kernels, Periodic,
 };
 
 /// An autodiff float primitive of `Autodiff<X>`.
@@ -38,10 +39,12 @@ impl<X: Kernels> Backward<X, 1> for ClassIndexOp {
         let state = ops.state;
         unary::<X, _>(ops.parents, ops.node, grads, |grad| {
             X::class_index_backward(
-                &state.input,
-                &state.target,
-                state.weight.as_ref(),
-                &state.params,
+                ClassIndexArgs {
+                    input: &state.input,
+                    target: &state.target,
+                    weight: state.weight.as_ref(),
+                    params: &state.params,
+                },
                 &state.saved,
                 grad,
             )
@@ -56,11 +59,15 @@ pub(crate) fn class_index<X: Kernels>(
     weight: Option<FloatTensor<X>>,
     params: ClassIndexParams,
 ) -> Option<Result<AdFloat<X>, BadValue>> {
-    let (loss, saved) =
-        match X::class_index_forward(&input.primitive, &target, weight.as_ref(), &params)? {
-            Ok(result) => result,
-            Err(bad) => return Some(Err(bad)),
-        };
+    let (loss, saved) = match X::class_index_forward(ClassIndexArgs {
+        input: &input.primitive,
+        target: &target,
+        weight: weight.as_ref(),
+        params: &params,
+    })? {
+        Ok(result) => result,
+        Err(bad) => return Some(Err(bad)),
+    };
     let prep = <ClassIndexOp as Backward<X, 1>>::prepare::<NoCheckpointing>(
         ClassIndexOp,
         [input.node.clone()],
@@ -115,10 +122,12 @@ impl<X: Kernels> Backward<X, 2> for ClassProbsOp {
         let state = ops.state.clone();
         register_pair::<X>(ops, grads, |grad, wants| {
             X::class_probs_backward(
-                &state.input,
-                &state.target,
-                state.weight.as_ref(),
-                &state.params,
+                ClassProbsArgs {
+                    input: &state.input,
+                    target: &state.target,
+                    weight: state.weight.as_ref(),
+                    params: &state.params,
+                },
                 &state.log_sum_exp,
                 grad,
                 wants,
@@ -134,12 +143,12 @@ pub(crate) fn class_probs<X: Kernels>(
     weight: Option<FloatTensor<X>>,
     params: ClassProbsParams,
 ) -> Option<AdFloat<X>> {
-    let (loss, log_sum_exp) = X::class_probs_forward(
-        &input.primitive,
-        &target.primitive,
-        weight.as_ref(),
-        &params,
-    )?;
+    let (loss, log_sum_exp) = X::class_probs_forward(ClassProbsArgs {
+        input: &input.primitive,
+        target: &target.primitive,
+        weight: weight.as_ref(),
+        params: &params,
+    })?;
     let prep = <ClassProbsOp as Backward<X, 2>>::prepare::<NoCheckpointing>(
         ClassProbsOp,
         [input.node.clone(), target.node.clone()],
@@ -178,11 +187,13 @@ impl<X: Kernels> Backward<X, 2> for BinaryOp {
         let state = ops.state.clone();
         register_pair::<X>(ops, grads, |grad, wants| {
             X::binary_backward(
-                &state.input,
-                &state.target,
-                state.weight.as_ref(),
-                state.pos_weight.as_ref(),
-                &state.params,
+                BinaryArgs {
+                    input: &state.input,
+                    target: &state.target,
+                    weight: state.weight.as_ref(),
+                    pos_weight: state.pos_weight.as_ref(),
+                    params: &state.params,
+                },
                 grad,
                 wants,
             )
@@ -198,13 +209,13 @@ pub(crate) fn binary<X: Kernels>(
     pos_weight: Option<Periodic<X>>,
     params: BinaryParams,
 ) -> Option<Result<AdFloat<X>, BadValue>> {
-    let loss = match X::binary_forward(
-        &input.primitive,
-        &target.primitive,
-        weight.as_ref(),
-        pos_weight.as_ref(),
-        &params,
-    )? {
+    let loss = match X::binary_forward(BinaryArgs {
+        input: &input.primitive,
+        target: &target.primitive,
+        weight: weight.as_ref(),
+        pos_weight: pos_weight.as_ref(),
+        params: &params,
+    })? {
         Ok(loss) => loss,
         Err(bad) => return Some(Err(bad)),
     };

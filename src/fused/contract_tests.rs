@@ -15,8 +15,8 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, Element, Tensor, TensorData, TensorPrimitive};
 
 use super::kernels::{
-    BadValue, BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, ClassProbsParams,
-    Kernels, Output, Periodic,
+    BadValue, BinaryArgs, BinaryKind, BinaryParams, ClassIndexArgs, ClassIndexKind,
+    ClassIndexParams, ClassProbsArgs, ClassProbsParams, Kernels, Output, Periodic,
 };
 use crate::pytorch::{BCE_GRAD_EPSILON, BCE_LOG_FLOOR};
 use crate::reduction::Reduction;
@@ -244,9 +244,14 @@ fn check_class_index<B: Kernels>(case: &ClassIndexCase, device: &B::Device) {
     let target = int::<B>(&case.targets, &[n, s], device);
     let weight = class_weights(case.weighted, c).map(|w| float::<B>(&w, &[c], device));
     let params = case.params();
-    let (loss, saved) = B::class_index_forward(&input, &target, weight.as_ref(), &params)
-        .expect("covered")
-        .expect("no bad value");
+    let (loss, saved) = B::class_index_forward(ClassIndexArgs {
+        input: &input,
+        target: &target,
+        weight: weight.as_ref(),
+        params: &params,
+    })
+    .expect("covered")
+    .expect("no bad value");
 
     let (losses, total) = case.losses(&x_values);
     let (loss_shape, got) = read::<B>(loss);
@@ -262,7 +267,16 @@ fn check_class_index<B: Kernels>(case: &ClassIndexCase, device: &B::Device) {
 
     let g = upstream(case.output, n * s);
     let grad = float::<B>(&g, &[grad_len(case.output, n * s)], device);
-    let dx = B::class_index_backward(&input, &target, weight.as_ref(), &params, &saved, grad);
+    let dx = B::class_index_backward(
+        ClassIndexArgs {
+            input: &input,
+            target: &target,
+            weight: weight.as_ref(),
+            params: &params,
+        },
+        &saved,
+        grad,
+    );
     let (dx_shape, dx) = read::<B>(dx);
     assert_eq!(dx_shape, shape, "input gradient shape");
     let want = if total == 0.0 {
@@ -327,8 +341,13 @@ fn check_class_probs<B: Kernels>(case: &ClassProbsCase, device: &B::Device) {
         label_smoothing: case.label_smoothing,
         output: case.output,
     };
-    let (loss, lse) =
-        B::class_probs_forward(&input, &target, weight.as_ref(), &params).expect("covered");
+    let (loss, lse) = B::class_probs_forward(ClassProbsArgs {
+        input: &input,
+        target: &target,
+        weight: weight.as_ref(),
+        params: &params,
+    })
+    .expect("covered");
     let count = (n * s) as f64;
     let losses = case.losses(&x_values, &y_values);
     let want = reduce(case.output, &losses, count);
@@ -339,8 +358,17 @@ fn check_class_probs<B: Kernels>(case: &ClassProbsCase, device: &B::Device) {
     let g = upstream(case.output, n * s);
     for wants in WANTS {
         let grad = float::<B>(&g, &[grad_len(case.output, n * s)], device);
-        let [dx, dy] =
-            B::class_probs_backward(&input, &target, weight.as_ref(), &params, &lse, grad, wants);
+        let [dx, dy] = B::class_probs_backward(
+            ClassProbsArgs {
+                input: &input,
+                target: &target,
+                weight: weight.as_ref(),
+                params: &params,
+            },
+            &lse,
+            grad,
+            wants,
+        );
         assert_eq!([dx.is_some(), dy.is_some()], wants);
         if let Some(dx) = dx {
             let want = numeric_grad(&x_values, |x| {
@@ -478,9 +506,15 @@ fn check_binary<B: Kernels>(case: &BinaryCase, device: &B::Device) {
         check_values: false,
     };
     let (weight, pos_weight) = (weight.as_ref(), pos_weight.as_ref());
-    let loss = B::binary_forward(&input, &target, weight, pos_weight, &params)
-        .expect("covered")
-        .expect("no bad value");
+    let loss = B::binary_forward(BinaryArgs {
+        input: &input,
+        target: &target,
+        weight,
+        pos_weight,
+        params: &params,
+    })
+    .expect("covered")
+    .expect("no bad value");
     let losses = case.losses(&x_values, &t_values);
     let want = reduce(case.output, &losses, len as f64);
     assert_close("loss", &read::<B>(loss).1, &want, tol);
@@ -490,8 +524,17 @@ fn check_binary<B: Kernels>(case: &BinaryCase, device: &B::Device) {
         |x: &[f64], t: &[f64]| objective(case.output, &case.losses(x, t), len as f64, &g);
     for wants in WANTS {
         let grad = float::<B>(&g, &[grad_len(case.output, len)], device);
-        let [dx, dt] =
-            B::binary_backward(&input, &target, weight, pos_weight, &params, grad, wants);
+        let [dx, dt] = B::binary_backward(
+            BinaryArgs {
+                input: &input,
+                target: &target,
+                weight,
+                pos_weight,
+                params: &params,
+            },
+            grad,
+            wants,
+        );
         assert_eq!([dx.is_some(), dt.is_some()], wants);
         if let Some(dx) = dx {
             let (want, tolerance) = match case.kind {
@@ -528,7 +571,13 @@ fn check_refusals<B: Kernels>(device: &B::Device) {
         output: Output::Reduced(Reduction::Mean),
         check_values: true,
     };
-    let refused = B::class_index_forward(&input, &target, None, &params).map(|r| r.err());
+    let refused = B::class_index_forward(ClassIndexArgs {
+        input: &input,
+        target: &target,
+        weight: None,
+        params: &params,
+    })
+    .map(|r| r.err());
     let bad = BadValue::ClassIndex {
         flat_index: 1,
         value: 3,
@@ -549,7 +598,14 @@ fn check_refusals<B: Kernels>(device: &B::Device) {
         check_values: true,
     };
     let bce = |input: &FloatTensor<B>, target: &FloatTensor<B>| {
-        B::binary_forward(input, target, None, None, &params).map(|r| r.err())
+        B::binary_forward(BinaryArgs {
+            input,
+            target,
+            weight: None,
+            pos_weight: None,
+            params: &params,
+        })
+        .map(|r| r.err())
     };
     let bad = BadValue::Probability {
         flat_index: 1,

@@ -14,7 +14,7 @@
 
 use std::marker::PhantomData;
 
-use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
+use burn::tensor::ops::{FloatTensor, FloatTensorOps};
 use burn::tensor::{DType, Shape, TensorMetadata};
 use burn_cubecl::fusion::FusionCubeRuntime;
 use burn_cubecl::tensor::CubeTensor;
@@ -25,8 +25,8 @@ use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr, TensorStatus};
 
 use super::cube;
 use super::kernels::{
-    BadValue, BinaryParams, ClassIndexParams, ClassIndexSaved, ClassProbsParams, Kernels, Output,
-    Periodic,
+    BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexParams, ClassIndexSaved,
+    ClassProbsArgs, ClassProbsParams, Kernels, Output,
 };
 
 /// The inner backend.
@@ -316,11 +316,9 @@ where
     const CHECKS_VALUES: bool = false;
 
     fn class_index_forward(
-        input: &FloatTensor<Self>,
-        target: &IntTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassIndexParams,
+        args: ClassIndexArgs<'_, Self>,
     ) -> Option<Result<(FloatTensor<Self>, ClassIndexSaved<Self>), BadValue>> {
+        let (input, target, weight, params) = args.split();
         if !cube::covers_class_index(params) {
             return None;
         }
@@ -350,13 +348,11 @@ where
     }
 
     fn class_index_backward(
-        input: &FloatTensor<Self>,
-        target: &IntTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassIndexParams,
+        args: ClassIndexArgs<'_, Self>,
         saved: &ClassIndexSaved<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
+        let (input, target, weight, params) = args.split();
         let mut inputs = vec![input, target, &saved.total_weight, &grad];
         inputs.extend(weight);
         inputs.extend(saved.log_sum_exp.as_ref());
@@ -371,11 +367,9 @@ where
     }
 
     fn class_probs_forward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassProbsParams,
+        args: ClassProbsArgs<'_, Self>,
     ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        let (input, target, weight, params) = args.split();
         if !cube::covers_class_probs(params) {
             return None;
         }
@@ -397,14 +391,12 @@ where
     }
 
     fn class_probs_backward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassProbsParams,
+        args: ClassProbsArgs<'_, Self>,
         log_sum_exp: &FloatTensor<Self>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2] {
+        let (input, target, weight, params) = args.split();
         if !wants[0] && !wants[1] {
             return [None, None];
         }
@@ -422,13 +414,8 @@ where
         )
     }
 
-    fn binary_forward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&Periodic<Self>>,
-        pos_weight: Option<&Periodic<Self>>,
-        params: &BinaryParams,
-    ) -> Option<Result<FloatTensor<Self>, BadValue>> {
+    fn binary_forward(args: BinaryArgs<'_, Self>) -> Option<Result<FloatTensor<Self>, BadValue>> {
+        let (input, target, weight, pos_weight, params) = args.split();
         if !cube::covers_binary(params, weight, pos_weight) {
             return None;
         }
@@ -448,14 +435,11 @@ where
     }
 
     fn binary_backward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&Periodic<Self>>,
-        pos_weight: Option<&Periodic<Self>>,
-        params: &BinaryParams,
+        args: BinaryArgs<'_, Self>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2] {
+        let (input, target, weight, pos_weight, params) = args.split();
         if !wants[0] && !wants[1] {
             return [None, None];
         }
@@ -479,7 +463,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::super::contract_tests::{assert_close, float, read, ready};
-    use super::super::kernels::{BinaryKind, BinaryParams, Kernels, Output};
+    use super::super::kernels::{BinaryArgs, BinaryKind, BinaryParams, Kernels, Output};
     use burn::tensor::{Tensor, TensorPrimitive};
 
     /// `Fusion<CubeBackend<WgpuRuntime, f32, i32, u32>>`; the kernel contract's reference
@@ -509,13 +493,13 @@ mod tests {
             output: Output::PerElement,
             check_values: false,
         };
-        let loss = Wgpu::binary_forward(
-            &doubled.into_primitive().tensor(),
-            &target,
-            None,
-            None,
-            &params,
-        )
+        let loss = Wgpu::binary_forward(BinaryArgs {
+            input: &doubled.into_primitive().tensor(),
+            target: &target,
+            weight: None,
+            pos_weight: None,
+            params: &params,
+        })
         .expect("covered")
         .expect("no bad value");
         let shifted =

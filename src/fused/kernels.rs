@@ -124,6 +124,64 @@ impl<X: Backend> Periodic<X> {
     }
 }
 
+/// Declares the argument struct of one op family: references to its inputs (`Copy`, whatever
+/// `X` is) and `split`, which hands the fields out in order to bind them in one `let`.
+macro_rules! op_args {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        pub(crate) struct $name<'a, X: Backend> {
+            $(pub $field: $ty),*
+        }
+
+        impl<X: Backend> Clone for $name<'_, X> {
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+
+        impl<X: Backend> Copy for $name<'_, X> {}
+
+        impl<'a, X: Backend> $name<'a, X> {
+            /// The fields in declaration order.
+            #[allow(clippy::type_complexity)]
+            pub(crate) fn split(self) -> ($($ty),*) {
+                ($(self.$field),*)
+            }
+        }
+    };
+}
+
+op_args!(
+    /// The inputs of a class-index op as every method of [`Kernels`] takes them.
+    ClassIndexArgs {
+        input: &'a FloatTensor<X>,
+        target: &'a IntTensor<X>,
+        weight: Option<&'a FloatTensor<X>>,
+        params: &'a ClassIndexParams,
+    }
+);
+
+op_args!(
+    /// The inputs of a class-probability op as every method of [`Kernels`] takes them.
+    ClassProbsArgs {
+        input: &'a FloatTensor<X>,
+        target: &'a FloatTensor<X>,
+        weight: Option<&'a FloatTensor<X>>,
+        params: &'a ClassProbsParams,
+    }
+);
+
+op_args!(
+    /// The inputs of a binary op as every method of [`Kernels`] takes them.
+    BinaryArgs {
+        input: &'a FloatTensor<X>,
+        target: &'a FloatTensor<X>,
+        weight: Option<&'a Periodic<X>>,
+        pos_weight: Option<&'a Periodic<X>>,
+        params: &'a BinaryParams,
+    }
+);
+
 /// A value the kernel refused; the caller turns it into the loss's usual panic message.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum BadValue {
@@ -144,18 +202,12 @@ pub(crate) trait Kernels: Backend {
     /// The loss (`[N * S]` or `[1]`) and what the backward needs.
     #[allow(clippy::type_complexity)]
     fn class_index_forward(
-        input: &FloatTensor<Self>,
-        target: &IntTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassIndexParams,
+        args: ClassIndexArgs<'_, Self>,
     ) -> Option<Result<(FloatTensor<Self>, ClassIndexSaved<Self>), BadValue>>;
 
     /// The input gradient `[N, C, S]` for the loss gradient `grad` (shape of the loss).
     fn class_index_backward(
-        input: &FloatTensor<Self>,
-        target: &IntTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassIndexParams,
+        args: ClassIndexArgs<'_, Self>,
         saved: &ClassIndexSaved<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
@@ -166,41 +218,23 @@ pub(crate) trait Kernels: Backend {
     /// (in f32 at logits of 1e4, one rounded log-sum-exp is 5e-4 off, which every softmax
     /// value of the backward would inherit). The class-index forward saves the same layout.
     fn class_probs_forward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassProbsParams,
+        args: ClassProbsArgs<'_, Self>,
     ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)>;
 
     /// The gradients of the input and of the target (each `[N, C, S]`, computed when asked).
-    #[allow(clippy::too_many_arguments)]
     fn class_probs_backward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassProbsParams,
+        args: ClassProbsArgs<'_, Self>,
         log_sum_exp: &FloatTensor<Self>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2];
 
     /// The loss, `[L]` or `[1]`.
-    fn binary_forward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&Periodic<Self>>,
-        pos_weight: Option<&Periodic<Self>>,
-        params: &BinaryParams,
-    ) -> Option<Result<FloatTensor<Self>, BadValue>>;
+    fn binary_forward(args: BinaryArgs<'_, Self>) -> Option<Result<FloatTensor<Self>, BadValue>>;
 
     /// The gradients of the input and of the target (each `[L]`, computed when asked).
-    #[allow(clippy::too_many_arguments)]
     fn binary_backward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&Periodic<Self>>,
-        pos_weight: Option<&Periodic<Self>>,
-        params: &BinaryParams,
+        args: BinaryArgs<'_, Self>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2];

@@ -37,12 +37,12 @@ use core::marker::PhantomData;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
-#[allow(unused_imports)]
-use kernels::Kernels;
 pub(crate) use kernels::{
     BadValue, BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, ClassProbsParams, Output,
     Periodic,
 };
+#[allow(unused_imports)]
+use kernels::{BinaryArgs, ClassIndexArgs, ClassProbsArgs, Kernels};
 
 /// Tries `$attempt::<B, X>()` for each backend `X` with fused kernels, returning the first
 /// result.
@@ -184,24 +184,24 @@ impl<B: Backend, X: Kernels> FusedLosses<B> for OnInner<X> {
                 target,
                 weight,
                 params,
-            } => X::class_index_forward(
-                &same(input),
-                &same(target),
-                weight.map(same).as_ref(),
-                &params,
-            )?
+            } => X::class_index_forward(ClassIndexArgs {
+                input: &same(input),
+                target: &same(target),
+                weight: weight.map(same).as_ref(),
+                params: &params,
+            })?
             .map(|(loss, _saved)| loss),
             FusedOp::ClassProbs {
                 input,
                 target,
                 weight,
                 params,
-            } => Ok(X::class_probs_forward(
-                &same(input),
-                &same(target),
-                weight.map(same).as_ref(),
-                &params,
-            )?
+            } => Ok(X::class_probs_forward(ClassProbsArgs {
+                input: &same(input),
+                target: &same(target),
+                weight: weight.map(same).as_ref(),
+                params: &params,
+            })?
             .0),
             FusedOp::Binary {
                 input,
@@ -209,13 +209,13 @@ impl<B: Backend, X: Kernels> FusedLosses<B> for OnInner<X> {
                 weight,
                 pos_weight,
                 params,
-            } => X::binary_forward(
-                &same(input),
-                &same(target),
-                weight.map(periodic).as_ref(),
-                pos_weight.map(periodic).as_ref(),
-                &params,
-            )?,
+            } => X::binary_forward(BinaryArgs {
+                input: &same(input),
+                target: &same(target),
+                weight: weight.map(periodic).as_ref(),
+                pos_weight: pos_weight.map(periodic).as_ref(),
+                params: &params,
+            })?,
         };
         Some(loss.map(same))
     }

@@ -10,14 +10,14 @@
 use std::borrow::Cow;
 
 use burn::tensor::TensorMetadata;
-use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::ops::FloatTensor;
 use burn_ndarray::{FloatNdArrayElement, NdArray, NdArrayTensor, SharedArray};
 use ndarray::{ArcArray, ArrayViewD, IxDyn};
 use rayon::prelude::*;
 
 use super::kernels::{
-    BadValue, BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, ClassIndexSaved,
-    ClassProbsParams, Kernels, Output, Periodic,
+    BadValue, BinaryArgs, BinaryKind, BinaryParams, ClassIndexArgs, ClassIndexKind,
+    ClassIndexParams, ClassIndexSaved, ClassProbsArgs, ClassProbsParams, Kernels, Output, Periodic,
 };
 use super::real::{Real, max_of, sum_map, sum_map2};
 use crate::reduction::Reduction;
@@ -959,11 +959,9 @@ where
     const CHECKS_VALUES: bool = true;
 
     fn class_index_forward(
-        input: &FloatTensor<Self>,
-        target: &IntTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassIndexParams,
+        args: ClassIndexArgs<'_, Self>,
     ) -> Option<Result<(FloatTensor<Self>, ClassIndexSaved<Self>), BadValue>> {
+        let (input, target, weight, params) = args.split();
         by_dtype!(input, T => class_index_forward_typed::<T>(input, target, weight, params)
         .map(|(loss, log_sum_exp, total_weight)| {
             (loss, ClassIndexSaved { log_sum_exp, total_weight })
@@ -971,48 +969,37 @@ where
     }
 
     fn class_index_backward(
-        input: &FloatTensor<Self>,
-        target: &IntTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassIndexParams,
+        args: ClassIndexArgs<'_, Self>,
         saved: &ClassIndexSaved<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
+        let (input, target, weight, params) = args.split();
         by_dtype!(input, T => class_index_backward_typed::<T>(
             input, target, weight, params, saved.log_sum_exp.as_ref(), &saved.total_weight, &grad))
         .expect("the forward accepted this dtype")
     }
 
     fn class_probs_forward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassProbsParams,
+        args: ClassProbsArgs<'_, Self>,
     ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        let (input, target, weight, params) = args.split();
         by_dtype!(input, T => class_probs_forward_typed::<T>(input, target, weight, params))
     }
 
     fn class_probs_backward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassProbsParams,
+        args: ClassProbsArgs<'_, Self>,
         log_sum_exp: &FloatTensor<Self>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2] {
+        let (input, target, weight, params) = args.split();
         by_dtype!(input, T => class_probs_backward_typed::<T>(
             input, target, weight, params, log_sum_exp, &grad, wants))
         .expect("the forward accepted this dtype")
     }
 
-    fn binary_forward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&Periodic<Self>>,
-        pos_weight: Option<&Periodic<Self>>,
-        params: &BinaryParams,
-    ) -> Option<Result<FloatTensor<Self>, BadValue>> {
+    fn binary_forward(args: BinaryArgs<'_, Self>) -> Option<Result<FloatTensor<Self>, BadValue>> {
+        let (input, target, weight, pos_weight, params) = args.split();
         by_dtype!(input, T => binary_forward_typed::<T>(
             input,
             target,
@@ -1023,14 +1010,11 @@ where
     }
 
     fn binary_backward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&Periodic<Self>>,
-        pos_weight: Option<&Periodic<Self>>,
-        params: &BinaryParams,
+        args: BinaryArgs<'_, Self>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2] {
+        let (input, target, weight, pos_weight, params) = args.split();
         by_dtype!(input, T => binary_backward_typed::<T>(
             input,
             target,

@@ -40,7 +40,7 @@ mod launch;
 mod reduce;
 mod rows;
 
-use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
+use burn::tensor::ops::{FloatTensor, FloatTensorOps};
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 
 pub(super) use binary::{binary_backward, binary_forward};
@@ -49,7 +49,7 @@ pub(super) use class_probs::{class_probs_backward, class_probs_forward};
 pub(super) use launch::{covers_binary, covers_class_index, covers_class_probs};
 
 use super::kernels::{
-    BadValue, BinaryParams, ClassIndexParams, ClassIndexSaved, ClassProbsParams, Kernels, Periodic,
+    BadValue, BinaryArgs, ClassIndexArgs, ClassIndexSaved, ClassProbsArgs, Kernels, Periodic,
 };
 
 /// Units per cube of every kernel.
@@ -69,11 +69,9 @@ where
     const CHECKS_VALUES: bool = false;
 
     fn class_index_forward(
-        input: &FloatTensor<Self>,
-        target: &IntTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassIndexParams,
+        args: ClassIndexArgs<'_, Self>,
     ) -> Option<Result<(FloatTensor<Self>, ClassIndexSaved<Self>), BadValue>> {
+        let (input, target, weight, params) = args.split();
         let out = class_index_forward(input, target, weight, params)?;
         let saved = ClassIndexSaved {
             log_sum_exp: out.log_sum_exp,
@@ -83,13 +81,11 @@ where
     }
 
     fn class_index_backward(
-        input: &FloatTensor<Self>,
-        target: &IntTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassIndexParams,
+        args: ClassIndexArgs<'_, Self>,
         saved: &ClassIndexSaved<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
+        let (input, target, weight, params) = args.split();
         let lse = saved.log_sum_exp.as_ref();
         let weight_sum = |w: &FloatTensor<Self>| Self::float_sum(w.clone());
         class_index_backward(
@@ -105,33 +101,24 @@ where
     }
 
     fn class_probs_forward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassProbsParams,
+        args: ClassProbsArgs<'_, Self>,
     ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        let (input, target, weight, params) = args.split();
         class_probs_forward(input, target, weight, params)
     }
 
     fn class_probs_backward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&FloatTensor<Self>>,
-        params: &ClassProbsParams,
+        args: ClassProbsArgs<'_, Self>,
         log_sum_exp: &FloatTensor<Self>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2] {
+        let (input, target, weight, params) = args.split();
         class_probs_backward(input, target, weight, params, log_sum_exp, grad, wants)
     }
 
-    fn binary_forward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&Periodic<Self>>,
-        pos_weight: Option<&Periodic<Self>>,
-        params: &BinaryParams,
-    ) -> Option<Result<FloatTensor<Self>, BadValue>> {
+    fn binary_forward(args: BinaryArgs<'_, Self>) -> Option<Result<FloatTensor<Self>, BadValue>> {
+        let (input, target, weight, pos_weight, params) = args.split();
         covers_binary(params, weight, pos_weight).then(|| {
             let [weight, pos_weight] = [weight, pos_weight].map(|w| w.map(Periodic::parts));
             Ok(binary_forward(input, target, weight, pos_weight, params))
@@ -139,14 +126,11 @@ where
     }
 
     fn binary_backward(
-        input: &FloatTensor<Self>,
-        target: &FloatTensor<Self>,
-        weight: Option<&Periodic<Self>>,
-        pos_weight: Option<&Periodic<Self>>,
-        params: &BinaryParams,
+        args: BinaryArgs<'_, Self>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2] {
+        let (input, target, weight, pos_weight, params) = args.split();
         let [weight, pos_weight] = [weight, pos_weight].map(|w| w.map(Periodic::parts));
         binary_backward(input, target, weight, pos_weight, params, grad, wants)
     }
@@ -155,7 +139,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::super::contract_tests::{CubeWgpu, float, int, ready};
-    use super::super::kernels::{BinaryKind, ClassIndexKind, Output};
+    use super::super::kernels::{
+        BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, Output,
+    };
     use super::*;
 
     /// The cases the cube kernels leave to the composite path: a positive weight for BCE on
@@ -178,7 +164,14 @@ mod tests {
             check_values: false,
         };
         assert!(
-            CubeWgpu::binary_forward(&input, &input, None, Some(&pos_weight), &params).is_none()
+            CubeWgpu::binary_forward(BinaryArgs {
+                input: &input,
+                target: &input,
+                weight: None,
+                pos_weight: Some(&pos_weight),
+                params: &params
+            })
+            .is_none()
         );
         let class_params = ClassIndexParams {
             kind: ClassIndexKind::CrossEntropy,
@@ -191,6 +184,14 @@ mod tests {
             check_values: false,
         };
         let target = int::<CubeWgpu>(&[0, 1], &[2, 1], &device);
-        assert!(CubeWgpu::class_index_forward(&input, &target, None, &class_params).is_none());
+        assert!(
+            CubeWgpu::class_index_forward(ClassIndexArgs {
+                input: &input,
+                target: &target,
+                weight: None,
+                params: &class_params
+            })
+            .is_none()
+        );
     }
 }

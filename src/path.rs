@@ -422,22 +422,22 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
                 target,
                 weight,
                 params,
-            } => FusedOp::ClassIndex {
+            } => FusedOp::ClassIndex(
                 input,
-                target: (*target).clone().into_primitive(),
-                weight: weight.map(vector).map_or(Some(None), |w| w.map(Some))?,
-                params: *params,
-            },
+                (*target).clone().into_primitive(),
+                weight.map(vector).map_or(Some(None), |w| w.map(Some))?,
+                *params,
+            ),
             Family::ClassProbs {
                 target,
                 weight,
                 params,
-            } => FusedOp::ClassProbs {
+            } => FusedOp::ClassProbs(
                 input,
-                target: float(target)?,
-                weight: weight.map(vector).map_or(Some(None), |w| w.map(Some))?,
-                params: *params,
-            },
+                float(target)?,
+                weight.map(vector).map_or(Some(None), |w| w.map(Some))?,
+                *params,
+            ),
             Family::Binary {
                 target,
                 weight,
@@ -449,13 +449,13 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
                 let periodic = |weight: &BroadcastWeight<B>, argument: &str| {
                     weight.periodic(self.function, argument, self.input)
                 };
-                FusedOp::Binary {
+                FusedOp::Binary(
                     input,
-                    target: float(target)?,
-                    weight: weight.map(|w| periodic(w, "weight")),
-                    pos_weight: pos_weight.map(|w| periodic(w, "pos_weight")),
-                    params: *params,
-                }
+                    float(target)?,
+                    weight.map(|w| periodic(w, "weight")),
+                    pos_weight.map(|w| periodic(w, "pos_weight")),
+                    *params,
+                )
             }
         })
     }

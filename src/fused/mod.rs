@@ -78,37 +78,37 @@ macro_rules! each_backend {
 /// One fused loss, as a backend's kernels take it: `B`'s primitives in the layouts of
 /// [`kernels`] (the primitives keep the tensors' own ranks; the params give the shapes).
 pub(crate) enum FusedOp<B: Backend> {
-    /// Cross-entropy or NLL with class indices.
-    ClassIndex {
-        input: FloatTensor<B>,
-        target: IntTensor<B>,
-        weight: Option<FloatTensor<B>>,
-        params: ClassIndexParams,
-    },
-    /// Cross-entropy with class probabilities.
-    ClassProbs {
-        input: FloatTensor<B>,
-        target: FloatTensor<B>,
-        weight: Option<FloatTensor<B>>,
-        params: ClassProbsParams,
-    },
-    /// BCE or BCE with logits.
-    Binary {
-        input: FloatTensor<B>,
-        target: FloatTensor<B>,
-        weight: Option<Periodic<B>>,
-        pos_weight: Option<Periodic<B>>,
-        params: BinaryParams,
-    },
+    /// Cross-entropy or NLL with class indices: input, target, class weight, params.
+    ClassIndex(
+        FloatTensor<B>,
+        IntTensor<B>,
+        Option<FloatTensor<B>>,
+        ClassIndexParams,
+    ),
+    /// Cross-entropy with class probabilities: input, target, class weight, params.
+    ClassProbs(
+        FloatTensor<B>,
+        FloatTensor<B>,
+        Option<FloatTensor<B>>,
+        ClassProbsParams,
+    ),
+    /// BCE or BCE with logits: input, target, weight, positive weight, params.
+    Binary(
+        FloatTensor<B>,
+        FloatTensor<B>,
+        Option<Periodic<B>>,
+        Option<Periodic<B>>,
+        BinaryParams,
+    ),
 }
 
 impl<B: Backend> FusedOp<B> {
     /// Asks the kernel to check the values itself (class indices, BCE probabilities), or not.
     pub(crate) fn check_values_in_kernel(mut self, check: bool) -> Self {
         match &mut self {
-            Self::ClassIndex { params, .. } => params.check_values = check,
-            Self::Binary { params, .. } => params.check_values = check,
-            Self::ClassProbs { .. } => {}
+            Self::ClassIndex(.., params) => params.check_values = check,
+            Self::Binary(.., params) => params.check_values = check,
+            Self::ClassProbs(..) => {}
         }
         self
     }
@@ -179,43 +179,33 @@ impl<B: Backend, X: Kernels> FusedLosses<B> for OnInner<X> {
             period: w.period,
         };
         let loss = match op {
-            FusedOp::ClassIndex {
-                input,
-                target,
-                weight,
-                params,
-            } => X::class_index_forward(ClassIndexArgs {
-                input: &same(input),
-                target: &same(target),
-                weight: weight.map(same).as_ref(),
-                params: &params,
-            })?
-            .map(|(loss, _saved)| loss),
-            FusedOp::ClassProbs {
-                input,
-                target,
-                weight,
-                params,
-            } => Ok(X::class_probs_forward(ClassProbsArgs {
-                input: &same(input),
-                target: &same(target),
-                weight: weight.map(same).as_ref(),
-                params: &params,
-            })?
-            .0),
-            FusedOp::Binary {
-                input,
-                target,
-                weight,
-                pos_weight,
-                params,
-            } => X::binary_forward(BinaryArgs {
-                input: &same(input),
-                target: &same(target),
-                weight: weight.map(periodic).as_ref(),
-                pos_weight: pos_weight.map(periodic).as_ref(),
-                params: &params,
-            })?,
+            FusedOp::ClassIndex(input, target, weight, params) => {
+                X::class_index_forward(ClassIndexArgs {
+                    input: &same(input),
+                    target: &same(target),
+                    weight: weight.map(same).as_ref(),
+                    params: &params,
+                })?
+                .map(|(loss, _saved)| loss)
+            }
+            FusedOp::ClassProbs(input, target, weight, params) => {
+                Ok(X::class_probs_forward(ClassProbsArgs {
+                    input: &same(input),
+                    target: &same(target),
+                    weight: weight.map(same).as_ref(),
+                    params: &params,
+                })?
+                .0)
+            }
+            FusedOp::Binary(input, target, weight, pos_weight, params) => {
+                X::binary_forward(BinaryArgs {
+                    input: &same(input),
+                    target: &same(target),
+                    weight: weight.map(periodic).as_ref(),
+                    pos_weight: pos_weight.map(periodic).as_ref(),
+                    params: &params,
+                })?
+            }
         };
         Some(loss.map(same))
     }
@@ -250,21 +240,11 @@ impl<B: Backend, X: Kernels> FusedLosses<B> for OnAutodiff<X> {
             })
         };
         let loss = match op {
-            FusedOp::ClassIndex {
-                input,
-                target,
-                weight,
-                params,
-            } => {
+            FusedOp::ClassIndex(input, target, weight, params) => {
                 let weight = all_some(weight.map(constant))?;
                 autodiff::class_index::<X>(same(input), same(target), weight, params)?
             }
-            FusedOp::ClassProbs {
-                input,
-                target,
-                weight,
-                params,
-            } => {
+            FusedOp::ClassProbs(input, target, weight, params) => {
                 let weight = all_some(weight.map(constant))?;
                 Ok(autodiff::class_probs::<X>(
                     same(input),
@@ -273,13 +253,7 @@ impl<B: Backend, X: Kernels> FusedLosses<B> for OnAutodiff<X> {
                     params,
                 )?)
             }
-            FusedOp::Binary {
-                input,
-                target,
-                weight,
-                pos_weight,
-                params,
-            } => {
+            FusedOp::Binary(input, target, weight, pos_weight, params) => {
                 let weight = all_some(weight.map(periodic))?;
                 let pos_weight = all_some(pos_weight.map(periodic))?;
                 autodiff::binary::<X>(same(input), same(target), weight, pos_weight, params)?

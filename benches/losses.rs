@@ -76,15 +76,7 @@ fn main() {
     );
 
     for loss in Loss::ALL {
-        let shapes = if test_mode {
-            loss.test_shapes()
-        } else {
-            loss.shapes()
-                .into_iter()
-                .filter(|shape| shape_selected(SHAPES_VAR, "all", shape))
-                .collect()
-        };
-        for shape in shapes {
+        for shape in loss.shapes_to_run(test_mode) {
             let case = Case {
                 loss,
                 shape: &shape,

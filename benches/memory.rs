@@ -30,10 +30,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use common::{
-    HostInputs, Impl, Inputs, Loss, Mode, NdArrayAd, SHAPES_VAR, parse_shape, shape_label,
-    shape_selected,
-};
+use common::{HostInputs, Impl, Inputs, Loss, Mode, NdArrayAd, parse_shape, shape_label};
 
 /// The system allocator, counting the bytes live now and at the peak.
 struct Counting;
@@ -111,15 +108,7 @@ fn main() {
     );
     let mut results = Vec::new();
     for loss in Loss::ALL {
-        let shapes = if test_mode {
-            loss.test_shapes()
-        } else {
-            loss.shapes()
-                .into_iter()
-                .filter(|shape| shape_selected(SHAPES_VAR, "all", shape))
-                .collect()
-        };
-        for shape in shapes {
+        for shape in loss.shapes_to_run(test_mode) {
             for mode in Mode::ALL {
                 for &imp in loss.impls() {
                     let id = format!(

@@ -16,6 +16,10 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use burn_xent::*;
 
+/// The tests' helpers, for reading tensors back.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 type NdArray = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
 type Wgpu = burn_autodiff::Autodiff<burn_wgpu::Wgpu>;
 
@@ -56,11 +60,8 @@ fn with_grad<B: AutodiffBackend, const D: usize>(
     let x = x.clone().detach().require_grad();
     let value = loss(x.clone());
     let grads = value.backward();
-    let as_f64 = |d: TensorData| d.convert::<f64>().to_vec::<f64>().unwrap();
-    (
-        as_f64(value.into_data()),
-        as_f64(x.grad(&grads).expect("x is a leaf").into_data()),
-    )
+    let grad = x.grad(&grads).expect("x is a leaf");
+    (common::values(value), common::values(grad))
 }
 
 fn largest_difference(a: &[f64], b: &[f64]) -> f64 {

@@ -9,11 +9,15 @@
 //!
 //! Run with `cargo run --example gradcheck`.
 
+use burn::tensor::Tensor;
 use burn::tensor::activation::{log_sigmoid, sigmoid};
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorData};
 use burn_xent::gradcheck::{GradcheckConfig, assert_gradcheck, gradcheck};
 use burn_xent::{BceWithLogitsOptions, Reduction, binary_cross_entropy_with_logits};
+
+/// The tests' helpers, for their dtype-aware tensor constructor.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 type B = burn_autodiff::Autodiff<burn_ndarray::NdArray<f64>>;
 
@@ -54,13 +58,9 @@ fn binary_focal_loss<Bk: Backend, const D: usize>(
     alpha_t * modulating * bce
 }
 
-/// A `[rows, cols]` f64 tensor (the dtype stated, as `gradcheck`'s docs advise).
+/// A `[rows, cols]` tensor in `B`'s f64, the dtype stated (as `gradcheck`'s docs advise).
 fn tensor(values: &[f64], shape: [usize; 2]) -> Tensor<B, 2> {
-    let device = Default::default();
-    Tensor::from_data(
-        TensorData::new(values.to_vec(), shape),
-        (&device, DType::F64),
-    )
+    common::float(values, shape, &Default::default())
 }
 
 fn main() {

@@ -19,13 +19,19 @@
 //! Run with `cargo run --example plot_losses`; it prints a few values, where the probability
 //! form breaks down and the largest errors of both forms, then writes the picture.
 
+use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Tensor, TensorData};
 use burn_xent::{
     BceOptions, BceWithLogitsOptions, binary_cross_entropy_no_reduction,
     binary_cross_entropy_with_logits_no_reduction,
 };
 use plotters::prelude::*;
+
+/// The tests' helpers, for their tensor constructors and read-back.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{float_as, float_dtype, values};
 
 type B = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
 
@@ -46,9 +52,9 @@ fn curves(xs: &[f32], target: f32) -> (Curve, Curve) {
     let device = Default::default();
     let n = xs.len();
     let run = |with_logits: bool| {
-        let x =
-            Tensor::<B, 1>::from_data(TensorData::new(xs.to_vec(), [n]), &device).require_grad();
-        let t = Tensor::<B, 1>::full([n], target, &device);
+        let x: Tensor<B, 1> = float_as(xs.to_vec(), [n], &device, float_dtype::<B>());
+        let x = x.require_grad();
+        let t = float_as(vec![target; n], [n], &device, float_dtype::<B>());
         let loss = if with_logits {
             binary_cross_entropy_with_logits_no_reduction(
                 x.clone(),
@@ -61,16 +67,9 @@ fn curves(xs: &[f32], target: f32) -> (Curve, Curve) {
         // The elements are independent, so the gradient of the sum is each element's own.
         let grads = loss.clone().sum().backward();
         let grad = x.grad(&grads).expect("x is tracked");
-        let to_f64 = |data: TensorData| -> Vec<f64> {
-            data.to_vec::<f32>()
-                .expect("f32")
-                .into_iter()
-                .map(f64::from)
-                .collect()
-        };
         Curve {
-            loss: to_f64(loss.into_data()),
-            grad: to_f64(grad.into_data()),
+            loss: values(loss),
+            grad: values(grad),
         }
     };
     (run(false), run(true))

@@ -8,9 +8,8 @@
 
 mod common;
 
-use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Element, TensorData};
+use burn::tensor::{Int, Tensor};
 use burn_xent::gradcheck::{
     GradcheckConfig, GradcheckReport, Projection, assert_gradcheck, gradcheck,
 };
@@ -21,27 +20,9 @@ use burn_xent::{
     cross_entropy_with_probs, cross_entropy_with_probs_no_reduction, nll_loss,
     nll_loss_no_reduction,
 };
-use common::{NdArrayAd, NdArrayAd64, Stream, int};
+use common::{NdArrayAd, NdArrayAd64, Stream, float, float_dtype, int, normalised_over_classes};
 
 const REDUCTIONS: [Reduction; 2] = [Reduction::Mean, Reduction::Sum];
-
-/// A float tensor of `shape` from `values`, in the backend's own float dtype.
-///
-/// Stated explicitly because Burn 0.21 keeps the default float dtype per device type, fixed by
-/// the first tensor created on it: `NdArray<f32>` and `NdArray<f64>` share `NdArrayDevice`, so
-/// in a test binary that runs both, a plain `Tensor::from_data` on `NdArray<f64>` may give
-/// f32 tensors.
-fn float<B: AutodiffBackend, const D: usize>(
-    values: &[f64],
-    shape: [usize; D],
-    device: &B::Device,
-) -> Tensor<B, D> {
-    let dtype = <B::FloatElem as Element>::dtype();
-    Tensor::from_data(
-        TensorData::new(values.to_vec(), shape).convert_dtype(dtype),
-        (device, dtype),
-    )
-}
 
 /// The settings for the inputs' dtype: PyTorch's defaults in f64, the f32 preset otherwise.
 fn config_for<B: AutodiffBackend, const D: usize>(inputs: &[Tensor<B, D>]) -> GradcheckConfig {
@@ -56,7 +37,7 @@ fn check<B: AutodiffBackend, const D: usize, const DO: usize>(
     inputs: &[Tensor<B, D>],
     f: impl Fn(&[Tensor<B, D>]) -> Tensor<B, DO>,
 ) -> GradcheckReport {
-    let dtype = <B::FloatElem as Element>::dtype();
+    let dtype = float_dtype::<B>();
     for input in inputs {
         assert_eq!(input.dtype(), dtype, "{what}: input dtype");
     }
@@ -88,26 +69,47 @@ fn check_weight_gradient<B: AutodiffBackend, const D: usize, const DO: usize>(
     check(what, inputs, f)
 }
 
-/// Class probabilities of shape `[N, C]` or `[N, C, d]` built from `values`, normalised over
-/// dimension 1 on the host.
+/// Which inputs a check differentiates.
+#[derive(Clone, Copy, PartialEq)]
+enum Wrt {
+    /// The loss's input and float target only: [`check`].
+    Inputs,
+    /// A weight too: [`check_weight_gradient`].
+    Weight,
+}
+
+/// Checks one loss in every reduction: `reduced(inputs, reduction)` for `mean` and `sum` (as
+/// `<name> Mean`, `<name> Sum`) and `none(inputs)` (as `<name> none`).
+#[track_caller]
+fn check_reductions<B: AutodiffBackend, const D: usize, const DO: usize>(
+    name: &str,
+    inputs: &[Tensor<B, D>],
+    wrt: Wrt,
+    reduced: impl Fn(&[Tensor<B, D>], Reduction) -> Tensor<B, 1>,
+    none: impl Fn(&[Tensor<B, D>]) -> Tensor<B, DO>,
+) {
+    for reduction in REDUCTIONS {
+        let what = format!("{name} {reduction:?}");
+        let f = |x: &[Tensor<B, D>]| reduced(x, reduction);
+        match wrt {
+            Wrt::Inputs => check(&what, inputs, f),
+            Wrt::Weight => check_weight_gradient(&what, inputs, f),
+        };
+    }
+    let what = format!("{name} none");
+    match wrt {
+        Wrt::Inputs => check(&what, inputs, &none),
+        Wrt::Weight => check_weight_gradient(&what, inputs, &none),
+    };
+}
+
+/// Class probabilities of shape `[N, C]` or `[N, C, d]` from positive `raw` values.
 fn probabilities<B: AutodiffBackend, const D: usize>(
-    values: &[f64],
+    raw: &[f64],
     shape: [usize; D],
     device: &B::Device,
 ) -> Tensor<B, D> {
-    let classes = shape[1];
-    let inner: usize = shape[2..].iter().product();
-    let mut out = values.to_vec();
-    for n in 0..shape[0] {
-        for s in 0..inner {
-            let at = |c: usize| (n * classes + c) * inner + s;
-            let total: f64 = (0..classes).map(|c| values[at(c)]).sum();
-            for c in 0..classes {
-                out[at(c)] = values[at(c)] / total;
-            }
-        }
-    }
-    float(&out, shape, device)
+    float(&normalised_over_classes(raw, &shape), shape, device)
 }
 
 // ---------------------------------------------------------------- BCE on probabilities
@@ -116,16 +118,14 @@ fn bce_reductions<B: AutodiffBackend>(device: &B::Device) {
     let mut s = Stream::new(11);
     let p = float::<B, 1>(&s.uniforms(6, 0.05, 0.95), [6], device);
     let t = float::<B, 1>(&s.uniforms(6, 0.0, 1.0), [6], device);
-    let inputs = [p, t];
     let opts = BceOptions::new();
-    for reduction in REDUCTIONS {
-        check(&format!("bce {reduction:?}"), &inputs, |x| {
-            binary_cross_entropy(x[0].clone(), x[1].clone(), reduction, &opts)
-        });
-    }
-    check("bce none", &inputs, |x| {
-        binary_cross_entropy_no_reduction(x[0].clone(), x[1].clone(), &opts)
-    });
+    check_reductions(
+        "bce",
+        &[p, t],
+        Wrt::Inputs,
+        |x, reduction| binary_cross_entropy(x[0].clone(), x[1].clone(), reduction, &opts),
+        |x| binary_cross_entropy_no_reduction(x[0].clone(), x[1].clone(), &opts),
+    );
 }
 
 fn bce_weight<B: AutodiffBackend>(device: &B::Device) {
@@ -134,17 +134,14 @@ fn bce_weight<B: AutodiffBackend>(device: &B::Device) {
     let t = float::<B, 2>(&s.uniforms(12, 0.0, 1.0), [4, 3], device);
     // The weight broadcasts from [1, 3]; its gradient is checked too.
     let w = float::<B, 2>(&s.uniforms(3, 0.5, 2.0), [1, 3], device);
-    let inputs = [p, t, w];
-    for reduction in REDUCTIONS {
-        check_weight_gradient(&format!("bce weight {reduction:?}"), &inputs, |x| {
-            let opts = BceOptions::new().with_weight(x[2].clone());
-            binary_cross_entropy(x[0].clone(), x[1].clone(), reduction, &opts)
-        });
-    }
-    check_weight_gradient("bce weight none", &inputs, |x| {
-        let opts = BceOptions::new().with_weight(x[2].clone());
-        binary_cross_entropy_no_reduction(x[0].clone(), x[1].clone(), &opts)
-    });
+    let opts = |x: &[Tensor<B, 2>]| BceOptions::new().with_weight(x[2].clone());
+    check_reductions(
+        "bce weight",
+        &[p, t, w],
+        Wrt::Weight,
+        |x, reduction| binary_cross_entropy(x[0].clone(), x[1].clone(), reduction, &opts(x)),
+        |x| binary_cross_entropy_no_reduction(x[0].clone(), x[1].clone(), &opts(x)),
+    );
 }
 
 // ---------------------------------------------------------------- BCE on logits
@@ -153,16 +150,16 @@ fn bce_with_logits_reductions<B: AutodiffBackend>(device: &B::Device) {
     let mut s = Stream::new(21);
     let x = float::<B, 1>(&s.normals(6, 1.5), [6], device);
     let t = float::<B, 1>(&s.uniforms(6, 0.0, 1.0), [6], device);
-    let inputs = [x, t];
     let opts = BceWithLogitsOptions::new();
-    for reduction in REDUCTIONS {
-        check(&format!("bce_with_logits {reduction:?}"), &inputs, |x| {
+    check_reductions(
+        "bce_with_logits",
+        &[x, t],
+        Wrt::Inputs,
+        |x, reduction| {
             binary_cross_entropy_with_logits(x[0].clone(), x[1].clone(), reduction, &opts)
-        });
-    }
-    check("bce_with_logits none", &inputs, |x| {
-        binary_cross_entropy_with_logits_no_reduction(x[0].clone(), x[1].clone(), &opts)
-    });
+        },
+        |x| binary_cross_entropy_with_logits_no_reduction(x[0].clone(), x[1].clone(), &opts),
+    );
 }
 
 fn bce_with_logits_weights<B: AutodiffBackend>(device: &B::Device) {
@@ -172,40 +169,46 @@ fn bce_with_logits_weights<B: AutodiffBackend>(device: &B::Device) {
     let w = float::<B, 2>(&s.uniforms(12, 0.5, 2.0), [4, 3], device);
     let pw = float::<B, 2>(&s.uniforms(3, 0.5, 3.0), [1, 3], device);
     // Gradients with respect to the logits, the target, the weight and the pos_weight.
-    let inputs = [x, t, w, pw];
     let opts = |x: &[Tensor<B, 2>]| {
         BceWithLogitsOptions::new()
             .with_weight(x[2].clone())
             .with_pos_weight(x[3].clone())
     };
-    for reduction in REDUCTIONS {
-        check_weight_gradient(
-            &format!("bce_with_logits weights {reduction:?}"),
-            &inputs,
-            |x| binary_cross_entropy_with_logits(x[0].clone(), x[1].clone(), reduction, &opts(x)),
-        );
-    }
-    check_weight_gradient("bce_with_logits weights none", &inputs, |x| {
-        binary_cross_entropy_with_logits_no_reduction(x[0].clone(), x[1].clone(), &opts(x))
-    });
+    check_reductions(
+        "bce_with_logits weights",
+        &[x, t, w, pw],
+        Wrt::Weight,
+        |x, reduction| {
+            binary_cross_entropy_with_logits(x[0].clone(), x[1].clone(), reduction, &opts(x))
+        },
+        |x| binary_cross_entropy_with_logits_no_reduction(x[0].clone(), x[1].clone(), &opts(x)),
+    );
 }
 
 // ---------------------------------------------------------------- cross-entropy, class indices
+
+/// `cross_entropy` of `[N, C]` logits `x` with class indices `target` and constant options,
+/// with respect to `x`, in every reduction.
+fn check_cross_entropy<B: AutodiffBackend>(
+    name: &str,
+    x: Tensor<B, 2>,
+    target: Tensor<B, 1, Int>,
+    opts: CrossEntropyOptions<B>,
+) {
+    check_reductions(
+        name,
+        &[x],
+        Wrt::Inputs,
+        |x, reduction| cross_entropy(x[0].clone(), target.clone(), reduction, &opts),
+        |x| cross_entropy_no_reduction(x[0].clone(), target.clone(), &opts),
+    );
+}
 
 fn cross_entropy_reductions<B: AutodiffBackend>(device: &B::Device) {
     let mut s = Stream::new(31);
     let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
     let target = int::<B, 1>(&s.classes(4, 3), [4], device);
-    let inputs = [x];
-    let opts = CrossEntropyOptions::new();
-    for reduction in REDUCTIONS {
-        check(&format!("cross_entropy {reduction:?}"), &inputs, |x| {
-            cross_entropy(x[0].clone(), target.clone(), reduction, &opts)
-        });
-    }
-    check("cross_entropy none", &inputs, |x| {
-        cross_entropy_no_reduction(x[0].clone(), target.clone(), &opts)
-    });
+    check_cross_entropy("cross_entropy", x, target, CrossEntropyOptions::new());
 }
 
 fn cross_entropy_options<B: AutodiffBackend>(device: &B::Device) {
@@ -213,7 +216,6 @@ fn cross_entropy_options<B: AutodiffBackend>(device: &B::Device) {
     let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
     // Class weight as [1, 3], reshaped to [3] inside: its gradient is checked too.
     let w = float::<B, 2>(&s.uniforms(3, 0.5, 2.0), [1, 3], device);
-    let inputs = [x, w];
 
     // Weight, ignore_index 1 (rows 1 and 3 ignored), label smoothing.
     let target = int::<B, 1>(&[2, 1, 0, 1], [4], device);
@@ -223,31 +225,21 @@ fn cross_entropy_options<B: AutodiffBackend>(device: &B::Device) {
             .with_ignore_index(1)
             .with_label_smoothing(0.1)
     };
-    for reduction in REDUCTIONS {
-        check_weight_gradient(
-            &format!("cross_entropy options {reduction:?}"),
-            &inputs,
-            |x| cross_entropy(x[0].clone(), target.clone(), reduction, &opts(&x[1])),
-        );
-    }
-    check_weight_gradient("cross_entropy options none", &inputs, |x| {
-        cross_entropy_no_reduction(x[0].clone(), target.clone(), &opts(&x[1]))
-    });
+    check_reductions(
+        "cross_entropy options",
+        &[x.clone(), w],
+        Wrt::Weight,
+        |x, reduction| cross_entropy(x[0].clone(), target.clone(), reduction, &opts(&x[1])),
+        |x| cross_entropy_no_reduction(x[0].clone(), target.clone(), &opts(&x[1])),
+    );
 
     // The default ignore_index -100 in the target, smoothing 0.2, no weight.
-    let target = int::<B, 1>(&[0, -100, 2, 1], [4], device);
-    let opts = CrossEntropyOptions::new().with_label_smoothing(0.2);
-    let logits = [inputs[0].clone()];
-    for reduction in REDUCTIONS {
-        check_weight_gradient(
-            &format!("cross_entropy ignored -100 {reduction:?}"),
-            &logits,
-            |x| cross_entropy(x[0].clone(), target.clone(), reduction, &opts),
-        );
-    }
-    check_weight_gradient("cross_entropy ignored -100 none", &logits, |x| {
-        cross_entropy_no_reduction(x[0].clone(), target.clone(), &opts)
-    });
+    check_cross_entropy(
+        "cross_entropy ignored -100",
+        x,
+        int::<B, 1>(&[0, -100, 2, 1], [4], device),
+        CrossEntropyOptions::new().with_label_smoothing(0.2),
+    );
 }
 
 // ---------------------------------------------------------------- cross-entropy, probabilities
@@ -259,36 +251,36 @@ fn cross_entropy_probs<B: AutodiffBackend>(device: &B::Device) {
     let w = float::<B, 2>(&s.uniforms(3, 0.5, 2.0), [1, 3], device);
 
     // Gradients with respect to the logits and the soft target.
-    let inputs = [x.clone(), q.clone()];
     let plain = CrossEntropyOptions::new();
-    for reduction in REDUCTIONS {
-        check(
-            &format!("cross_entropy_with_probs {reduction:?}"),
-            &inputs,
-            |x| cross_entropy_with_probs(x[0].clone(), x[1].clone(), reduction, &plain),
-        );
-    }
-    check("cross_entropy_with_probs none", &inputs, |x| {
-        cross_entropy_with_probs_no_reduction::<_, 2, 1>(x[0].clone(), x[1].clone(), &plain)
-    });
+    check_reductions(
+        "cross_entropy_with_probs",
+        &[x.clone(), q.clone()],
+        Wrt::Inputs,
+        |x, reduction| cross_entropy_with_probs(x[0].clone(), x[1].clone(), reduction, &plain),
+        |x| cross_entropy_with_probs_no_reduction::<_, 2, 1>(x[0].clone(), x[1].clone(), &plain),
+    );
 
     // Weight and label smoothing; the weight's gradient is checked too.
-    let inputs = [x, q, w];
     let opts = |w: &Tensor<B, 2>| {
         CrossEntropyOptions::new()
             .with_weight(w.clone().reshape([3]))
             .with_label_smoothing(0.1)
     };
-    for reduction in REDUCTIONS {
-        check_weight_gradient(
-            &format!("cross_entropy_with_probs options {reduction:?}"),
-            &inputs,
-            |x| cross_entropy_with_probs(x[0].clone(), x[1].clone(), reduction, &opts(&x[2])),
-        );
-    }
-    check_weight_gradient("cross_entropy_with_probs options none", &inputs, |x| {
-        cross_entropy_with_probs_no_reduction::<_, 2, 1>(x[0].clone(), x[1].clone(), &opts(&x[2]))
-    });
+    check_reductions(
+        "cross_entropy_with_probs options",
+        &[x, q, w],
+        Wrt::Weight,
+        |x, reduction| {
+            cross_entropy_with_probs(x[0].clone(), x[1].clone(), reduction, &opts(&x[2]))
+        },
+        |x| {
+            cross_entropy_with_probs_no_reduction::<_, 2, 1>(
+                x[0].clone(),
+                x[1].clone(),
+                &opts(&x[2]),
+            )
+        },
+    );
 }
 
 // ---------------------------------------------------------------- K-dimensional inputs
@@ -301,36 +293,28 @@ fn cross_entropy_k_dim<B: AutodiffBackend>(device: &B::Device) {
 
     // Class indices with weight, one ignored element and smoothing.
     let target = int::<B, 2>(&[0, 2, -100, 1], [2, 2], device);
-    let inputs = [x.clone(), w];
     let opts = |w: &Tensor<B, 3>| {
         CrossEntropyOptions::new()
             .with_weight(w.clone().reshape([3]))
             .with_label_smoothing(0.1)
     };
-    for reduction in REDUCTIONS {
-        check_weight_gradient(
-            &format!("cross_entropy k-dim {reduction:?}"),
-            &inputs,
-            |x| cross_entropy(x[0].clone(), target.clone(), reduction, &opts(&x[1])),
-        );
-    }
-    check_weight_gradient("cross_entropy k-dim none", &inputs, |x| {
-        cross_entropy_no_reduction(x[0].clone(), target.clone(), &opts(&x[1]))
-    });
+    check_reductions(
+        "cross_entropy k-dim",
+        &[x.clone(), w],
+        Wrt::Weight,
+        |x, reduction| cross_entropy(x[0].clone(), target.clone(), reduction, &opts(&x[1])),
+        |x| cross_entropy_no_reduction(x[0].clone(), target.clone(), &opts(&x[1])),
+    );
 
     // Probabilities, with respect to logits and target, with smoothing.
-    let inputs = [x, q];
     let opts = CrossEntropyOptions::new().with_label_smoothing(0.1);
-    for reduction in REDUCTIONS {
-        check(
-            &format!("cross_entropy_with_probs k-dim {reduction:?}"),
-            &inputs,
-            |x| cross_entropy_with_probs(x[0].clone(), x[1].clone(), reduction, &opts),
-        );
-    }
-    check("cross_entropy_with_probs k-dim none", &inputs, |x| {
-        cross_entropy_with_probs_no_reduction::<_, 3, 2>(x[0].clone(), x[1].clone(), &opts)
-    });
+    check_reductions(
+        "cross_entropy_with_probs k-dim",
+        &[x, q],
+        Wrt::Inputs,
+        |x, reduction| cross_entropy_with_probs(x[0].clone(), x[1].clone(), reduction, &opts),
+        |x| cross_entropy_with_probs_no_reduction::<_, 3, 2>(x[0].clone(), x[1].clone(), &opts),
+    );
 }
 
 // ---------------------------------------------------------------- NLL
@@ -340,33 +324,29 @@ fn nll_loss_reductions<B: AutodiffBackend>(device: &B::Device) {
     let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
     let w = float::<B, 2>(&s.uniforms(3, 0.5, 2.0), [1, 3], device);
     let target = int::<B, 1>(&s.classes(4, 3), [4], device);
-    let inputs = [x.clone()];
     let plain = NllLossOptions::new();
-    for reduction in REDUCTIONS {
-        check(&format!("nll_loss {reduction:?}"), &inputs, |x| {
-            nll_loss(x[0].clone(), target.clone(), reduction, &plain)
-        });
-    }
-    check("nll_loss none", &inputs, |x| {
-        nll_loss_no_reduction(x[0].clone(), target.clone(), &plain)
-    });
+    check_reductions(
+        "nll_loss",
+        std::slice::from_ref(&x),
+        Wrt::Inputs,
+        |x, reduction| nll_loss(x[0].clone(), target.clone(), reduction, &plain),
+        |x| nll_loss_no_reduction(x[0].clone(), target.clone(), &plain),
+    );
 
     // Weight (gradient checked) and ignore_index 0.
     let target = int::<B, 1>(&[0, 2, 1, 0], [4], device);
-    let inputs = [x, w];
     let opts = |w: &Tensor<B, 2>| {
         NllLossOptions::new()
             .with_weight(w.clone().reshape([3]))
             .with_ignore_index(0)
     };
-    for reduction in REDUCTIONS {
-        check_weight_gradient(&format!("nll_loss options {reduction:?}"), &inputs, |x| {
-            nll_loss(x[0].clone(), target.clone(), reduction, &opts(&x[1]))
-        });
-    }
-    check_weight_gradient("nll_loss options none", &inputs, |x| {
-        nll_loss_no_reduction(x[0].clone(), target.clone(), &opts(&x[1]))
-    });
+    check_reductions(
+        "nll_loss options",
+        &[x, w],
+        Wrt::Weight,
+        |x, reduction| nll_loss(x[0].clone(), target.clone(), reduction, &opts(&x[1])),
+        |x| nll_loss_no_reduction(x[0].clone(), target.clone(), &opts(&x[1])),
+    );
 }
 
 fn nll_loss_k_dim<B: AutodiffBackend>(device: &B::Device) {
@@ -374,16 +354,14 @@ fn nll_loss_k_dim<B: AutodiffBackend>(device: &B::Device) {
     let x = float::<B, 3>(&s.normals(12, 1.5), [2, 3, 2], device);
     let w = float::<B, 3>(&s.uniforms(3, 0.5, 2.0), [1, 1, 3], device);
     let target = int::<B, 2>(&[1, -100, 2, 0], [2, 2], device);
-    let inputs = [x, w];
     let opts = |w: &Tensor<B, 3>| NllLossOptions::new().with_weight(w.clone().reshape([3]));
-    for reduction in REDUCTIONS {
-        check_weight_gradient(&format!("nll_loss k-dim {reduction:?}"), &inputs, |x| {
-            nll_loss(x[0].clone(), target.clone(), reduction, &opts(&x[1]))
-        });
-    }
-    check_weight_gradient("nll_loss k-dim none", &inputs, |x| {
-        nll_loss_no_reduction(x[0].clone(), target.clone(), &opts(&x[1]))
-    });
+    check_reductions(
+        "nll_loss k-dim",
+        &[x, w],
+        Wrt::Weight,
+        |x, reduction| nll_loss(x[0].clone(), target.clone(), reduction, &opts(&x[1])),
+        |x| nll_loss_no_reduction(x[0].clone(), target.clone(), &opts(&x[1])),
+    );
 }
 
 // ---------------------------------------------------------------- the checker itself
@@ -539,22 +517,33 @@ fn max_elements_caps_the_check<B: AutodiffBackend>(device: &B::Device) {
     assert!(capped.passed, "{capped}");
 }
 
-matrix_tests!(
-    bce_reductions,
-    bce_weight,
-    bce_with_logits_reductions,
-    bce_with_logits_weights,
-    cross_entropy_reductions,
-    cross_entropy_options,
-    cross_entropy_probs,
-    cross_entropy_k_dim,
-    nll_loss_reductions,
-    nll_loss_k_dim,
-    planted_detach_is_caught,
-    planted_detach_in_second_input_is_caught,
+/// Calls `$run!` with the checks that run on every backend of the matrix (f32 settings) and
+/// again on `Autodiff<NdArray<f64>>` (PyTorch's settings), then with `$more`.
+macro_rules! checks_in_f32_and_f64 {
+    ($run:ident $(, $more:ident)* $(,)?) => {
+        $run!(
+            bce_reductions,
+            bce_weight,
+            bce_with_logits_reductions,
+            bce_with_logits_weights,
+            cross_entropy_reductions,
+            cross_entropy_options,
+            cross_entropy_probs,
+            cross_entropy_k_dim,
+            nll_loss_reductions,
+            nll_loss_k_dim,
+            planted_detach_is_caught,
+            planted_detach_in_second_input_is_caught,
+            sum_projection_misses_what_random_catches,
+            $($more),*
+        );
+    };
+}
+
+checks_in_f32_and_f64!(
+    matrix_tests,
     correct_function_passes,
     assert_gradcheck_panics_with_the_report,
-    sum_projection_misses_what_random_catches,
     max_elements_caps_the_check,
 );
 
@@ -618,21 +607,7 @@ mod double {
         };
     }
 
-    f64_tests!(
-        bce_reductions,
-        bce_weight,
-        bce_with_logits_reductions,
-        bce_with_logits_weights,
-        cross_entropy_reductions,
-        cross_entropy_options,
-        cross_entropy_probs,
-        cross_entropy_k_dim,
-        nll_loss_reductions,
-        nll_loss_k_dim,
-        planted_detach_is_caught,
-        planted_detach_in_second_input_is_caught,
-        sum_projection_misses_what_random_catches,
-    );
+    checks_in_f32_and_f64!(f64_tests);
 
     #[test]
     fn f64_uses_pytorch_defaults() {

@@ -497,16 +497,10 @@ fn position(shape: &[usize], flat: usize) -> String {
     format!(" at {index:?}")
 }
 
-/// `abs(got - want) <= atol + rtol * abs(want)`; NaN matches only NaN, an infinity only the
-/// same infinity.
+/// The common tolerance rule, `abs(got - want) <= atol + rtol * abs(want)` (NaN matches only
+/// NaN, an infinity only the same infinity), with a case's tolerance.
 fn matches(got: f64, want: f64, tolerance: Tolerance) -> bool {
-    if want.is_nan() || got.is_nan() {
-        return want.is_nan() && got.is_nan();
-    }
-    if want.is_infinite() || got.is_infinite() {
-        return got == want;
-    }
-    (got - want).abs() <= tolerance.atol + tolerance.rtol * want.abs()
+    common::close(got, want, tolerance.rtol, tolerance.atol)
 }
 
 fn on<B: AutodiffBackend>(case: &Case, dtype: DType) -> Run {

@@ -1,68 +1,54 @@
-//! A few training steps of `examples/train_wine.rs`'s model with each loss: the loss goes down
+//! A few training steps of `examples/train_wine`'s model with each loss: the loss goes down
 //! and the parameters stay finite.
 //!
-//! The model is the example's MLP (11 -> 64 -> 32 -> outputs, ReLU), trained full-batch with
-//! Burn's Adam on 256 wines of the red wine quality data set (`linfa-datasets`), standardized,
-//! on `Autodiff<NdArray<f32>>`. Plain burn (`burn::optim`, `burn::nn`), so the test runs
-//! without the `train` feature; with it, the `glue` module checks `burn_xent::train`.
+//! The model is the example's MLP (`examples/train_wine/model.rs`: 11 -> 64 -> 32 -> outputs,
+//! ReLU), trained full-batch with Burn's Adam on 256 wines of the red wine quality data set
+//! (`linfa-datasets`), standardized and weighted with the example's recipes, on
+//! `Autodiff<NdArray<f32>>`. Plain burn (`burn::optim`, `burn::nn`), so the test runs without
+//! the `train` feature; with it, the `glue` module checks `burn_xent::train`.
+
+mod common;
+/// The example's network and recipes (its `train` feature parts stay in `main.rs`).
+#[allow(dead_code)]
+#[path = "../examples/train_wine/model.rs"]
+mod model;
 
 use std::sync::Mutex;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig as BurnCeConfig};
-use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::{log_softmax, sigmoid};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 use burn_xent::{
     BceLossConfig, BceWithLogitsLossConfig, CrossEntropyLossConfig, NllLossConfig, Reduction,
 };
 
-type Ad = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
+use common::{NdArrayAd as Ad, assert_close, float, int};
+use model::{
+    CLASSES, FEATURES, Mlp, balanced_class_weights, good_label, mean_and_std, quality_class,
+};
 
-const FEATURES: usize = 11;
-const CLASSES: usize = 6;
 const SAMPLES: usize = 256;
 const STEPS: usize = 25;
 const LEARNING_RATE: f64 = 1e-2;
-
-/// The example's MLP: 11 -> 64 -> 32 -> `outputs`, ReLU, raw scores.
-#[derive(Module, Debug)]
-struct Mlp<B: Backend> {
-    hidden1: Linear<B>,
-    hidden2: Linear<B>,
-    output: Linear<B>,
-    activation: Relu,
-}
 
 /// Burn's RNG is global; tests run in parallel, so seeding and initializing happen one at a
 /// time to give every test the same initial weights.
 static INIT: Mutex<()> = Mutex::new(());
 
-impl Mlp<Ad> {
-    fn new(outputs: usize) -> Self {
-        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-        let device = Default::default();
-        Ad::seed(&device, 42);
-        let model = Self {
-            hidden1: LinearConfig::new(FEATURES, 64).init(&device),
-            hidden2: LinearConfig::new(64, 32).init(&device),
-            output: LinearConfig::new(32, outputs).init(&device),
-            activation: Relu::new(),
-        };
-        // Parameters are initialized lazily, on first read: read them under the lock.
-        let mut non_finite = NonFinite(0);
-        model.visit(&mut non_finite);
-        assert_eq!(non_finite.0, 0, "non-finite initial parameters");
-        model
-    }
-
-    fn forward(&self, features: Tensor<Ad, 2>) -> Tensor<Ad, 2> {
-        let x = self.activation.forward(self.hidden1.forward(features));
-        let x = self.activation.forward(self.hidden2.forward(x));
-        self.output.forward(x)
-    }
+/// The example's MLP with `outputs` outputs, initialized from seed 42 (the example's default).
+fn mlp(outputs: usize) -> Mlp<Ad> {
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Default::default();
+    Ad::seed(&device, 42);
+    let model = Mlp::new(outputs, &device);
+    // Parameters are initialized lazily, on first read: read them under the lock.
+    let mut non_finite = NonFinite(0);
+    model.visit(&mut non_finite);
+    assert_eq!(non_finite.0, 0, "non-finite initial parameters");
+    model
 }
 
 /// Training data: standardized features `[256, 11]`, quality classes `[256]` (quality - 3)
@@ -80,43 +66,30 @@ fn wines() -> Wines {
     let records = &dataset.records;
     let rows: Vec<usize> = (0..records.nrows()).step_by(6).take(SAMPLES).collect();
     assert_eq!(rows.len(), SAMPLES);
+    let stats: Vec<(f64, f64)> = (0..FEATURES)
+        .map(|f| mean_and_std(&rows.iter().map(|&i| records[[i, f]]).collect::<Vec<_>>()))
+        .collect();
     let mut features = Vec::with_capacity(SAMPLES * FEATURES);
     for &r in &rows {
-        for f in 0..FEATURES {
-            let column = rows.iter().map(|&i| records[[i, f]]);
-            let mean = column.clone().sum::<f64>() / SAMPLES as f64;
-            let var = column.map(|v| (v - mean).powi(2)).sum::<f64>() / SAMPLES as f64;
-            features.push(((records[[r, f]] - mean) / var.sqrt().max(1e-12)) as f32);
+        for (f, &(mean, std)) in stats.iter().enumerate() {
+            // Rounded to f32 as the example's batches are.
+            features.push(((records[[r, f]] - mean) / std) as f32 as f64);
         }
     }
     let quality: Vec<usize> = rows.iter().map(|&r| dataset.targets[r]).collect();
+    let classes: Vec<i64> = quality.iter().map(|&q| quality_class(q)).collect();
+    let good: Vec<i64> = quality.iter().map(|&q| good_label(q)).collect();
     let mut class_counts = [0; CLASSES];
-    for &q in &quality {
-        class_counts[q - 3] += 1;
+    for &c in &classes {
+        class_counts[c as usize] += 1;
     }
-    let positives = quality.iter().filter(|&&q| q >= 7).count();
     let device = Default::default();
     Wines {
-        features: Tensor::from_data(TensorData::new(features, [SAMPLES, FEATURES]), &device),
-        classes: Tensor::from_data(
-            TensorData::new(
-                quality.iter().map(|&q| q as i64 - 3).collect::<Vec<_>>(),
-                [SAMPLES],
-            ),
-            &device,
-        ),
-        good: Tensor::from_data(
-            TensorData::new(
-                quality
-                    .iter()
-                    .map(|&q| i64::from(q >= 7))
-                    .collect::<Vec<_>>(),
-                [SAMPLES, 1],
-            ),
-            &device,
-        ),
+        features: float(&features, [SAMPLES, FEATURES], &device),
+        classes: int(&classes, [SAMPLES], &device),
+        good: int(&good, [SAMPLES, 1], &device),
         class_counts,
-        positives,
+        positives: good.iter().filter(|&&g| g == 1).count(),
     }
 }
 
@@ -167,12 +140,11 @@ fn assert_goes_down(name: &str, losses: &[f32]) {
     );
 }
 
-/// `sqrt(n / (C n_c))`, the example's class weights.
+/// `sqrt(n / (C n_c))`, the example's default class weights (`--class-weights sqrt`).
 fn sqrt_balanced(counts: &[usize; CLASSES]) -> Vec<f32> {
-    let n: usize = counts.iter().sum();
-    counts
-        .iter()
-        .map(|&c| (n as f32 / (CLASSES * c.max(1)) as f32).sqrt())
+    balanced_class_weights(counts)
+        .into_iter()
+        .map(f32::sqrt)
         .collect()
 }
 
@@ -185,7 +157,7 @@ fn cross_entropy_with_class_weights_and_label_smoothing() {
         .with_weight(Some(sqrt_balanced(&data.class_counts)))
         .with_label_smoothing(0.1)
         .init::<Ad>(&device);
-    let losses = train(Mlp::new(CLASSES), |model| {
+    let losses = train(mlp(CLASSES), |model| {
         criterion.forward(
             model.forward(data.features.clone()),
             data.classes.clone(),
@@ -199,7 +171,7 @@ fn cross_entropy_with_class_weights_and_label_smoothing() {
 fn cross_entropy_plain() {
     let data = wines();
     let criterion = CrossEntropyLossConfig::new().init::<Ad>(&Default::default());
-    let losses = train(Mlp::new(CLASSES), |model| {
+    let losses = train(mlp(CLASSES), |model| {
         criterion.forward(
             model.forward(data.features.clone()),
             data.classes.clone(),
@@ -213,7 +185,7 @@ fn cross_entropy_plain() {
 fn nll_on_log_softmax() {
     let data = wines();
     let criterion = NllLossConfig::new().init::<Ad>(&Default::default());
-    let losses = train(Mlp::new(CLASSES), |model| {
+    let losses = train(mlp(CLASSES), |model| {
         criterion.forward(
             log_softmax(model.forward(data.features.clone()), 1),
             data.classes.clone(),
@@ -231,7 +203,7 @@ fn bce_with_logits_with_pos_weight() {
     let criterion = BceWithLogitsLossConfig::new()
         .with_pos_weight(Some(vec![pos_weight]))
         .init::<Ad>(&Default::default());
-    let losses = train(Mlp::new(1), |model| {
+    let losses = train(mlp(1), |model| {
         criterion.forward(
             model.forward(data.features.clone()),
             data.good.clone().float(),
@@ -245,7 +217,7 @@ fn bce_with_logits_with_pos_weight() {
 fn bce_on_sigmoid() {
     let data = wines();
     let criterion = BceLossConfig::new().init::<Ad>(&Default::default());
-    let losses = train(Mlp::new(1), |model| {
+    let losses = train(mlp(1), |model| {
         criterion.forward(
             sigmoid(model.forward(data.features.clone())),
             data.good.clone().float(),
@@ -261,22 +233,20 @@ fn bce_on_sigmoid() {
 fn burn_nn_losses_train_like_burn_xent() {
     let data = wines();
     let device = Default::default();
+    // Step by step, within f32 round-off accumulated over the steps.
     let same = |name: &str, burn: &[f32], xent: &[f32]| {
-        for (step, (b, x)) in burn.iter().zip(xent).enumerate() {
-            assert!(
-                (b - x).abs() <= 1e-4 * b.abs().max(1.0),
-                "{name}, step {step}: burn::nn {b}, burn-xent {x}"
-            );
-        }
+        let as_f64 = |v: &[f32]| v.iter().map(|&l| f64::from(l)).collect::<Vec<_>>();
+        let context = format!("{name}: burn-xent's losses (got) against burn::nn's (want)");
+        assert_close(&as_f64(xent), &as_f64(burn), 5e-5, 5e-5, &context);
     };
 
     let burn_ce = BurnCeConfig::new().init::<Ad>(&device);
-    let burn = train(Mlp::new(CLASSES), |model| {
+    let burn = train(mlp(CLASSES), |model| {
         burn_ce.forward(model.forward(data.features.clone()), data.classes.clone())
     });
     assert_goes_down("burn::nn CrossEntropyLoss", &burn);
     let xent_ce = CrossEntropyLossConfig::new().init::<Ad>(&device);
-    let xent = train(Mlp::new(CLASSES), |model| {
+    let xent = train(mlp(CLASSES), |model| {
         xent_ce.forward(
             model.forward(data.features.clone()),
             data.classes.clone(),
@@ -288,12 +258,12 @@ fn burn_nn_losses_train_like_burn_xent() {
     let burn_bce = BinaryCrossEntropyLossConfig::new()
         .with_logits(true)
         .init::<Ad>(&device);
-    let burn = train(Mlp::new(1), |model| {
+    let burn = train(mlp(1), |model| {
         burn_bce.forward(model.forward(data.features.clone()), data.good.clone())
     });
     assert_goes_down("burn::nn BinaryCrossEntropyLoss", &burn);
     let xent_bce = BceWithLogitsLossConfig::new().init::<Ad>(&device);
-    let xent = train(Mlp::new(1), |model| {
+    let xent = train(mlp(1), |model| {
         xent_bce.forward(
             model.forward(data.features.clone()),
             data.good.clone().float(),
@@ -316,7 +286,7 @@ mod glue {
             .with_weight(Some(sqrt_balanced(&data.class_counts)))
             .with_label_smoothing(0.1)
             .init::<Ad>(&Default::default());
-        let logits = Mlp::new(CLASSES).forward(data.features.clone());
+        let logits = mlp(CLASSES).forward(data.features.clone());
         let item = criterion.classification_output(logits.clone(), data.classes.clone());
         let expected = criterion.forward(logits.clone(), data.classes.clone(), Reduction::Mean);
         assert_eq!(item.loss.dims(), [1]);
@@ -331,7 +301,7 @@ mod glue {
     fn nll_classification_output() {
         let data = wines();
         let criterion = NllLossConfig::new().init::<Ad>(&Default::default());
-        let log_probs = log_softmax(Mlp::new(CLASSES).forward(data.features.clone()), 1);
+        let log_probs = log_softmax(mlp(CLASSES).forward(data.features.clone()), 1);
         let item = criterion.classification_output(log_probs.clone(), data.classes.clone());
         let expected = criterion.forward(log_probs.clone(), data.classes.clone(), Reduction::Mean);
         item.loss.to_data().assert_eq(&expected.to_data(), true);
@@ -344,7 +314,7 @@ mod glue {
         let criterion = BceWithLogitsLossConfig::new()
             .with_pos_weight(Some(vec![6.0]))
             .init::<Ad>(&Default::default());
-        let model = Mlp::new(1);
+        let model = mlp(1);
         let logits = model.forward(data.features.clone());
         let item = criterion.multi_label_output(logits.clone(), data.good.clone());
         let expected =
@@ -378,7 +348,7 @@ mod glue {
     fn bce_outputs_hold_the_probabilities() {
         let data = wines();
         let criterion = BceLossConfig::new().init::<Ad>(&Default::default());
-        let probs = sigmoid(Mlp::new(1).forward(data.features.clone()));
+        let probs = sigmoid(mlp(1).forward(data.features.clone()));
         let item = criterion.multi_label_output(probs.clone(), data.good.clone());
         let expected = criterion.forward(probs.clone(), data.good.clone().float(), Reduction::Mean);
         item.loss.to_data().assert_eq(&expected.to_data(), true);

@@ -15,10 +15,15 @@ use burn_xent::{
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, nll_loss,
 };
 
-/// The CPU backend benchmarked.
-pub type NdArrayAd = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
-/// The wgpu backend benchmarked (Burn's default: fusion, f32).
-pub type WgpuAd = burn_autodiff::Autodiff<burn_wgpu::Wgpu>;
+/// The helpers of the tests (`tests/common`): the wgpu probe (why wgpu cannot run here, or
+/// `None` when it can), the seeded generator and the dtype-aware tensor constructor.
+#[path = "../../tests/common/mod.rs"]
+mod shared;
+/// The backends benchmarked, the tests' CPU and GPU halves: `Autodiff<NdArray<f32>>` and
+/// `Autodiff<Wgpu>` (Burn's default: fusion, f32).
+#[allow(unused_imports)] // the memory bench runs on ndarray only
+pub use shared::{NdArrayAd, WgpuAd, wgpu_unavailable};
+use shared::{Stream, float_as, float_dtype};
 
 /// Chooses the shapes: `all` (default), `small` (everything but `4096x32000`), or a comma
 /// list of shape labels such as `65536x10,4194304`.
@@ -93,6 +98,19 @@ impl Loss {
             vec![vec![128, 10]]
         } else {
             vec![vec![64, 16], vec![1024]]
+        }
+    }
+
+    /// The shapes a run measures: the tiny ones in test mode, else the benchmarked shapes that
+    /// [`SHAPES_VAR`] selects.
+    pub fn shapes_to_run(self, test_mode: bool) -> Vec<Vec<usize>> {
+        if test_mode {
+            self.test_shapes()
+        } else {
+            self.shapes()
+                .into_iter()
+                .filter(|shape| shape_selected(SHAPES_VAR, "all", shape))
+                .collect()
         }
     }
 }
@@ -195,13 +213,6 @@ pub fn backend_selected(name: &str) -> bool {
         .any(|b| b.trim() == name)
 }
 
-/// The test matrix's helpers (`tests/common`), for its wgpu probe: why wgpu cannot run here,
-/// or `None` when it can.
-#[path = "../../tests/common/mod.rs"]
-mod matrix;
-#[allow(unused_imports)] // the memory bench runs on ndarray only
-pub use matrix::wgpu_unavailable;
-
 /// Bytes of one element of the input, the float target and the gradient (f32), and of one
 /// class index (i64, the int type of ndarray and of PyTorch).
 const F32: u64 = 4;
@@ -225,36 +236,8 @@ pub fn floor_bytes(loss: Loss, shape: &[usize], mode: Mode) -> u64 {
     input + target + gradient
 }
 
-/// SplitMix64: the same inputs on every run and backend, without a rand dependency.
-pub struct Stream(u64);
-
-impl Stream {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Roughly standard normal (Box-Muller).
-    fn normal(&mut self) -> f32 {
-        let u = self.uniform().max(1e-7);
-        let v = self.uniform();
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-}
-
-/// The inputs of one case on the host, made once and uploaded to each backend.
+/// The inputs of one case on the host, made once and uploaded to each backend: the same on
+/// every run and backend (the tests' seeded [`Stream`]).
 pub struct HostInputs {
     pub shape: Vec<usize>,
     /// Logits (CE, BCE with logits), log-probabilities (NLL) or probabilities (BCE).
@@ -270,15 +253,13 @@ impl HostInputs {
     pub fn new(loss: Loss, shape: &[usize]) -> Self {
         let elements: usize = shape.iter().product();
         let mut stream = Stream::new(0x5EED ^ elements as u64);
-        let mut input: Vec<f32> = (0..elements).map(|_| stream.normal()).collect();
+        let mut input: Vec<f32> = (0..elements).map(|_| stream.normal() as f32).collect();
         let mut classes = Vec::new();
         let mut labels = Vec::new();
         match loss {
             Loss::CrossEntropy | Loss::Nll => {
                 let c = shape[1];
-                classes = (0..shape[0])
-                    .map(|_| (stream.next_u64() % c as u64) as i64)
-                    .collect();
+                classes = stream.classes(shape[0], c);
                 if loss == Loss::Nll {
                     for row in input.chunks_mut(c) {
                         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -288,9 +269,7 @@ impl HostInputs {
                 }
             }
             Loss::Bce | Loss::BceWithLogits => {
-                labels = (0..elements)
-                    .map(|_| (stream.next_u64() & 1) as i64)
-                    .collect();
+                labels = stream.classes(elements, 2);
                 if loss == Loss::Bce {
                     input
                         .iter_mut()
@@ -327,14 +306,14 @@ pub enum Inputs<B: Backend> {
 }
 
 impl<B: AutodiffBackend> Inputs<B> {
-    /// Uploads `host` for `loss`; `with_int_labels` adds burn-nn's integer BCE labels.
+    /// Uploads `host` for `loss`, floats in `B`'s own float dtype; the binary losses get both
+    /// float labels (burn-xent) and integer ones (burn-nn).
     pub fn upload(host: &HostInputs, loss: Loss, device: &B::Device) -> Self {
-        let float = |values: Vec<f32>| TensorData::new(values, host.shape.clone());
         let labels_f32 = || host.labels.iter().map(|&l| l as f32).collect::<Vec<f32>>();
         let int = |values: &[i64]| TensorData::new(values.to_vec(), host.shape.clone());
         let inputs = if loss.class_indices() {
             Inputs::Class {
-                input: Tensor::from_data(float(host.input.clone()), device),
+                input: on_device(host.input.clone(), &host.shape, device),
                 target: Tensor::from_data(
                     TensorData::new(host.classes.clone(), [host.shape[0]]),
                     device,
@@ -342,14 +321,14 @@ impl<B: AutodiffBackend> Inputs<B> {
             }
         } else if host.shape.len() == 2 {
             Inputs::Binary2 {
-                input: Tensor::from_data(float(host.input.clone()), device),
-                labels: Tensor::from_data(float(labels_f32()), device),
+                input: on_device(host.input.clone(), &host.shape, device),
+                labels: on_device(labels_f32(), &host.shape, device),
                 int_labels: Tensor::from_data(int(&host.labels), device),
             }
         } else {
             Inputs::Binary1 {
-                input: Tensor::from_data(float(host.input.clone()), device),
-                labels: Tensor::from_data(float(labels_f32()), device),
+                input: on_device(host.input.clone(), &host.shape, device),
+                labels: on_device(labels_f32(), &host.shape, device),
                 int_labels: Tensor::from_data(int(&host.labels), device),
             }
         };
@@ -401,6 +380,15 @@ impl<B: AutodiffBackend> Inputs<B> {
             } => run_binary(input, labels, int_labels, loss, imp, mode),
         }
     }
+}
+
+/// Host floats of `shape` as a tensor in `B`'s own float dtype.
+fn on_device<B: Backend, const D: usize>(
+    values: Vec<f32>,
+    shape: &[usize],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    float_as(values, shape.to_vec(), device, float_dtype::<B>())
 }
 
 fn run_binary<B: AutodiffBackend, const D: usize>(

@@ -1,16 +1,33 @@
-//! The backend matrix every integration test runs on, written once.
+//! The one home of the helpers that tests, benches and examples share.
 //!
-//! `matrix_tests!(a, b, …)` takes test functions generic over `B: AutodiffBackend` with the
-//! signature `fn a<B: AutodiffBackend>(device: &B::Device)` and instantiates each on:
-//! - `ndarray`: `Autodiff<NdArray<f32>>`, always;
-//! - `wgpu`: `Autodiff<Wgpu>` (the fusion backend, f32), when a wgpu adapter exists. When
-//!   none does, each wgpu test prints a `SKIPPED` line with the reason and returns; with
-//!   `BURN_XENT_REQUIRE_WGPU=1` it fails instead (CI sets it).
+//! - **The backend matrix.** `matrix_tests!(a, b, …)` takes test functions generic over
+//!   `B: AutodiffBackend` with the signature `fn a<B: AutodiffBackend>(device: &B::Device)`
+//!   and instantiates each on:
+//!   - `ndarray`: `Autodiff<NdArray<f32>>`, always;
+//!   - `wgpu`: `Autodiff<Wgpu>` (the fusion backend, f32), when a wgpu adapter exists. When
+//!     none does, each wgpu test prints a `SKIPPED` line with the reason and returns; with
+//!     `BURN_XENT_REQUIRE_WGPU=1` it fails instead (CI sets it).
+//! - **Host data.** [`Stream`], the one seeded generator (SplitMix64), and
+//!   [`normalised_over_classes`], class probabilities from raw positive values.
+//! - **Tensors.** [`float`] and [`float_as`] create float tensors in a stated dtype (the
+//!   backend's own, or the one given), [`int`] class indices, [`values`] reads any tensor back
+//!   as f64.
+//! - **Comparisons.** [`close`] is the one tolerance rule, `|got - want| <= atol + rtol |want|`
+//!   (NaN matches only NaN, an infinity only the same infinity); [`assert_close`] applies it
+//!   element-wise. [`assert_panics_with`] checks a refusal's message.
+//!
+//! Tests include this file as `mod common`; `benches/common` and the examples include it with
+//! `#[path]`.
 #![allow(dead_code)]
 
+use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Element, Shape};
 pub use burn::tensor::{Int, Tensor, TensorData};
+
+// ---------------------------------------------------------------- the backend matrix
 
 /// The CPU half of the matrix.
 pub type NdArrayAd = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
@@ -77,18 +94,24 @@ macro_rules! matrix_tests {
     };
 }
 
-/// Runs `f`, which must panic with a message containing every one of `needles`.
-pub fn assert_panics_with<R>(f: impl FnOnce() -> R, needles: &[&str]) {
-    let outcome = catch_unwind(AssertUnwindSafe(f));
-    let panic = match outcome {
-        Ok(_) => panic!("expected a panic mentioning {needles:?}, but the call returned"),
-        Err(panic) => panic,
-    };
-    let message = panic
+// ---------------------------------------------------------------- panics
+
+/// The message of a caught panic (`panic!` with a format string or a literal), if it has one.
+pub fn panic_message(panic: &(dyn Any + Send)) -> Option<String> {
+    panic
         .downcast_ref::<String>()
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
+}
+
+/// Runs `f`, which must panic with a message containing every one of `needles`.
+#[track_caller]
+pub fn assert_panics_with<R>(f: impl FnOnce() -> R, needles: &[&str]) {
+    let panic = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(_) => panic!("expected a panic mentioning {needles:?}, but the call returned"),
+        Err(panic) => panic,
+    };
+    let message = panic_message(&*panic).unwrap_or_default();
     for needle in needles {
         assert!(
             message.contains(needle),
@@ -97,10 +120,7 @@ pub fn assert_panics_with<R>(f: impl FnOnce() -> R, needles: &[&str]) {
     }
 }
 
-/// The values of a float tensor as f64.
-pub fn values<B: burn::tensor::backend::Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
-    t.into_data().convert::<f64>().to_vec::<f64>().unwrap()
-}
+// ---------------------------------------------------------------- host data
 
 /// A deterministic pseudo-random stream (SplitMix64), so inputs are the same on every backend
 /// and every run without a rand dependency.
@@ -111,7 +131,8 @@ impl Stream {
         Self(seed)
     }
 
-    fn next_u64(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -147,22 +168,115 @@ impl Stream {
             .map(|_| (self.next_u64() % k as u64) as i64)
             .collect()
     }
+
+    /// Shuffles `items` in place (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
 }
 
-/// A float tensor of `shape` from `values`.
-pub fn float<B: burn::tensor::backend::Backend, const D: usize>(
+/// Class probabilities: `raw` (positive, of shape `[N, C, d1, …]`, row-major) divided by its
+/// sum over the class dimension 1, so each `[n, :, d…]` sums to 1.
+pub fn normalised_over_classes(raw: &[f64], shape: &[usize]) -> Vec<f64> {
+    assert_eq!(raw.len(), shape.iter().product::<usize>(), "{shape:?}");
+    let classes = shape[1];
+    let inner: usize = shape[2..].iter().product();
+    let mut out = raw.to_vec();
+    for n in 0..shape[0] {
+        for s in 0..inner {
+            let at = |c: usize| (n * classes + c) * inner + s;
+            let total: f64 = (0..classes).map(|c| raw[at(c)]).sum();
+            for c in 0..classes {
+                out[at(c)] = raw[at(c)] / total;
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- tensors
+
+/// `B`'s own float dtype (f32 for `NdArray<f32>` and wgpu, f64 for `NdArray<f64>`).
+pub fn float_dtype<B: Backend>() -> DType {
+    <B::FloatElem as Element>::dtype()
+}
+
+/// A float tensor of `shape` from host data, created in `dtype`.
+///
+/// The dtype is always stated: Burn 0.21 fixes a device type's default float dtype when the
+/// first tensor is created on it, and `NdArray<f32>` and `NdArray<f64>` share `NdArrayDevice`,
+/// so in a process that runs both, `Tensor::from_data(data, &device)` on `NdArray<f64>` may
+/// silently give f32 tensors (or the reverse).
+pub fn float_as<B: Backend, const D: usize, E: Element>(
+    values: Vec<E>,
+    shape: impl Into<Shape>,
+    device: &B::Device,
+    dtype: DType,
+) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(values, shape), (device, dtype))
+}
+
+/// A float tensor of `shape` from `values`, in `B`'s own float dtype ([`float_as`]).
+pub fn float<B: Backend, const D: usize>(
     values: &[f64],
     shape: [usize; D],
     device: &B::Device,
 ) -> Tensor<B, D> {
-    Tensor::from_data(TensorData::new(values.to_vec(), shape), device)
+    float_as(values.to_vec(), shape, device, float_dtype::<B>())
 }
 
-/// An int tensor of `shape` from `values`.
-pub fn int<B: burn::tensor::backend::Backend, const D: usize>(
+/// An int tensor of `shape` from `values`, in the device's int dtype.
+pub fn int<B: Backend, const D: usize>(
     values: &[i64],
     shape: [usize; D],
     device: &B::Device,
 ) -> Tensor<B, D, Int> {
     Tensor::from_data(TensorData::new(values.to_vec(), shape), device)
+}
+
+/// The values of a float tensor as f64.
+pub fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
+    t.into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .expect("a float tensor's data converts to f64")
+}
+
+// ---------------------------------------------------------------- comparisons
+
+/// The tolerance rule of every comparison here (PyTorch's `torch.testing.assert_close` and
+/// `numpy.isclose`): `|got - want| <= atol + rtol |want|`. NaN matches only NaN, an infinity
+/// only the same infinity.
+///
+/// A tolerance relative to a result's scale rather than to each element is this rule with
+/// `rtol = 0` and `atol = k × scale`.
+pub fn close(got: f64, want: f64, rtol: f64, atol: f64) -> bool {
+    if want.is_nan() || got.is_nan() {
+        return want.is_nan() && got.is_nan();
+    }
+    if want.is_infinite() || got.is_infinite() {
+        return got == want;
+    }
+    (got - want).abs() <= atol + rtol * want.abs()
+}
+
+/// Asserts [`close`] element-wise, and equal lengths; a failure names the first element out of
+/// tolerance (and prints both vectors when they are short).
+#[track_caller]
+pub fn assert_close(got: &[f64], want: &[f64], rtol: f64, atol: f64, context: &str) {
+    assert_eq!(got.len(), want.len(), "{context}: lengths differ");
+    if let Some(i) = (0..got.len()).find(|&i| !close(got[i], want[i], rtol, atol)) {
+        let both = if got.len() <= 64 {
+            format!("\n got {got:?}\nwant {want:?}")
+        } else {
+            String::new()
+        };
+        panic!(
+            "{context}: element {i}: got {}, want {} (rtol {rtol:e}, atol {atol:e}){both}",
+            got[i], want[i]
+        );
+    }
 }

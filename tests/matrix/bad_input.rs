@@ -5,7 +5,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
 use burn_xent::*;
 
-use crate::common::{assert_panics_with, float, int};
+use crate::common::{assert_panics_with, float, int, values};
 use crate::support::*;
 
 fn bce_refuses<B: AutodiffBackend>(device: &B::Device) {
@@ -28,37 +28,25 @@ fn bce_refuses<B: AutodiffBackend>(device: &B::Device) {
         &["binary_cross_entropy: weight", "[4, 3]", "[2]"],
     );
     for (bad, shown) in [(-0.25, "-0.25"), (1.5, "1.5"), (f64::NAN, "NaN")] {
-        let mut raw = crate::common::values(p.clone());
-        raw[7] = bad;
-        let bad_p = float::<B, 2>(&raw, [N, C], device);
-        assert_panics_with(
-            || binary_cross_entropy(bad_p.clone(), t.clone(), Reduction::Sum, &opts),
-            &["binary_cross_entropy: input", "[0, 1]", shown, "[2, 1]"],
-        );
-        assert_panics_with(
-            || {
-                BceLossConfig::new()
-                    .init::<B>(device)
-                    .forward_no_reduction(bad_p.clone(), t.clone())
-            },
-            &["binary_cross_entropy: input", shown],
-        );
-        // PyTorch 2.15 refuses BCE targets outside [0, 1] (and NaN) too.
-        let mut raw = crate::common::values(t.clone());
-        raw[10] = bad;
-        let bad_t = float::<B, 2>(&raw, [N, C], device);
-        assert_panics_with(
-            || binary_cross_entropy(p.clone(), bad_t.clone(), Reduction::Mean, &opts),
-            &["binary_cross_entropy: target", "[0, 1]", shown, "[3, 1]"],
-        );
-        assert_panics_with(
-            || {
-                BceLossConfig::new()
-                    .init::<B>(device)
-                    .forward_no_reduction(p.clone(), bad_t.clone())
-            },
-            &["binary_cross_entropy: target", shown, "[3, 1]"],
-        );
+        // PyTorch 2.15 refuses BCE probabilities and targets outside [0, 1] (and NaN).
+        let bad_p = replaced(&p, 7, &[bad]);
+        let bad_t = replaced(&t, 10, &[bad]);
+        let refusals = [
+            ("input", &bad_p, &t, Reduction::Sum, "[2, 1]"),
+            ("target", &p, &bad_t, Reduction::Mean, "[3, 1]"),
+        ];
+        for (argument, input, target, reduction, at) in refusals {
+            let refusal = format!("binary_cross_entropy: {argument}");
+            assert_panics_with(
+                || binary_cross_entropy(input.clone(), target.clone(), reduction, &opts),
+                &[&refusal, "[0, 1]", shown, at],
+            );
+            let module = BceLossConfig::new().init::<B>(device);
+            assert_panics_with(
+                || module.forward_no_reduction(input.clone(), target.clone()),
+                &[&refusal, shown, at],
+            );
+        }
         // Switched off, the check reads nothing and the loss is computed.
         let unchecked = binary_cross_entropy(
             p.clone(),
@@ -75,7 +63,7 @@ fn bce_refuses<B: AutodiffBackend>(device: &B::Device) {
                 Reduction::Mean,
                 &BceWithLogitsOptions::new(),
             );
-            assert!(crate::common::values(loss)[0].is_finite());
+            assert!(values(loss)[0].is_finite());
         }
     }
 }
@@ -168,7 +156,7 @@ fn class_index_refusals<B: AutodiffBackend>(
     );
     // The same -1 is accepted when it is the ignore_index.
     let accepted = loss(x.clone(), int(&[0, 1, -1, 1], [N], device), None, -1);
-    assert!(crate::common::values(accepted)[0].is_finite());
+    assert!(values(accepted)[0].is_finite());
 }
 
 fn cross_entropy_refuses<B: AutodiffBackend>(device: &B::Device) {
@@ -212,39 +200,29 @@ fn cross_entropy_refuses<B: AutodiffBackend>(device: &B::Device) {
         );
     }
     let q = class_probabilities::<B>(device);
-    assert_panics_with(
-        || {
-            cross_entropy_with_probs(
-                x.clone(),
-                q.clone().narrow(0, 0, 2),
-                Reduction::Mean,
-                &CrossEntropyOptions::new(),
-            )
-        },
-        &["cross_entropy_with_probs: target", "[4, 3]", "[2, 3]"],
-    );
-    assert_panics_with(
-        || {
-            cross_entropy_with_probs(
-                x.clone(),
-                q.clone(),
-                Reduction::Mean,
-                &CrossEntropyOptions::new().with_ignore_index(0),
-            )
-        },
-        &["cross_entropy_with_probs: ignore_index", "got 0"],
-    );
-    assert_panics_with(
-        || {
-            cross_entropy_with_probs(
-                x.clone(),
-                q.clone(),
-                Reduction::Mean,
-                &CrossEntropyOptions::new().with_weight(float(&[1.0, 2.0], [2], device)),
-            )
-        },
-        &["cross_entropy_with_probs: weight", "[3]", "[2]"],
-    );
+    let refusals: [(_, _, &[&str]); 3] = [
+        (
+            q.clone().narrow(0, 0, 2),
+            CrossEntropyOptions::new(),
+            &["cross_entropy_with_probs: target", "[4, 3]", "[2, 3]"],
+        ),
+        (
+            q.clone(),
+            CrossEntropyOptions::new().with_ignore_index(0),
+            &["cross_entropy_with_probs: ignore_index", "got 0"],
+        ),
+        (
+            q.clone(),
+            CrossEntropyOptions::new().with_weight(float(&[1.0, 2.0], [2], device)),
+            &["cross_entropy_with_probs: weight", "[3]", "[2]"],
+        ),
+    ];
+    for (target, options, needles) in refusals {
+        assert_panics_with(
+            || cross_entropy_with_probs(x.clone(), target, Reduction::Mean, &options),
+            needles,
+        );
+    }
     assert_panics_with(
         || {
             cross_entropy_with_probs_no_reduction::<B, 2, 2>(

@@ -18,7 +18,8 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
 use burn_xent::*;
 
-use crate::common::{Stream, float, int, values};
+use crate::common::{Stream, assert_close, float, int, normalised_over_classes};
+use crate::support::gradient;
 
 /// Rows of every input: the issue's case, far above burn-ndarray's SIMD threshold.
 const ROWS: usize = 3000;
@@ -32,40 +33,36 @@ fn f32_rounded(values: Vec<f64>) -> Vec<f64> {
     values.into_iter().map(|v| v as f32 as f64).collect()
 }
 
-/// The input gradient of the reduced `loss(input)`.
-fn gradient<B: AutodiffBackend, const D: usize>(
+/// The input gradient of the reduced `loss(input)`; Burn must return one.
+fn input_gradient<B: AutodiffBackend, const D: usize>(
     input: &Tensor<B, D>,
     loss: impl FnOnce(Tensor<B, D>) -> Tensor<B, 1>,
 ) -> Vec<f64> {
     let input = input.clone().detach().require_grad();
     let grads = loss(input.clone()).backward();
-    values(input.grad(&grads).expect("the input is a gradient leaf"))
+    gradient(&input, &grads, "the loss's input")
 }
 
-/// Asserts that `got` is within [`ULPS`] f32 ulps of `want`'s largest magnitude of `want`.
+/// Asserts that `got` is within [`ULPS`] f32 ulps of `want`'s largest magnitude: the common
+/// tolerance rule with `rtol = 0` and `atol = ULPS × f32::EPSILON × max |want|`.
 fn assert_accurate(name: &str, got: &[f64], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{name}: gradient length");
     let scale = want.iter().fold(0.0f64, |m, w| m.max(w.abs()));
-    let (worst, at) = got
+    let worst = got
         .iter()
         .zip(want)
-        .map(|(g, w)| (g - w).abs())
-        .enumerate()
-        .fold((0.0f64, 0), |(m, at), (i, e)| {
-            if e > m || e.is_nan() { (e, i) } else { (m, at) }
-        });
-    let tolerance = ULPS * f32::EPSILON as f64 * scale;
+        .fold(0.0f64, |m, (g, w)| m.max((g - w).abs()));
+    let ulp = f32::EPSILON as f64 * scale;
     println!(
         "{name} [{:?}]: max abs error {worst:.2e} ({:.2} ulps of the scale {scale:.2e})",
         loss_path(),
-        worst / (f32::EPSILON as f64 * scale)
+        worst / ulp
     );
-    assert!(
-        worst <= tolerance,
-        "{name}: gradient element {at}: got {}, want {} (error {worst:.3e}, allowed \
-         {tolerance:.3e} = {ULPS} f32 ulps of {scale:.3e})",
-        got[at],
-        want[at]
+    assert_close(
+        got,
+        want,
+        0.0,
+        ULPS * ulp,
+        &format!("{name}: gradient ({ULPS} f32 ulps of {scale:.3e})"),
     );
 }
 
@@ -151,61 +148,42 @@ fn cross_entropy_gradients<B: AutodiffBackend>(device: &B::Device) {
     let weight = f32_rounded(vec![0.5, 2.0, 1.25]);
     let weight_tensor = float::<B, 1>(&weight, [CLASSES], device);
 
-    let target = index_target(None);
-    let target_tensor: Tensor<B, 1, Int> = int(&target, [ROWS], device);
-    let plain = IndexOptions {
-        weight: None,
-        ignore_index: -100,
-        smoothing: 0.0,
-    };
-    let want = through_log_softmax(
-        &x,
-        &index_loss_dlp(&target, CLASSES, Reduction::Sum, &plain),
-        CLASSES,
-    );
-    let got = gradient(&logits, |x| {
-        cross_entropy(
-            x,
-            target_tensor.clone(),
-            Reduction::Sum,
-            &CrossEntropyOptions::new(),
-        )
-    });
-    assert_accurate("cross_entropy Sum", &got, &want);
-
-    let ignored = index_target(Some(1));
-    let ignored_tensor: Tensor<B, 1, Int> = int(&ignored, [ROWS], device);
-    let options = IndexOptions {
-        weight: Some(&weight),
-        ignore_index: 1,
-        smoothing: 0.1,
-    };
-    let want = through_log_softmax(
-        &x,
-        &index_loss_dlp(&ignored, CLASSES, Reduction::Mean, &options),
-        CLASSES,
-    );
-    let got = gradient(&logits, |x| {
-        cross_entropy(
-            x,
-            ignored_tensor.clone(),
+    // Class indices: the issue's case (plain, Sum), then weight, ignore_index and smoothing.
+    let cases = [
+        ("cross_entropy Sum", None, Reduction::Sum, None, 0.0),
+        (
+            "cross_entropy weight+ignore+smoothing Mean",
+            Some(1),
             Reduction::Mean,
-            &CrossEntropyOptions::new()
-                .with_weight(weight_tensor.clone())
-                .with_ignore_index(1)
-                .with_label_smoothing(0.1),
-        )
-    });
-    assert_accurate("cross_entropy weight+ignore+smoothing Mean", &got, &want);
+            Some(weight.as_slice()),
+            0.1,
+        ),
+    ];
+    for (name, ignored, reduction, class_weight, smoothing) in cases {
+        let target = index_target(ignored);
+        let target_tensor: Tensor<B, 1, Int> = int(&target, [ROWS], device);
+        let reference = IndexOptions {
+            weight: class_weight,
+            ignore_index: ignored.unwrap_or(-100),
+            smoothing,
+        };
+        let mut options = CrossEntropyOptions::new()
+            .with_ignore_index(reference.ignore_index)
+            .with_label_smoothing(smoothing);
+        if class_weight.is_some() {
+            options = options.with_weight(weight_tensor.clone());
+        }
+        let dlp = index_loss_dlp(&target, CLASSES, reduction, &reference);
+        let want = through_log_softmax(&x, &dlp, CLASSES);
+        let got = input_gradient(&logits, |x| {
+            cross_entropy(x, target_tensor.clone(), reduction, &options)
+        });
+        assert_accurate(name, &got, &want);
+    }
 
     // Probability targets: dL/dlp_c = -w_c q_c.
     let raw = Stream::new(43).uniforms(ROWS * CLASSES, 0.05, 1.0);
-    let mut probs = raw.clone();
-    for (row, out) in raw.chunks(CLASSES).zip(probs.chunks_mut(CLASSES)) {
-        let sum: f64 = row.iter().sum();
-        row.iter().zip(out).for_each(|(r, o)| *o = r / sum);
-    }
-    let probs = f32_rounded(probs);
+    let probs = f32_rounded(normalised_over_classes(&raw, &[ROWS, CLASSES]));
     let probs_tensor = float::<B, 2>(&probs, [ROWS, CLASSES], device);
     let dlp: Vec<f64> = probs
         .iter()
@@ -213,7 +191,7 @@ fn cross_entropy_gradients<B: AutodiffBackend>(device: &B::Device) {
         .map(|(i, q)| -weight[i % CLASSES] * q)
         .collect();
     let want = through_log_softmax(&x, &dlp, CLASSES);
-    let got = gradient(&logits, |x| {
+    let got = input_gradient(&logits, |x| {
         cross_entropy_with_probs(
             x,
             probs_tensor.clone(),
@@ -258,11 +236,11 @@ fn nll_gradients<B: AutodiffBackend>(device: &B::Device) {
         .with_ignore_index(2);
     for reduction in [Reduction::Sum, Reduction::Mean] {
         let dlp = index_loss_dlp(&target, CLASSES, reduction, &reference);
-        let got = gradient(&log_probs, |lp| {
+        let got = input_gradient(&log_probs, |lp| {
             nll_loss(lp, target_tensor.clone(), reduction, &options)
         });
         assert_accurate(&format!("nll_loss {reduction:?}"), &got, &dlp);
-        let got = gradient(&logits, |x| {
+        let got = input_gradient(&logits, |x| {
             nll_loss(
                 log_softmax_exact(x, 1),
                 target_tensor.clone(),
@@ -276,6 +254,16 @@ fn nll_gradients<B: AutodiffBackend>(device: &B::Device) {
             &got,
             &want,
         );
+    }
+}
+
+/// What a reduction divides the summed loss of `count` elements by: `count` for the mean, 1
+/// for the sum.
+fn divisor(reduction: Reduction, count: usize) -> f64 {
+    if reduction == Reduction::Mean {
+        count as f64
+    } else {
+        1.0
     }
 }
 
@@ -293,15 +281,11 @@ fn binary_gradients<B: AutodiffBackend>(device: &B::Device) {
     let p = f32_rounded(Stream::new(46).uniforms(count, 0.01, 0.99));
     let probs = float::<B, 2>(&p, shape, device);
     for reduction in [Reduction::Sum, Reduction::Mean] {
-        let divisor = if reduction == Reduction::Mean {
-            count as f64
-        } else {
-            1.0
-        };
+        let divisor = divisor(reduction, count);
         let want: Vec<f64> = (0..count)
             .map(|i| w(i) * (p[i] - t[i]) / (p[i] * (1.0 - p[i])) / divisor)
             .collect();
-        let got = gradient(&probs, |p| {
+        let got = input_gradient(&probs, |p| {
             binary_cross_entropy(
                 p,
                 target.clone(),
@@ -323,18 +307,14 @@ fn binary_gradients<B: AutodiffBackend>(device: &B::Device) {
     let pos_weight_tensor = float::<B, 1>(&pos_weight, [CLASSES], device);
     let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
     for reduction in [Reduction::Sum, Reduction::Mean] {
-        let divisor = if reduction == Reduction::Mean {
-            count as f64
-        } else {
-            1.0
-        };
+        let divisor = divisor(reduction, count);
         let want: Vec<f64> = (0..count)
             .map(|i| {
                 let pw = pos_weight[i % CLASSES];
                 w(i) * ((1.0 - t[i]) * sigmoid(x[i]) - pw * t[i] * sigmoid(-x[i])) / divisor
             })
             .collect();
-        let got = gradient(&logits, |x| {
+        let got = input_gradient(&logits, |x| {
             binary_cross_entropy_with_logits(
                 x,
                 target.clone(),

@@ -12,10 +12,10 @@
 //! PyTorch's 0-dimensional tensors are Burn's shape `[1]`: a scalar target, upstream or
 //! weight is loaded as `[1]`, and a loss of shape `[]` is compared with the crate's `[1]`.
 //!
-//! Float tensors are created with an explicit dtype. Burn 0.21 fixes a device's default float
-//! dtype per device type when the first tensor is created on it, and `NdArray<f32>` and
-//! `NdArray<f64>` share `NdArrayDevice`: in a process that ran f32 cases first,
-//! `Tensor::from_data(data, &device)` on `NdArray<f64>` would silently give f32 tensors.
+//! Float tensors are created in the case's dtype with the common `float_as`: Burn 0.21 fixes a
+//! device's default float dtype per device type when the first tensor is created on it, and
+//! `NdArray<f32>` and `NdArray<f64>` share `NdArrayDevice`: in a process that ran f32 cases
+//! first, `Tensor::from_data(data, &device)` on `NdArray<f64>` would silently give f32 tensors.
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -32,6 +32,7 @@ use burn_xent::{
 };
 
 use super::fixture::{Case, FloatTensor, IndexTensor, Loss, Reduction, Target};
+use crate::common::{float_as, panic_message, values};
 
 /// The highest tensor rank the harness runs (inputs, targets, weights, `pos_weight`,
 /// upstream), the format's limit (`docs/fixture-format.md`).
@@ -102,11 +103,7 @@ fn guard<R>(quiet: bool, f: impl FnOnce() -> R) -> Result<R, String> {
     let outcome = catch_unwind(AssertUnwindSafe(f));
     QUIET.with(|q| q.set(false));
     outcome.map_err(|panic| {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "a panic without a message".to_string())
+        panic_message(&*panic).unwrap_or_else(|| "a panic without a message".to_string())
     })
 }
 
@@ -258,8 +255,7 @@ struct Device<'a, B: Backend> {
 /// A float tensor of rank `D` from fixture data, in the case's float dtype.
 fn float<B: Backend, const D: usize>(tensor: &FloatTensor, device: &Device<B>) -> Tensor<B, D> {
     let shape = loaded_shape(&tensor.shape);
-    let data = TensorData::new(tensor.data.clone(), shape);
-    Tensor::from_data(data, (device.device, device.dtype))
+    float_as(tensor.data.clone(), shape, device.device, device.dtype)
 }
 
 /// An int tensor of rank `D` from fixture data, in the device's int dtype.
@@ -484,9 +480,11 @@ fn finish<B: AutodiffBackend, const D: usize, const R: usize>(
         None => Some(loss.clone().sum()),
         Some(u) if u.shape.is_empty() => Some(loss.clone().mul_scalar(u.data[0]).sum()),
         Some(u) if u.shape == loss_shape => {
-            let u = Tensor::<B, R>::from_data(
-                TensorData::new(u.data.clone(), u.shape.clone()),
-                (&loss.device(), loss.dtype()),
+            let u = float_as::<B, R, _>(
+                u.data.clone(),
+                u.shape.clone(),
+                &loss.device(),
+                loss.dtype(),
             );
             Some((loss.clone() * u).sum())
         }
@@ -516,12 +514,4 @@ fn finish<B: AutodiffBackend, const D: usize, const R: usize>(
         loss_dtype,
         grad_dtype,
     })
-}
-
-fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f64> {
-    tensor
-        .into_data()
-        .convert::<f64>()
-        .to_vec::<f64>()
-        .expect("a float tensor's data converts to f64")
 }

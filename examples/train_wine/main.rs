@@ -52,7 +52,6 @@ use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::InMemDataset;
 use burn::module::{AutodiffModule, Module};
 use burn::nn::loss::{BinaryCrossEntropyLoss, BinaryCrossEntropyLossConfig};
-use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::AdamConfig;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -71,12 +70,17 @@ use burn::train::{
 };
 use burn_xent::{BceWithLogitsLoss, BceWithLogitsLossConfig, CrossEntropyLossConfig};
 
-const FEATURES: usize = 11;
-/// Quality scores 3..=8 become classes 0..=5.
-const LOWEST_QUALITY: usize = 3;
-const CLASSES: usize = 6;
-/// "Good wine": a quality of 7 or more.
-const GOOD_QUALITY: usize = 7;
+/// The seeded generator of the tests (`Stream`, SplitMix64), for the split.
+#[path = "../../tests/common/mod.rs"]
+mod common;
+mod model;
+
+use common::Stream;
+use model::{
+    CLASSES, FEATURES, LOWEST_QUALITY, Mlp, balanced_class_weights, good_label, mean_and_std,
+    quality_class,
+};
+
 const BATCH_SIZE: usize = 64;
 const LEARNING_RATE: f64 = 1e-3;
 const EPOCHS: usize = 150;
@@ -119,27 +123,6 @@ impl<B: Backend> Batcher<B, WineItem, WineBatch<B>> for WineBatcher {
     }
 }
 
-/// SplitMix64: a tiny seeded generator for the split (no `rand` dependency).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Fisher-Yates.
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
-        }
-    }
-}
-
 /// The data set split 80/20, stratified by quality score and shuffled with `seed`, the
 /// features standardized with the training split's mean and standard deviation.
 fn load_split(seed: u64) -> (Vec<WineItem>, Vec<WineItem>) {
@@ -148,7 +131,7 @@ fn load_split(seed: u64) -> (Vec<WineItem>, Vec<WineItem>) {
     let qualities: Vec<usize> = dataset.targets.iter().copied().collect();
     assert_eq!(records.ncols(), FEATURES);
 
-    let mut rng = SplitMix64(seed);
+    let mut rng = Stream::new(seed);
     let (mut train_idx, mut valid_idx) = (Vec::new(), Vec::new());
     for class in 0..CLASSES {
         let mut members: Vec<usize> = (0..qualities.len())
@@ -162,18 +145,17 @@ fn load_split(seed: u64) -> (Vec<WineItem>, Vec<WineItem>) {
     rng.shuffle(&mut train_idx);
     rng.shuffle(&mut valid_idx);
 
-    let mut mean = [0.0f64; FEATURES];
-    let mut std = [0.0f64; FEATURES];
-    for f in 0..FEATURES {
+    let stats: [(f64, f64); FEATURES] = std::array::from_fn(|f| {
         let column: Vec<f64> = train_idx.iter().map(|&i| records[[i, f]]).collect();
-        mean[f] = column.iter().sum::<f64>() / column.len() as f64;
-        let var = column.iter().map(|v| (v - mean[f]).powi(2)).sum::<f64>() / column.len() as f64;
-        std[f] = var.sqrt().max(1e-12);
-    }
+        mean_and_std(&column)
+    });
     let item = |i: usize| WineItem {
-        features: std::array::from_fn(|f| ((records[[i, f]] - mean[f]) / std[f]) as f32),
-        class: (qualities[i] - LOWEST_QUALITY) as i64,
-        good: i64::from(qualities[i] >= GOOD_QUALITY),
+        features: std::array::from_fn(|f| {
+            let (mean, std) = stats[f];
+            ((records[[i, f]] - mean) / std) as f32
+        }),
+        class: quality_class(qualities[i]),
+        good: good_label(qualities[i]),
     };
     (
         train_idx.into_iter().map(item).collect(),
@@ -182,34 +164,7 @@ fn load_split(seed: u64) -> (Vec<WineItem>, Vec<WineItem>) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Model
-
-/// 11 -> 64 -> 32 -> `outputs`, ReLU: raw scores (logits).
-#[derive(Module, Debug)]
-struct Mlp<B: Backend> {
-    hidden1: Linear<B>,
-    hidden2: Linear<B>,
-    output: Linear<B>,
-    activation: Relu,
-}
-
-impl<B: Backend> Mlp<B> {
-    fn new(outputs: usize, device: &B::Device) -> Self {
-        Self {
-            hidden1: LinearConfig::new(FEATURES, 64).init(device),
-            hidden2: LinearConfig::new(64, 32).init(device),
-            output: LinearConfig::new(32, outputs).init(device),
-            activation: Relu::new(),
-        }
-    }
-
-    /// `[N, 11]` -> `[N, outputs]`.
-    fn forward(&self, features: Tensor<B, 2>) -> Tensor<B, 2> {
-        let x = self.activation.forward(self.hidden1.forward(features));
-        let x = self.activation.forward(self.hidden2.forward(x));
-        self.output.forward(x)
-    }
-}
+// Model (the MLP itself is in `model.rs`)
 
 /// The loss of the quality classifier.
 #[derive(Module, Debug)]
@@ -601,13 +556,11 @@ fn class_weights(train: &[WineItem], kind: ClassWeights) -> Option<Vec<f32>> {
     for wine in train {
         counts[wine.class as usize] += 1;
     }
-    let balanced = counts
-        .iter()
-        .map(|&c| train.len() as f32 / (CLASSES * c.max(1)) as f32);
+    let balanced = balanced_class_weights(&counts);
     match kind {
         ClassWeights::None => None,
-        ClassWeights::Sqrt => Some(balanced.map(f32::sqrt).collect()),
-        ClassWeights::Balanced => Some(balanced.collect()),
+        ClassWeights::Sqrt => Some(balanced.into_iter().map(f32::sqrt).collect()),
+        ClassWeights::Balanced => Some(balanced),
     }
 }
 

@@ -209,40 +209,38 @@ impl_real!(
     11
 );
 
-/// The largest element of `values` (`-inf` when empty); NaNs are skipped.
+/// Folds `values` into `LANES` independent accumulators (a loop the compiler vectorises), then
+/// the remainder and the lanes into one: `step(accumulator, value)` per element, `merge` across
+/// the lanes, remainder first.
 #[inline(always)]
-pub(crate) fn max_of<T: Real>(values: &[T]) -> T {
-    let mut lanes = [T::NEG_INFINITY; LANES];
+fn fold_lanes<T: Real>(
+    values: &[T],
+    init: T,
+    step: impl Fn(T, T) -> T,
+    merge: impl Fn(T, T) -> T,
+) -> T {
+    let mut lanes = [init; LANES];
     let chunks = values.chunks_exact(LANES);
     let rest = chunks.remainder();
     for chunk in chunks {
         for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = max(*lane, v);
+            *lane = step(*lane, v);
         }
     }
-    let mut m = T::NEG_INFINITY;
-    for &v in lanes.iter().chain(rest) {
-        m = max(m, v);
-    }
-    m
+    let tail = rest.iter().fold(init, |acc, &v| step(acc, v));
+    lanes.iter().fold(tail, |acc, &lane| merge(acc, lane))
+}
+
+/// The largest element of `values` (`-inf` when empty); NaNs are skipped.
+#[inline(always)]
+pub(crate) fn max_of<T: Real>(values: &[T]) -> T {
+    fold_lanes(values, T::NEG_INFINITY, max, max)
 }
 
 /// `Σ f(v)` over `values`, accumulated in lanes.
 #[inline(always)]
 pub(crate) fn sum_map<T: Real>(values: &[T], f: impl Fn(T) -> T) -> T {
-    let mut lanes = [T::ZERO; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = *lane + f(v);
-        }
-    }
-    let mut total = T::ZERO;
-    for &v in rest {
-        total = total + f(v);
-    }
-    lanes.iter().fold(total, |acc, &lane| acc + lane)
+    fold_lanes(values, T::ZERO, |acc, v| acc + f(v), |a, b| a + b)
 }
 
 /// `Σ f(a, b)` over pairs of `a` and `b` (equal lengths), accumulated in lanes.

@@ -5,11 +5,12 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
+use crate::binary::{self, BinaryLoss};
 use crate::broadcast::BroadcastWeight;
 use crate::fused::{BinaryKind, Output};
 use crate::path::Request;
 use crate::pytorch::{BCE_GRAD_EPSILON as EPSILON, BCE_LOG_FLOOR as LOG_FLOOR};
-use crate::reduction::{Reduction, reduce_by_count};
+use crate::reduction::Reduction;
 use crate::workarounds;
 
 const KIND: BinaryKind = BinaryKind::Probabilities;
@@ -53,8 +54,7 @@ impl<B: Backend> BceOptions<B> {
     }
 }
 
-impl<B: Backend> BceOptions<B> {
-    /// The call as the protocol takes it (`crate::path`).
+impl<B: Backend> BinaryLoss<B> for BceOptions<B> {
     fn request<'a, const D: usize>(
         &'a self,
         input: &'a Tensor<B, D>,
@@ -71,6 +71,10 @@ impl<B: Backend> BceOptions<B> {
             self.check_values,
             output,
         )
+    }
+
+    fn composite<const D: usize>(&self, input: Tensor<B, D>, target: Tensor<B, D>) -> Tensor<B, D> {
+        composite_loss(input, target, self)
     }
 }
 
@@ -110,13 +114,7 @@ pub fn binary_cross_entropy<B: Backend, const D: usize>(
     reduction: Reduction,
     options: &BceOptions<B>,
 ) -> Tensor<B, 1> {
-    let count = input.shape().num_elements();
-    let fused = options
-        .request(&input, &target, Output::Reduced(reduction))
-        .fused();
-    fused.unwrap_or_else(|| {
-        reduce_by_count(composite_loss(input, target, options), reduction, count)
-    })
+    binary::reduced(options, input, target, reduction)
 }
 
 /// Binary cross-entropy per element, PyTorch's `reduction='none'`: the input's shape.
@@ -131,11 +129,7 @@ pub fn binary_cross_entropy_no_reduction<B: Backend, const D: usize>(
     target: Tensor<B, D>,
     options: &BceOptions<B>,
 ) -> Tensor<B, D> {
-    let dims = input.dims();
-    match options.request(&input, &target, Output::PerElement).fused() {
-        Some(loss) => loss.reshape(dims),
-        None => composite_loss(input, target, options),
-    }
+    binary::per_element(options, input, target)
 }
 
 /// The per-element loss from Burn's generic operations (the reference path).

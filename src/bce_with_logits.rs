@@ -5,10 +5,11 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
+use crate::binary::{self, BinaryLoss};
 use crate::broadcast::{BroadcastWeight, config_shape};
 use crate::fused::{BinaryKind, Output};
 use crate::path::Request;
-use crate::reduction::{Reduction, reduce_by_count};
+use crate::reduction::Reduction;
 use crate::workarounds;
 
 const KIND: BinaryKind = BinaryKind::WithLogits;
@@ -52,8 +53,7 @@ impl<B: Backend> BceWithLogitsOptions<B> {
     }
 }
 
-impl<B: Backend> BceWithLogitsOptions<B> {
-    /// The call as the protocol takes it (`crate::path`).
+impl<B: Backend> BinaryLoss<B> for BceWithLogitsOptions<B> {
     fn request<'a, const D: usize>(
         &'a self,
         input: &'a Tensor<B, D>,
@@ -62,6 +62,10 @@ impl<B: Backend> BceWithLogitsOptions<B> {
     ) -> Request<'a, B, D, D> {
         let weights = [self.weight.as_ref(), self.pos_weight.as_ref()];
         Request::binary(FUNCTION, KIND, input, target, weights, false, output)
+    }
+
+    fn composite<const D: usize>(&self, input: Tensor<B, D>, target: Tensor<B, D>) -> Tensor<B, D> {
+        composite_loss(input, target, self)
     }
 }
 
@@ -93,13 +97,7 @@ pub fn binary_cross_entropy_with_logits<B: Backend, const D: usize>(
     reduction: Reduction,
     options: &BceWithLogitsOptions<B>,
 ) -> Tensor<B, 1> {
-    let count = input.shape().num_elements();
-    let fused = options
-        .request(&input, &target, Output::Reduced(reduction))
-        .fused();
-    fused.unwrap_or_else(|| {
-        reduce_by_count(composite_loss(input, target, options), reduction, count)
-    })
+    binary::reduced(options, input, target, reduction)
 }
 
 /// Binary cross-entropy on logits per element, PyTorch's `reduction='none'`: the input's
@@ -115,11 +113,7 @@ pub fn binary_cross_entropy_with_logits_no_reduction<B: Backend, const D: usize>
     target: Tensor<B, D>,
     options: &BceWithLogitsOptions<B>,
 ) -> Tensor<B, D> {
-    let dims = input.dims();
-    match options.request(&input, &target, Output::PerElement).fused() {
-        Some(loss) => loss.reshape(dims),
-        None => composite_loss(input, target, options),
-    }
+    binary::per_element(options, input, target)
 }
 
 /// The per-element loss from Burn's generic operations (the reference path).

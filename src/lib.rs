@@ -59,6 +59,7 @@ pub mod availability;
 pub mod backend_check;
 mod bce;
 mod bce_with_logits;
+mod binary;
 mod broadcast;
 mod checks;
 mod class_layout;

@@ -1,0 +1,50 @@
+//! The front the two binary losses share (BCE on probabilities, BCE with logits): the
+//! protocol's request, then the composite path when no kernel ran, reduced or per element.
+
+use burn::tensor::{Tensor, backend::Backend};
+
+use crate::fused::Output;
+use crate::path::Request;
+use crate::reduction::{Reduction, reduce_by_count};
+
+/// What a binary loss's options provide to the shared front.
+pub(crate) trait BinaryLoss<B: Backend> {
+    /// The call as the protocol takes it (`crate::path`).
+    fn request<'a, const D: usize>(
+        &'a self,
+        input: &'a Tensor<B, D>,
+        target: &'a Tensor<B, D>,
+        output: Output,
+    ) -> Request<'a, B, D, D>;
+
+    /// The per-element loss from Burn's generic operations (the reference path).
+    fn composite<const D: usize>(&self, input: Tensor<B, D>, target: Tensor<B, D>) -> Tensor<B, D>;
+}
+
+/// The loss reduced to `[1]`: the fused kernel's, or the composite one's mean or sum over
+/// every element.
+pub(crate) fn reduced<B: Backend, const D: usize>(
+    loss: &impl BinaryLoss<B>,
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+    reduction: Reduction,
+) -> Tensor<B, 1> {
+    let count = input.shape().num_elements();
+    let fused = loss
+        .request(&input, &target, Output::Reduced(reduction))
+        .fused();
+    fused.unwrap_or_else(|| reduce_by_count(loss.composite(input, target), reduction, count))
+}
+
+/// The loss per element, in the input's shape.
+pub(crate) fn per_element<B: Backend, const D: usize>(
+    loss: &impl BinaryLoss<B>,
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let dims = input.dims();
+    match loss.request(&input, &target, Output::PerElement).fused() {
+        Some(loss) => loss.reshape(dims),
+        None => loss.composite(input, target),
+    }
+}

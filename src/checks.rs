@@ -125,8 +125,20 @@ pub(crate) fn probabilities<B: Backend, const D: usize>(
     input: &Tensor<B, D>,
     target: &Tensor<B, D>,
 ) {
-    unit_interval(function, Probabilities::Input, input);
-    unit_interval(function, Probabilities::Target, target);
+    let (bad_input, bad_target) = (outside_unit(input), outside_unit(target));
+    // One reduction and one read from the device for both tensors; which one holds the bad
+    // value is only looked up when there is one.
+    let any_bad = bad_input
+        .clone()
+        .bool_or(bad_target.clone())
+        .any()
+        .into_data()
+        .iter::<bool>()
+        .any(|flag| flag);
+    if any_bad {
+        refuse_first(function, Probabilities::Input, input, bad_input);
+        refuse_first(function, Probabilities::Target, target, bad_target);
+    }
 }
 
 /// Which BCE argument holds a value outside `[0, 1]`.
@@ -138,18 +150,23 @@ enum Probabilities {
     Target,
 }
 
-/// Panics unless every element of `values` (BCE's `which`) lies in `[0, 1]`.
-fn unit_interval<B: Backend, const D: usize>(
-    function: &str,
-    which: Probabilities,
-    values: &Tensor<B, D>,
-) {
-    let outside = values
+/// Where `values` lies outside `[0, 1]` or is NaN.
+fn outside_unit<B: Backend, const D: usize>(values: &Tensor<B, D>) -> Tensor<B, D, Bool> {
+    values
         .clone()
         .lower_elem(0.0)
         .bool_or(values.clone().greater_elem(1.0))
-        .bool_or(values.clone().is_nan());
-    none_set(outside, |first| {
+        .bool_or(values.clone().is_nan())
+}
+
+/// Panics naming the first element of `values` (BCE's `which`) that `bad` marks, if any.
+fn refuse_first<B: Backend, const D: usize>(
+    function: &str,
+    which: Probabilities,
+    values: &Tensor<B, D>,
+    bad: Tensor<B, D, Bool>,
+) {
+    none_set(bad, |first| {
         let data = values.to_data().convert::<f64>();
         let value = data.as_slice::<f64>().expect("converted to f64")[first];
         probability_message(function, which, value, first, &values.dims())

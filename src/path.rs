@@ -12,6 +12,7 @@
 
 use core::cell::Cell;
 
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Int, Tensor, TensorPrimitive, backend::Backend};
 
 use crate::broadcast::BroadcastWeight;
@@ -408,14 +409,6 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
 
     /// The fused op on `B`'s primitives; `None` for a quantized input (composite path).
     fn op(&self) -> Option<FusedOp<B>> {
-        let float = |tensor: &Tensor<B, D>| match tensor.clone().into_primitive() {
-            TensorPrimitive::Float(primitive) => Some(primitive),
-            TensorPrimitive::QFloat(_) => None,
-        };
-        let vector = |tensor: &Tensor<B, 1>| match tensor.clone().into_primitive() {
-            TensorPrimitive::Float(primitive) => Some(primitive),
-            TensorPrimitive::QFloat(_) => None,
-        };
         let input = float(self.input)?;
         Some(match &self.family {
             Family::ClassIndex {
@@ -425,7 +418,7 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
             } => FusedOp::ClassIndex(
                 input,
                 (*target).clone().into_primitive(),
-                weight.map(vector).map_or(Some(None), |w| w.map(Some))?,
+                fused::all_some(weight.map(float))?,
                 *params,
             ),
             Family::ClassProbs {
@@ -435,7 +428,7 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
             } => FusedOp::ClassProbs(
                 input,
                 float(target)?,
-                weight.map(vector).map_or(Some(None), |w| w.map(Some))?,
+                fused::all_some(weight.map(float))?,
                 *params,
             ),
             Family::Binary {
@@ -458,6 +451,14 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
                 )
             }
         })
+    }
+}
+
+/// The float primitive of `tensor`; `None` for a quantized tensor (the composite path).
+fn float<B: Backend, const K: usize>(tensor: &Tensor<B, K>) -> Option<FloatTensor<B>> {
+    match tensor.clone().into_primitive() {
+        TensorPrimitive::Float(primitive) => Some(primitive),
+        TensorPrimitive::QFloat(_) => None,
     }
 }
 

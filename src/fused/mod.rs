@@ -152,8 +152,7 @@ fn cast<T: 'static, U: 'static>(value: T) -> Option<U> {
 
 /// `Some(None)` for no weight, `Some(Some(w))` for a usable one, `None` for one the kernels
 /// cannot take.
-#[allow(dead_code)]
-fn all_some<T>(weight: Option<Option<T>>) -> Option<Option<T>> {
+pub(crate) fn all_some<T>(weight: Option<Option<T>>) -> Option<Option<T>> {
     match weight {
         None => Some(None),
         Some(weight) => weight.map(Some),

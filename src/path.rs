@@ -80,8 +80,8 @@ pub fn loss_path() -> LossPath {
 }
 
 /// True when this build of burn-xent has fused kernels for backend `B` (`Autodiff<X>` or `X`
-/// for a backend `X` whose feature is on: `ndarray` for `NdArray<f32 | f64>`, `wgpu` for
-/// Burn's wgpu backends); false when every loss on `B` takes the composite path.
+/// for a backend `X` whose feature is on: `ndarray` for `NdArray<f32 | f64>`, `flex` for
+/// `Flex`, `wgpu` for Burn's wgpu backends); false when every loss on `B` takes the composite path.
 ///
 /// A loss that runs on the composite path because the backend's feature is off also says so
 /// once per backend type, on standard error (`burn-xent: no fused kernels for …`).
@@ -96,8 +96,9 @@ pub fn fused_kernels_available<B: Backend>() -> bool {
 
 /// The backends with fused kernels in burn-xent: a pattern of their type names, the feature
 /// that compiles their kernels, and whether this build has it.
-const BACKEND_FEATURES: [(&str, &str, bool); 3] = [
+const BACKEND_FEATURES: [(&str, &str, bool); 4] = [
     ("NdArray", "ndarray", cfg!(feature = "fused-ndarray")),
+    ("burn_flex::", "flex", cfg!(feature = "fused-flex")),
     ("burn_wgpu::Wgpu", "wgpu", cfg!(feature = "fused-wgpu")),
     (
         "CubeBackend<cubecl_wgpu",
@@ -486,5 +487,13 @@ mod tests {
             feature_off(ndarray, &[("NdArray", "ndarray", false)]),
             Some("ndarray")
         );
+        // The pattern `BACKEND_FEATURES` holds for Flex, against Flex's real type name.
+        let (pattern, feature, _) = super::BACKEND_FEATURES[1];
+        let flex = core::any::type_name::<burn_autodiff::Autodiff<burn_flex::Flex>>();
+        assert_eq!(
+            feature_off(flex, &[(pattern, feature, false)]),
+            Some("flex")
+        );
+        assert_eq!(feature_off(ndarray, &[(pattern, feature, false)]), None);
     }
 }

@@ -1,5 +1,5 @@
 //! PyTorch's numeric constants, written once for the composite path and every kernel family
-//! (`fused::ndarray`, `fused::cube`), so that they cannot drift apart.
+//! (`fused::cpu`, `fused::cube`), so that they cannot drift apart.
 
 /// BCE clamps each logarithm at this value, so that a probability of exactly 0 or 1 gives a
 /// finite loss (ATen's `binary_cross_entropy`: `std::max(std::log(x), -100)`).

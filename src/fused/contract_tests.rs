@@ -1,5 +1,5 @@
 //! The reference suite of the kernel contract ([`Kernels`]), generic over the backend and run
-//! on every implementation: `NdArray<f32>`, `NdArray<f64>`, the cube backend and the fusion
+//! on every implementation: `NdArray<f32>`, `NdArray<f64>`, `Flex`, the cube backend and the fusion
 //! backend (the wgpu ones behind the crate's `ready` protocol: one `SKIPPED` line where no
 //! adapter exists).
 //!
@@ -773,5 +773,6 @@ macro_rules! contract_suite {
 
 contract_suite!(#[cfg(feature = "fused-ndarray")] ndarray_f32: burn_ndarray::NdArray<f32>, always);
 contract_suite!(#[cfg(feature = "fused-ndarray")] ndarray_f64: burn_ndarray::NdArray<f64>, always);
+contract_suite!(#[cfg(feature = "fused-flex")] flex: burn_flex::Flex, always);
 contract_suite!(#[cfg(feature = "fused-wgpu")] cube: CubeWgpu, ready);
 contract_suite!(#[cfg(feature = "fused-wgpu")] fusion: burn_wgpu::Wgpu, ready);

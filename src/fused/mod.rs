@@ -13,23 +13,36 @@
 // Built without any `fused-*` feature, the dispatch below has no backend to try: its
 // arguments and the kernel contract go unused, and every loss takes the composite path.
 #![cfg_attr(
-    not(any(feature = "fused-ndarray", feature = "fused-wgpu")),
+    not(any(
+        feature = "fused-ndarray",
+        feature = "fused-flex",
+        feature = "fused-wgpu"
+    )),
     allow(unused_variables, dead_code, clippy::extra_unused_type_parameters)
 )]
 
-#[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
+#[cfg(any(
+    feature = "fused-ndarray",
+    feature = "fused-flex",
+    feature = "fused-wgpu"
+))]
 mod autodiff;
-#[cfg(all(test, any(feature = "fused-ndarray", feature = "fused-wgpu")))]
+#[cfg(all(
+    test,
+    any(
+        feature = "fused-ndarray",
+        feature = "fused-flex",
+        feature = "fused-wgpu"
+    )
+))]
 mod contract_tests;
+#[cfg(any(feature = "fused-ndarray", feature = "fused-flex"))]
+mod cpu;
 #[cfg(feature = "fused-wgpu")]
 mod cube;
 #[cfg(feature = "fused-wgpu")]
 mod fusion;
 pub(crate) mod kernels;
-#[cfg(feature = "fused-ndarray")]
-mod ndarray;
-#[cfg(feature = "fused-ndarray")]
-mod real;
 
 use core::any::{Any, TypeId};
 use core::marker::PhantomData;
@@ -58,6 +71,10 @@ macro_rules! each_backend {
             if result.is_none() {
                 result = $attempt::<B, burn_ndarray::NdArray<f64>>();
             }
+        }
+        #[cfg(feature = "fused-flex")]
+        if result.is_none() {
+            result = $attempt::<B, burn_flex::Flex>();
         }
         #[cfg(feature = "fused-wgpu")]
         {
@@ -132,7 +149,11 @@ pub(crate) trait FusedLosses<B: Backend>: Sync {
 pub(crate) fn kernels_for<B: Backend>() -> Option<&'static dyn FusedLosses<B>> {
     #[allow(dead_code)]
     fn on<B: Backend, X: Kernels>() -> Option<&'static dyn FusedLosses<B>> {
-        #[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
+        #[cfg(any(
+            feature = "fused-ndarray",
+            feature = "fused-flex",
+            feature = "fused-wgpu"
+        ))]
         if TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<autodiff::AdFloat<X>>() {
             return Some(&OnAutodiff::<X>(PhantomData));
         }
@@ -211,10 +232,18 @@ impl<B: Backend, X: Kernels> FusedLosses<B> for OnInner<X> {
 }
 
 /// The kernels of `X`, run for `B = Autodiff<X>`: each loss one autodiff node.
-#[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
+#[cfg(any(
+    feature = "fused-ndarray",
+    feature = "fused-flex",
+    feature = "fused-wgpu"
+))]
 struct OnAutodiff<X>(PhantomData<fn() -> X>);
 
-#[cfg(any(feature = "fused-ndarray", feature = "fused-wgpu"))]
+#[cfg(any(
+    feature = "fused-ndarray",
+    feature = "fused-flex",
+    feature = "fused-wgpu"
+))]
 impl<B: Backend, X: Kernels> FusedLosses<B> for OnAutodiff<X> {
     fn checks_values(&self) -> bool {
         X::CHECKS_VALUES

@@ -33,6 +33,8 @@ pub use burn::tensor::{Int, Tensor, TensorData};
 pub type NdArrayAd = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
 /// The CPU half in f64, for checks that want double precision.
 pub type NdArrayAd64 = burn_autodiff::Autodiff<burn_ndarray::NdArray<f64>>;
+/// Burn's Flex CPU backend (f32; f64 tensors by dtype).
+pub type FlexAd = burn_autodiff::Autodiff<burn_flex::Flex>;
 /// The GPU half of the matrix: Burn's default wgpu backend (with fusion).
 pub type WgpuAd = burn_autodiff::Autodiff<burn_wgpu::Wgpu>;
 
@@ -58,21 +60,25 @@ pub fn wgpu_ready(test: &str) -> bool {
 macro_rules! matrix_tests {
     ($($test:ident),* $(,)?) => {
         mod ndarray {
-            $crate::matrix_tests!(@path fused, burn_xent::LossPath::Fused, $($test),*);
-            $crate::matrix_tests!(@path composite, burn_xent::LossPath::Composite, $($test),*);
+            $crate::matrix_tests!(@cpu NdArrayAd, fused, burn_xent::LossPath::Fused, $($test),*);
+            $crate::matrix_tests!(@cpu NdArrayAd, composite, burn_xent::LossPath::Composite, $($test),*);
+        }
+        mod flex {
+            $crate::matrix_tests!(@cpu FlexAd, fused, burn_xent::LossPath::Fused, $($test),*);
+            $crate::matrix_tests!(@cpu FlexAd, composite, burn_xent::LossPath::Composite, $($test),*);
         }
         mod wgpu {
             $crate::matrix_tests!(@wgpu fused, burn_xent::LossPath::Fused, $($test),*);
             $crate::matrix_tests!(@wgpu composite, burn_xent::LossPath::Composite, $($test),*);
         }
     };
-    (@path $path:ident, $loss_path:expr, $($test:ident),*) => {
+    (@cpu $backend:ident, $path:ident, $loss_path:expr, $($test:ident),*) => {
         mod $path {
             $(
                 #[test]
                 fn $test() {
                     burn_xent::with_loss_path($loss_path, || {
-                        super::super::$test::<$crate::common::NdArrayAd>(&Default::default())
+                        super::super::$test::<$crate::common::$backend>(&Default::default())
                     });
                 }
             )*

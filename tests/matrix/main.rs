@@ -1,4 +1,5 @@
-//! The backend matrix: every check here runs on `Autodiff<NdArray>` and `Autodiff<Wgpu>`.
+//! The backend matrix: every check here runs on `Autodiff<NdArray>`, `Autodiff<Flex>` and
+//! `Autodiff<Wgpu>`.
 //!
 //! - `module_equals_function`: each module gives its function's values and gradients bit for
 //!   bit, for every loss, reduction and option.

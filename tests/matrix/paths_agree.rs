@@ -375,6 +375,13 @@ fn ndarray_f32() {
     all::<crate::common::NdArrayAd>(F32);
 }
 
+#[test]
+fn flex_f32() {
+    // Two paths to compare only where the fused kernels exist (feature `flex`).
+    assert!(burn_xent::fused_kernels_available::<crate::common::FlexAd>());
+    all::<crate::common::FlexAd>(F32);
+}
+
 /// f64: the fused kernels' `exp` and `log1p` are within 2 ulp of the standard library's; the
 /// largest difference measured is 4.4 units of `f64::EPSILON` × scale.
 #[test]

@@ -1,0 +1,51 @@
+//! `Flex`'s tensors as the CPU kernels read them.
+
+use std::borrow::Cow;
+
+use burn::tensor::DType;
+use burn_flex::{Flex, FlexTensor};
+
+use super::{CpuTensors, Element, indices_from, reals_from};
+
+/// The elements of `tensor` as `S`s through `$from`: borrowed when the tensor is contiguous,
+/// from a contiguous copy otherwise.
+macro_rules! elements {
+    ($tensor:expr, $s:ty, $from:ident) => {
+        match $tensor.as_slice::<$s>() {
+            Some(slice) => $from(slice),
+            None => Cow::Owned(
+                $from(
+                    $tensor
+                        .to_contiguous()
+                        .as_slice::<$s>()
+                        .expect("a contiguous copy"),
+                )
+                .into_owned(),
+            ),
+        }
+    };
+}
+
+impl CpuTensors for Flex {
+    fn reals<T: Element>(tensor: &FlexTensor) -> Cow<'_, [T]> {
+        match tensor.dtype() {
+            DType::F32 => elements!(tensor, f32, reals_from),
+            DType::F64 => elements!(tensor, f64, reals_from),
+            other => panic!("fused kernels: expected an f32 or f64 tensor, got {other:?}"),
+        }
+    }
+
+    fn indices(tensor: &FlexTensor) -> Cow<'_, [i64]> {
+        match tensor.dtype() {
+            DType::I64 => elements!(tensor, i64, indices_from),
+            DType::I32 => elements!(tensor, i32, indices_from),
+            DType::I16 => elements!(tensor, i16, indices_from),
+            DType::I8 => elements!(tensor, i8, indices_from),
+            DType::U64 => elements!(tensor, u64, indices_from),
+            DType::U32 => elements!(tensor, u32, indices_from),
+            DType::U16 => elements!(tensor, u16, indices_from),
+            DType::U8 => elements!(tensor, u8, indices_from),
+            other => panic!("fused kernels: expected an integer tensor, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `NdArray`'s tensors as the CPU kernels read them.
+
+use std::borrow::Cow;
+
+use burn::tensor::TensorMetadata;
+use burn_ndarray::{FloatNdArrayElement, NdArray, NdArrayTensor, SharedArray};
+
+use super::{CpuTensors, Element, indices_from, reals_from};
+
+/// The elements of a storage variant in row-major order, through `$from` (borrowed when the
+/// storage is contiguous).
+macro_rules! elements {
+    ($storage:expr, $from:ident, $convert:expr) => {{
+        let view = $storage.view();
+        match view.to_slice() {
+            Some(slice) => $from(slice),
+            None => Cow::Owned(view.iter().map($convert).collect()),
+        }
+    }};
+}
+
+impl<E: FloatNdArrayElement> CpuTensors for NdArray<E>
+where
+    NdArrayTensor: From<SharedArray<E>>,
+{
+    fn reals<T: Element>(tensor: &NdArrayTensor) -> Cow<'_, [T]> {
+        match tensor {
+            NdArrayTensor::F32(storage) => {
+                elements!(storage, reals_from, |&v| T::from_f64(v as f64))
+            }
+            NdArrayTensor::F64(storage) => elements!(storage, reals_from, |&v| T::from_f64(v)),
+            other => panic!(
+                "fused kernels: expected a float tensor, got {:?}",
+                other.dtype()
+            ),
+        }
+    }
+
+    fn indices(tensor: &NdArrayTensor) -> Cow<'_, [i64]> {
+        match tensor {
+            NdArrayTensor::I64(storage) => elements!(storage, indices_from, |&v| v),
+            NdArrayTensor::I32(storage) => elements!(storage, indices_from, |&v| v as i64),
+            NdArrayTensor::I16(storage) => elements!(storage, indices_from, |&v| v as i64),
+            NdArrayTensor::I8(storage) => elements!(storage, indices_from, |&v| v as i64),
+            NdArrayTensor::U64(storage) => elements!(storage, indices_from, |&v| v as i64),
+            NdArrayTensor::U32(storage) => elements!(storage, indices_from, |&v| v as i64),
+            NdArrayTensor::U16(storage) => elements!(storage, indices_from, |&v| v as i64),
+            NdArrayTensor::U8(storage) => elements!(storage, indices_from, |&v| v as i64),
+            other => panic!(
+                "fused kernels: expected an integer tensor, got {:?}",
+                other.dtype()
+            ),
+        }
+    }
+}

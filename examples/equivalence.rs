@@ -21,6 +21,7 @@ use burn_xent::*;
 mod common;
 
 type NdArray = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
+type Flex = burn_autodiff::Autodiff<burn_flex::Flex>;
 type Wgpu = burn_autodiff::Autodiff<burn_wgpu::Wgpu>;
 
 /// The notebook's random inputs, drawn once (seeded) on the CPU so every backend gets the
@@ -290,6 +291,11 @@ fn main() {
         &Default::default(),
         &inputs,
     );
+    worst = worst.max(run::<Flex>(
+        "flex (Autodiff<Flex>)",
+        &Default::default(),
+        &inputs,
+    ));
     // One quiet probe: without a GPU driver this prints one SKIPPED line, no panic text.
     match burn_xent::availability::backend_unavailable::<Wgpu>(&Default::default()) {
         None => {

@@ -11,6 +11,8 @@
 //! where K > 0) and every failed case with the index, the value got and the value wanted.
 //!
 //! - `ndarray`: f32 cases on `Autodiff<NdArray<f32>>`, f64 cases on `Autodiff<NdArray<f64>>`.
+//! - `flex`: `Autodiff<Flex>`, each case's tensors in its dtype (Flex is one backend type whose
+//!   tensors carry their dtype: f32 cases in f32, f64 cases in f64).
 //! - `wgpu`: `Autodiff<Wgpu>`, f32 only (burn-wgpu with fusion rejects f64: "Unsupported
 //!   precision for fusion: f64"), so f64 cases run in f32 with the f32 tolerance (or the
 //!   case's, where looser); the count of such cases is printed and each failure says so. An
@@ -35,7 +37,7 @@ use burn::tensor::DType;
 use burn::tensor::backend::AutodiffBackend;
 use burn_xent::{LossPath, with_loss_path};
 
-use common::{NdArrayAd, NdArrayAd64, WgpuAd};
+use common::{FlexAd, NdArrayAd, NdArrayAd64, WgpuAd};
 use fixture::{Case, Dtype, FloatTensor, Loss, Target, Tolerance};
 use runner::{Outcome, Run, loaded_shape, run_case};
 
@@ -512,16 +514,12 @@ fn label(backend: &str, path: LossPath) -> String {
     format!("{backend} {}", format!("{path:?}").to_lowercase())
 }
 
-/// The CPU backend: f32 cases in f32, f64 cases in f64.
-fn ndarray_on(path: LossPath) {
-    let run = |case: &Case| match case.dtype {
-        Dtype::F32 => on::<NdArrayAd>(case, DType::F32),
-        Dtype::F64 => on::<NdArrayAd64>(case, DType::F64),
-    };
+/// Runs every case on `backend` under `path` and fails when one failed.
+fn check(name: &str, path: LossPath, has_f64: bool, run: &dyn Fn(&Case) -> Run) {
     let backend = Backend {
-        label: label("ndarray", path),
-        has_f64: true,
-        run: &run,
+        label: label(name, path),
+        has_f64,
+        run,
     };
     let passed = with_loss_path(path, || run_backend(&backend));
     assert!(
@@ -531,24 +529,35 @@ fn ndarray_on(path: LossPath) {
     );
 }
 
+/// The case's dtype as Burn's.
+fn dtype_of(case: &Case) -> DType {
+    match case.dtype {
+        Dtype::F32 => DType::F32,
+        Dtype::F64 => DType::F64,
+    }
+}
+
+/// NdArray: f32 cases on `NdArray<f32>`, f64 cases on `NdArray<f64>`.
+fn ndarray_on(path: LossPath) {
+    check("ndarray", path, true, &|case| match case.dtype {
+        Dtype::F32 => on::<NdArrayAd>(case, DType::F32),
+        Dtype::F64 => on::<NdArrayAd64>(case, DType::F64),
+    });
+}
+
+/// Flex: one backend type, each case's tensors in the case's dtype (f32 or f64).
+fn flex_on(path: LossPath) {
+    check("flex", path, true, &|case| {
+        on::<FlexAd>(case, dtype_of(case))
+    });
+}
+
 /// The GPU backend: every case in f32 (f64 cases with the f32 tolerance, or counted as not
 /// representable in f32).
 fn wgpu_on(path: LossPath) {
-    if !common::wgpu_ready("pytorch_parity") {
-        return;
+    if common::wgpu_ready("pytorch_parity") {
+        check("wgpu", path, false, &|case| on::<WgpuAd>(case, DType::F32));
     }
-    let run = |case: &Case| on::<WgpuAd>(case, DType::F32);
-    let backend = Backend {
-        label: label("wgpu", path),
-        has_f64: false,
-        run: &run,
-    };
-    let passed = with_loss_path(path, || run_backend(&backend));
-    assert!(
-        passed,
-        "parity {}: some cases failed (listed above)",
-        backend.label
-    );
 }
 
 #[test]
@@ -559,6 +568,16 @@ fn ndarray_fused() {
 #[test]
 fn ndarray_composite() {
     ndarray_on(LossPath::Composite);
+}
+
+#[test]
+fn flex_fused() {
+    flex_on(LossPath::Fused);
+}
+
+#[test]
+fn flex_composite() {
+    flex_on(LossPath::Composite);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Times of the four losses, burn-xent against the nearest `burn::nn::loss` module, forward and
-//! forward + backward, on `Autodiff<NdArray<f32>>` and `Autodiff<Wgpu>`.
+//! forward + backward, on `Autodiff<NdArray<f32>>`, `Autodiff<Flex>` and `Autodiff<Wgpu>`.
 //!
 //! ```sh
 //! cargo bench --bench losses                                  # everything (see BENCHMARKS.md)
@@ -9,7 +9,7 @@
 //!
 //! Each criterion group is one loss at one shape in one mode
 //! (`cross_entropy/4096x32000/forward_backward`), and holds every implementation on every
-//! backend (`burn-xent/ndarray`, `burn-nn/ndarray`, …), so each ratio comes from one run.
+//! backend (`burn-xent/ndarray`, `burn-nn/flex`, …), so each ratio comes from one run.
 //!
 //! The timed region is one call of [`common::Inputs::run`]: for forward + backward, a fresh
 //! `require_grad` leaf from inputs already on the device, the loss, `backward()`, the input's
@@ -20,7 +20,7 @@
 //! and uploading them is not timed. Freeing the graph and the gradient is timed, as it is in
 //! `tools/bench_torch.py`.
 //!
-//! Environment: `BURN_XENT_BENCH_BACKENDS` (`ndarray,wgpu`), `BURN_XENT_BENCH_SHAPES`
+//! Environment: `BURN_XENT_BENCH_BACKENDS` (`ndarray,flex,wgpu`), `BURN_XENT_BENCH_SHAPES`
 //! (`all`, `small` = all but `4096x32000`, or labels such as `65536x10,4194304`),
 //! `BURN_XENT_BENCH_WGPU_SHAPES` (default `small`). Under `cargo test --benches` every case
 //! runs once on tiny shapes.
@@ -36,8 +36,9 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 
 use common::{
-    BACKENDS_VAR, HostInputs, Impl, Inputs, Loss, Mode, NdArrayAd, SHAPES_VAR, WGPU_SHAPES_VAR,
-    WgpuAd, backend_selected, floor_bytes, shape_label, shape_selected, wgpu_unavailable,
+    BACKENDS_VAR, FlexAd, HostInputs, Impl, Inputs, Loss, Mode, NdArrayAd, SHAPES_VAR,
+    WGPU_SHAPES_VAR, WgpuAd, backend_selected, floor_bytes, shape_label, shape_selected,
+    wgpu_unavailable,
 };
 
 fn main() {
@@ -54,6 +55,7 @@ fn main() {
         .configure_from_args();
 
     let ndarray = backend_selected("ndarray");
+    let flex = backend_selected("flex");
     let wgpu = backend_selected("wgpu")
         && match wgpu_unavailable() {
             None => true,
@@ -63,7 +65,7 @@ fn main() {
             }
         };
     eprintln!(
-        "burn-xent benches: ndarray={ndarray} wgpu={wgpu} ({BACKENDS_VAR}), shapes {} \
+        "burn-xent benches: ndarray={ndarray} flex={flex} wgpu={wgpu} ({BACKENDS_VAR}), shapes {} \
          ({SHAPES_VAR}), wgpu shapes {} ({WGPU_SHAPES_VAR}), rayon threads {}{}",
         std::env::var(SHAPES_VAR).unwrap_or_else(|_| "all".into()),
         std::env::var(WGPU_SHAPES_VAR).unwrap_or_else(|_| "small".into()),
@@ -86,6 +88,7 @@ fn main() {
                 warm_up: quick,
             };
             let ndarray_inputs = OnceCell::new();
+            let flex_inputs = OnceCell::new();
             let wgpu_inputs = OnceCell::new();
             let on_wgpu = wgpu && (test_mode || shape_selected(WGPU_SHAPES_VAR, "small", &shape));
             for mode in Mode::ALL {
@@ -100,6 +103,9 @@ fn main() {
                 for &imp in loss.impls() {
                     if ndarray {
                         case.bench::<NdArrayAd>(&mut group, "ndarray", &ndarray_inputs, imp, mode);
+                    }
+                    if flex {
+                        case.bench::<FlexAd>(&mut group, "flex", &flex_inputs, imp, mode);
                     }
                     if on_wgpu {
                         case.bench::<WgpuAd>(&mut group, "wgpu", &wgpu_inputs, imp, mode);
@@ -131,7 +137,7 @@ impl Case<'_> {
         mode: Mode,
     ) {
         let loss = self.loss;
-        let mut warm = !self.warm_up && backend == "ndarray";
+        let mut warm = !self.warm_up && backend != "wgpu";
         group.bench_function(BenchmarkId::new(imp.name(), backend), |b| {
             let inputs = inputs.get_or_init(|| {
                 let host = self.host.get_or_init(|| HostInputs::new(loss, self.shape));

@@ -181,6 +181,36 @@ def tables(root, torch_json=None):
                 row.append(ratio(got["burn-xent"], tt))
                 emit("| " + " | ".join(row) + " |")
         emit("")
+        flex_rows = []
+        for shape in SHAPES[loss]:
+            for mode, short in MODES.items():
+                got = {i: times.get((loss, shape, mode, i, "flex")) for i in impls}
+                if all(v is None for v in got.values()):
+                    continue
+                nd = {i: times.get((loss, shape, mode, i, "ndarray")) for i in impls}
+                gbs = gbs_for(loss, shape)
+                floor = floor_bytes(loss, shape, mode) / (gbs * 1e9) * 1e3 if gbs else None
+                row = [shape.replace("x", "×"), short, ms(floor)] + [cell(got[i], floor) for i in impls]
+                row.append(ratio(got["burn-xent"], nd["burn-xent"]))
+                if "burn-nn" in impls:
+                    row.append(ratio(got["burn-nn"], nd["burn-nn"]))
+                    best_burn = min((v for v in (got["burn-nn"], nd["burn-nn"]) if v is not None), default=None)
+                    row.append(ratio(got["burn-xent"], best_burn))
+                row.append(ratio(got["burn-xent"], torch_times.get((loss, shape, mode))))
+                flex_rows.append(row)
+        if flex_rows:
+            emit("Time on `Autodiff<Flex>` (Burn's Flex CPU backend, same run and threads), median ms, and "
+                 "in brackets the time over the floor; the ratios compare it with the ndarray rows above:")
+            emit("")
+            head = ["shape", "pass", "floor"] + [IMPL_TITLES[i] for i in impls]
+            head += ["burn-xent flex / ndarray"]
+            head += ["burn-nn flex / ndarray", "burn-xent flex / best burn-nn"] if "burn-nn" in impls else []
+            head += ["burn-xent flex / PyTorch"]
+            emit("| " + " | ".join(head) + " |")
+            emit("|" + "---|" * len(head))
+            for row in flex_rows:
+                emit("| " + " | ".join(row) + " |")
+            emit("")
         wgpu_rows = []
         for shape in SHAPES[loss]:
             for mode, short in MODES.items():

@@ -19,10 +19,10 @@ use burn_xent::{
 /// `None` when it can), the seeded generator and the dtype-aware tensor constructor.
 #[path = "../../tests/common/mod.rs"]
 mod shared;
-/// The backends benchmarked, the tests' CPU and GPU halves: `Autodiff<NdArray<f32>>` and
-/// `Autodiff<Wgpu>` (Burn's default: fusion, f32).
+/// The backends benchmarked, the tests' matrix: `Autodiff<NdArray<f32>>`, `Autodiff<Flex>`
+/// (f32) and `Autodiff<Wgpu>` (Burn's default: fusion, f32).
 #[allow(unused_imports)] // the memory bench runs on ndarray only
-pub use shared::{NdArrayAd, WgpuAd, wgpu_unavailable};
+pub use shared::{FlexAd, NdArrayAd, WgpuAd, wgpu_unavailable};
 use shared::{Stream, float_as, float_dtype};
 
 /// Chooses the shapes: `all` (default), `small` (everything but `4096x32000`), or a comma
@@ -208,7 +208,7 @@ pub fn shape_selected(var: &str, default: &str, shape: &[usize]) -> bool {
 /// The backends selected by [`BACKENDS_VAR`].
 pub fn backend_selected(name: &str) -> bool {
     std::env::var(BACKENDS_VAR)
-        .unwrap_or_else(|_| "ndarray,wgpu".to_string())
+        .unwrap_or_else(|_| "ndarray,flex,wgpu".to_string())
         .split(',')
         .any(|b| b.trim() == name)
 }

@@ -57,7 +57,7 @@ impl<B: Backend> BceOptions<B> {
 impl<B: Backend> BinaryLoss<B> for BceOptions<B> {
     fn request<'a, const D: usize>(
         &'a self,
-        input: &'a Tensor<B, D>,
+        input: Tensor<B, D>,
         target: &'a Tensor<B, D>,
         output: Output,
     ) -> Request<'a, B, D, D> {

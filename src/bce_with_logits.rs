@@ -56,7 +56,7 @@ impl<B: Backend> BceWithLogitsOptions<B> {
 impl<B: Backend> BinaryLoss<B> for BceWithLogitsOptions<B> {
     fn request<'a, const D: usize>(
         &'a self,
-        input: &'a Tensor<B, D>,
+        input: Tensor<B, D>,
         target: &'a Tensor<B, D>,
         output: Output,
     ) -> Request<'a, B, D, D> {

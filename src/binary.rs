@@ -12,7 +12,7 @@ pub(crate) trait BinaryLoss<B: Backend> {
     /// The call as the protocol takes it (`crate::path`).
     fn request<'a, const D: usize>(
         &'a self,
-        input: &'a Tensor<B, D>,
+        input: Tensor<B, D>,
         target: &'a Tensor<B, D>,
         output: Output,
     ) -> Request<'a, B, D, D>;
@@ -30,10 +30,13 @@ pub(crate) fn reduced<B: Backend, const D: usize>(
     reduction: Reduction,
 ) -> Tensor<B, 1> {
     let count = input.shape().num_elements();
-    let fused = loss
-        .request(&input, &target, Output::Reduced(reduction))
-        .fused();
-    fused.unwrap_or_else(|| reduce_by_count(loss.composite(input, target), reduction, count))
+    match loss
+        .request(input, &target, Output::Reduced(reduction))
+        .fused()
+    {
+        Ok(fused) => fused,
+        Err(input) => reduce_by_count(loss.composite(input, target), reduction, count),
+    }
 }
 
 /// The loss per element, in the input's shape.
@@ -43,8 +46,8 @@ pub(crate) fn per_element<B: Backend, const D: usize>(
     target: Tensor<B, D>,
 ) -> Tensor<B, D> {
     let dims = input.dims();
-    match loss.request(&input, &target, Output::PerElement).fused() {
-        Some(loss) => loss.reshape(dims),
-        None => loss.composite(input, target),
+    match loss.request(input, &target, Output::PerElement).fused() {
+        Ok(fused) => fused.reshape(dims),
+        Err(input) => loss.composite(input, target),
     }
 }

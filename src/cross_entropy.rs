@@ -80,7 +80,7 @@ impl<B: Backend> CrossEntropyOptions<B> {
     /// The class-index call as the protocol takes it (`crate::path`).
     fn request<'a, const D: usize, const DT: usize>(
         &'a self,
-        input: &'a Tensor<B, D>,
+        input: Tensor<B, D>,
         target: &'a Tensor<B, DT, Int>,
         output: Output,
     ) -> Request<'a, B, D, DT> {
@@ -133,11 +133,13 @@ pub fn cross_entropy<B: Backend, const D: usize, const DT: usize>(
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, 1> {
     let output = Output::Reduced(reduction);
-    let fused = options.request(&input, &target, output).fused();
-    fused.unwrap_or_else(|| {
-        let terms = composite_index_terms(input, target, options);
-        reduce_by(terms.loss, reduction, || terms.target_weight.sum())
-    })
+    match options.request(input, &target, output).fused() {
+        Ok(loss) => loss,
+        Err(input) => {
+            let terms = composite_index_terms(input, target, options);
+            reduce_by(terms.loss, reduction, || terms.target_weight.sum())
+        }
+    }
 }
 
 /// Cross-entropy with class-index targets per element, PyTorch's `reduction='none'`: the
@@ -154,9 +156,9 @@ pub fn cross_entropy_no_reduction<B: Backend, const D: usize, const DT: usize>(
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, DT> {
     let dims = target.dims();
-    match options.request(&input, &target, Output::PerElement).fused() {
-        Some(loss) => loss.reshape(dims),
-        None => ClassLayout::output(composite_index_terms(input, target, options).loss, dims),
+    match options.request(input, &target, Output::PerElement).fused() {
+        Ok(loss) => loss.reshape(dims),
+        Err(input) => ClassLayout::output(composite_index_terms(input, target, options).loss, dims),
     }
 }
 
@@ -240,11 +242,14 @@ pub fn cross_entropy_with_probs<B: Backend, const D: usize>(
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, 1> {
     let output = Output::Reduced(reduction);
-    let request = Request::class_probs(FUNCTION_PROBS, &input, &target, options.index(), output);
-    request.fused().unwrap_or_else(|| {
-        let (loss, elements) = composite_probs_terms(input, target, options);
-        reduce_by_count(loss, reduction, elements)
-    })
+    let request = Request::class_probs(FUNCTION_PROBS, input, &target, options.index(), output);
+    match request.fused() {
+        Ok(loss) => loss,
+        Err(input) => {
+            let (loss, elements) = composite_probs_terms(input, target, options);
+            reduce_by_count(loss, reduction, elements)
+        }
+    }
 }
 
 /// Cross-entropy with probability targets per element, PyTorch's `reduction='none'`: the
@@ -268,14 +273,14 @@ pub fn cross_entropy_with_probs_no_reduction<B: Backend, const D: usize, const D
         .expect("rank checked above");
     let request = Request::class_probs(
         FUNCTION_PROBS,
-        &input,
+        input,
         &target,
         options.index(),
         Output::PerElement,
     );
     match request.fused() {
-        Some(loss) => loss.reshape(dims),
-        None => ClassLayout::output(composite_probs_terms(input, target, options).0, dims),
+        Ok(loss) => loss.reshape(dims),
+        Err(input) => ClassLayout::output(composite_probs_terms(input, target, options).0, dims),
     }
 }
 

@@ -64,7 +64,7 @@ impl<B: Backend> NllLossOptions<B> {
     /// The class-index call as the protocol takes it (`crate::path`).
     fn request<'a, const D: usize, const DT: usize>(
         &'a self,
-        input: &'a Tensor<B, D>,
+        input: Tensor<B, D>,
         target: &'a Tensor<B, DT, Int>,
         output: Output,
     ) -> Request<'a, B, D, DT> {
@@ -114,11 +114,13 @@ pub fn nll_loss<B: Backend, const D: usize, const DT: usize>(
     options: &NllLossOptions<B>,
 ) -> Tensor<B, 1> {
     let output = Output::Reduced(reduction);
-    let fused = options.request(&input, &target, output).fused();
-    fused.unwrap_or_else(|| {
-        let picked = composite_picked(input, target, options);
-        reduce_by(picked.nll, reduction, || picked.target_weight.sum())
-    })
+    match options.request(input, &target, output).fused() {
+        Ok(loss) => loss,
+        Err(input) => {
+            let picked = composite_picked(input, target, options);
+            reduce_by(picked.nll, reduction, || picked.target_weight.sum())
+        }
+    }
 }
 
 /// Negative log-likelihood per element, PyTorch's `reduction='none'`: the target's shape, 0
@@ -135,9 +137,9 @@ pub fn nll_loss_no_reduction<B: Backend, const D: usize, const DT: usize>(
     options: &NllLossOptions<B>,
 ) -> Tensor<B, DT> {
     let dims = target.dims();
-    match options.request(&input, &target, Output::PerElement).fused() {
-        Some(loss) => loss.reshape(dims),
-        None => ClassLayout::output(composite_picked(input, target, options).nll, dims),
+    match options.request(input, &target, Output::PerElement).fused() {
+        Ok(loss) => loss.reshape(dims),
+        Err(input) => ClassLayout::output(composite_picked(input, target, options).nll, dims),
     }
 }
 

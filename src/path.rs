@@ -20,7 +20,7 @@ use crate::checks;
 use crate::class_shapes::class_dims;
 use crate::fused::{
     self, BadValue, BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, ClassProbsParams,
-    FusedLosses, FusedOp, Output,
+    FusedLosses, FusedOp, Output, Ran,
 };
 
 /// Which implementation the losses use; see [`with_loss_path`].
@@ -143,9 +143,18 @@ fn notice_feature_off<B: Backend>() {
 /// What a loss asks of the protocol, built by one of the constructors below from arguments
 /// whose shapes and options they check: the kernel family, the tensors, and whether values
 /// are to be checked. [`Request::fused`] then runs it.
+///
+/// The request owns the input: the fused kernels may then write its gradient over its
+/// storage when nothing else holds it, and the composite path gets it back when no kernel
+/// runs.
 pub(crate) struct Request<'a, B: Backend, const D: usize, const DT: usize> {
+    input: Tensor<B, D>,
+    call: Call<'a, B, D, DT>,
+}
+
+/// Everything of a [`Request`] but the input.
+struct Call<'a, B: Backend, const D: usize, const DT: usize> {
     function: &'static str,
-    input: &'a Tensor<B, D>,
     check_values: bool,
     family: Family<'a, B, D, DT>,
 }
@@ -185,7 +194,7 @@ impl<'a, B: Backend, const D: usize, const DT: usize> Request<'a, B, D, DT> {
     pub(crate) fn class_index(
         function: &'static str,
         kind: ClassIndexKind,
-        input: &'a Tensor<B, D>,
+        input: Tensor<B, D>,
         target: &'a Tensor<B, DT, Int>,
         options: IndexOptions<'a, B>,
         output: Output,
@@ -206,16 +215,16 @@ impl<'a, B: Backend, const D: usize, const DT: usize> Request<'a, B, D, DT> {
             output,
             check_values: false,
         };
-        Self {
+        let call = Call {
             function,
-            input,
             check_values: options.check_values,
             family: Family::ClassIndex {
                 target,
                 weight: options.weight,
                 params,
             },
-        }
+        };
+        Self { input, call }
     }
 }
 
@@ -225,7 +234,7 @@ impl<'a, B: Backend, const D: usize> Request<'a, B, D, D> {
     /// (PyTorch: "ignore_index is not supported for floating point target").
     pub(crate) fn class_probs(
         function: &'static str,
-        input: &'a Tensor<B, D>,
+        input: Tensor<B, D>,
         target: &'a Tensor<B, D>,
         options: IndexOptions<'a, B>,
         output: Output,
@@ -249,16 +258,16 @@ impl<'a, B: Backend, const D: usize> Request<'a, B, D, D> {
             label_smoothing: options.label_smoothing,
             output,
         };
-        Self {
+        let call = Call {
             function,
-            input,
             check_values: false,
             family: Family::ClassProbs {
                 target,
                 weight: options.weight,
                 params,
             },
-        }
+        };
+        Self { input, call }
     }
 
     /// BCE (`check_values`: probabilities and targets in `[0, 1]`) or BCE with logits (no
@@ -267,7 +276,7 @@ impl<'a, B: Backend, const D: usize> Request<'a, B, D, D> {
     pub(crate) fn binary(
         function: &'static str,
         kind: BinaryKind,
-        input: &'a Tensor<B, D>,
+        input: Tensor<B, D>,
         target: &'a Tensor<B, D>,
         [weight, pos_weight]: [Option<&'a BroadcastWeight<B>>; 2],
         check_values: bool,
@@ -280,9 +289,8 @@ impl<'a, B: Backend, const D: usize> Request<'a, B, D, D> {
             output,
             check_values: false,
         };
-        Self {
+        let call = Call {
             function,
-            input,
             check_values: check_values && kind == BinaryKind::Probabilities,
             family: Family::Binary {
                 target,
@@ -290,7 +298,8 @@ impl<'a, B: Backend, const D: usize> Request<'a, B, D, D> {
                 pos_weight,
                 params,
             },
-        }
+        };
+        Self { input, call }
     }
 }
 
@@ -305,35 +314,47 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
     /// `workarounds`); the kernel runs; a case the kernels do not cover takes the composite
     /// path, except under [`LossPath::Fused`], which panics.
     ///
-    /// The fused loss comes as `[N * S]`, `[L]` (per element) or `[1]` (reduced).
-    pub(crate) fn fused(self) -> Option<Tensor<B, 1>> {
-        let kernels = self.kernels();
-        let Some(kernels) = kernels.filter(|_| !self.is_empty()) else {
-            self.check_values();
-            return None;
+    /// The fused loss comes as `[N * S]`, `[L]` (per element) or `[1]` (reduced); `Err` hands
+    /// the input back for the composite path.
+    pub(crate) fn fused(self) -> Result<Tensor<B, 1>, Tensor<B, D>> {
+        let Self { input, call } = self;
+        let kernels = call.kernels();
+        let Some(kernels) = kernels.filter(|_| input.shape().num_elements() > 0) else {
+            call.check_values(&input);
+            return Err(input);
         };
-        let in_kernel = self.check_values && kernels.checks_values();
+        let in_kernel = call.check_values && kernels.checks_values();
         if !in_kernel {
-            self.check_values();
+            call.check_values(&input);
         }
-        let loss = self
-            .op()
-            .and_then(|op| kernels.run(op.check_values_in_kernel(in_kernel)));
-        match loss {
-            Some(Ok(loss)) => Some(Tensor::from_primitive(TensorPrimitive::Float(loss))),
-            Some(Err(bad)) => self.refuse(bad),
-            None => {
-                if loss_path() == LossPath::Fused {
-                    self.no_kernel();
-                }
-                if in_kernel {
-                    self.check_values();
-                }
-                None
+        let input_dims = input.dims();
+        let op = match call.op(input) {
+            Ok(op) => op.check_values_in_kernel(in_kernel),
+            Err(input) => return call.uncovered(input, in_kernel),
+        };
+        match kernels.run(op) {
+            Ran::Done(loss) => Ok(Tensor::from_primitive(TensorPrimitive::Float(loss))),
+            Ran::Refused(bad) => call.refuse(bad, &input_dims),
+            Ran::Uncovered(input) => {
+                let input = Tensor::from_primitive(TensorPrimitive::Float(input));
+                call.uncovered(input, in_kernel)
             }
         }
     }
+}
 
+impl<B: Backend, const D: usize, const DT: usize> Call<'_, B, D, DT> {
+    /// A case no kernel covers: the composite path gets the input back, its values checked
+    /// now if the kernel was to check them; under [`LossPath::Fused`], a panic.
+    fn uncovered<T>(&self, input: Tensor<B, D>, in_kernel: bool) -> Result<T, Tensor<B, D>> {
+        if loss_path() == LossPath::Fused {
+            self.no_kernel();
+        }
+        if in_kernel {
+            self.check_values(&input);
+        }
+        Err(input)
+    }
     /// The fused kernels the current path allows for `B` (the backend probe).
     fn kernels(&self) -> Option<&'static dyn FusedLosses<B>> {
         match loss_path() {
@@ -359,12 +380,8 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
         )
     }
 
-    fn is_empty(&self) -> bool {
-        self.input.shape().num_elements() == 0
-    }
-
     /// The generic value check on the device, when asked for and there is anything to check.
-    fn check_values(&self) {
+    fn check_values(&self, input: &Tensor<B, D>) {
         if !self.check_values {
             return;
         }
@@ -382,8 +399,8 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
                 }
             }
             Family::Binary { target, .. } => {
-                if !self.is_empty() {
-                    checks::probabilities(self.function, self.input, target);
+                if input.shape().num_elements() > 0 {
+                    checks::probabilities(self.function, input, target);
                 }
             }
             Family::ClassProbs { .. } => {}
@@ -391,47 +408,63 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
     }
 
     /// Panics with the loss's usual message for a value a kernel refused.
-    fn refuse(&self, bad: BadValue) -> ! {
+    fn refuse(&self, bad: BadValue, input_dims: &[usize]) -> ! {
         let (target_dims, classes, ignore_index) = match &self.family {
             Family::ClassIndex { target, params, .. } => {
                 (target.dims().to_vec(), params.classes, params.ignore_index)
             }
-            _ => (self.input.dims().to_vec(), 0, 0),
+            _ => (input_dims.to_vec(), 0, 0),
         };
         checks::refuse(
             self.function,
             bad,
             &target_dims,
-            &self.input.dims(),
+            input_dims,
             classes,
             ignore_index,
         )
     }
 
-    /// The fused op on `B`'s primitives; `None` for a quantized input (composite path).
-    fn op(&self) -> Option<FusedOp<B>> {
-        let input = float(self.input)?;
+    /// The fused op on `B`'s primitives, taking the input; the input back for a quantized
+    /// tensor (the composite path).
+    fn op(&self, input: Tensor<B, D>) -> Result<FusedOp<B>, Tensor<B, D>> {
+        let Some(with_input) = self.op_around(&input) else {
+            return Err(input);
+        };
+        match input.into_primitive() {
+            TensorPrimitive::Float(primitive) => Ok(with_input(primitive)),
+            quantized => Err(Tensor::from_primitive(quantized)),
+        }
+    }
+
+    /// The fused op but for its input, which the returned function takes; `None` for a
+    /// quantized target or weight.
+    #[allow(clippy::type_complexity)]
+    fn op_around(
+        &self,
+        input: &Tensor<B, D>,
+    ) -> Option<Box<dyn FnOnce(FloatTensor<B>) -> FusedOp<B>>> {
         Some(match &self.family {
             Family::ClassIndex {
                 target,
                 weight,
                 params,
-            } => FusedOp::ClassIndex(
-                input,
-                (*target).clone().into_primitive(),
-                fused::all_some(weight.map(float))?,
-                *params,
-            ),
+            } => {
+                let target = (*target).clone().into_primitive();
+                let weight = fused::all_some(weight.map(float))?;
+                let params = *params;
+                Box::new(move |input| FusedOp::ClassIndex(input, target, weight, params))
+            }
             Family::ClassProbs {
                 target,
                 weight,
                 params,
-            } => FusedOp::ClassProbs(
-                input,
-                float(target)?,
-                fused::all_some(weight.map(float))?,
-                *params,
-            ),
+            } => {
+                let target = float(target)?;
+                let weight = fused::all_some(weight.map(float))?;
+                let params = *params;
+                Box::new(move |input| FusedOp::ClassProbs(input, target, weight, params))
+            }
             Family::Binary {
                 target,
                 weight,
@@ -441,15 +474,13 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
                 // Weights are broadcast (and their shapes checked) only now that the fused
                 // path runs; the composite path broadcasts them itself.
                 let periodic = |weight: &BroadcastWeight<B>, argument: &str| {
-                    weight.periodic(self.function, argument, self.input)
+                    weight.periodic(self.function, argument, input)
                 };
-                FusedOp::Binary(
-                    input,
-                    float(target)?,
-                    weight.map(|w| periodic(w, "weight")),
-                    pos_weight.map(|w| periodic(w, "pos_weight")),
-                    *params,
-                )
+                let target = float(target)?;
+                let weight = weight.map(|w| periodic(w, "weight"));
+                let pos_weight = pos_weight.map(|w| periodic(w, "pos_weight"));
+                let params = *params;
+                Box::new(move |input| FusedOp::Binary(input, target, weight, pos_weight, params))
             }
         })
     }

@@ -1,54 +1,106 @@
-//! The fused ops as Burn autodiff nodes: each forward runs the backend's fused forward on the
-//! inner tensors and registers one node whose backward calls the fused backward, so the
-//! gradient of a loss is one kernel, whatever the reduction.
+//! The fused ops as Burn autodiff nodes: for a tracked input the forward runs the backend's
+//! `*_with_grad` kernel, which gives the loss and the gradients for a unit upstream gradient
+//! together, and registers one node that keeps those gradients; its backward only scales them
+//! by the upstream gradient ([`Kernels::scale`]). An untracked op runs the plain forward: no
+//! gradient work at all.
 //!
-//! The nodes are prepared with `NoCheckpointing`: their state (the inputs and the few values
-//! the forward saved) is kept until the backward, so they never recompute anything, under any
-//! checkpointing strategy of the graph around them.
+//! The node's state is the gradients, not the inputs: where the CPU kernels wrote the input
+//! gradient over the input's own storage (nothing else held it), the forward and backward of
+//! a loss allocate nothing of the input's size. The nodes are prepared with
+//! `NoCheckpointing`: nothing is ever recomputed, under any checkpointing strategy of the
+//! graph around them.
 
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::{base::Checkpointer, strategy::NoCheckpointing};
 use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
 
 use super::kernels::{
-    BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexParams, ClassIndexSaved,
-    ClassProbsArgs, ClassProbsParams, Kernels, Periodic,
+    BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexParams, ClassProbsArgs,
+    ClassProbsParams, Kernels, Periodic, Ran, Upstream,
 };
 
 /// An autodiff float primitive of `Autodiff<X>`.
 pub(crate) type AdFloat<X> = FloatTensor<Autodiff<X>>;
 
+/// What a fused op on `Autodiff<X>` gave.
+pub(crate) type AdRan<X> = Ran<Autodiff<X>, AdFloat<X>>;
+
+/// The node of every fused loss with `N` parents: its state holds each tracked parent's
+/// gradient for a unit upstream gradient.
 #[derive(Debug)]
-struct ClassIndexOp;
+struct ScaledGradients;
 
 #[derive(Clone, Debug)]
-struct ClassIndexState<X: Kernels> {
-    input: FloatTensor<X>,
-    target: IntTensor<X>,
-    weight: Option<FloatTensor<X>>,
-    params: ClassIndexParams,
-    saved: ClassIndexSaved<X>,
+struct GradientState<X: Kernels, const N: usize> {
+    grads: [Option<FloatTensor<X>>; N],
+    how: Upstream,
 }
 
-impl<X: Kernels> Backward<X, 1> for ClassIndexOp {
-    type State = ClassIndexState<X>;
+impl<X: Kernels, const N: usize> Backward<X, N> for ScaledGradients {
+    type State = GradientState<X, N>;
 
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let state = ops.state;
-        unary::<X, _>(ops.parents, ops.node, grads, |grad| {
-            X::class_index_backward(
-                ClassIndexArgs {
-                    input: &state.input,
-                    target: &state.target,
-                    weight: state.weight.as_ref(),
-                    params: &state.params,
-                },
-                &state.saved,
-                grad,
-            )
-        });
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let upstream = grads.consume::<X>(&ops.node);
+        let how = ops.state.how;
+        for (parent, grad) in ops.parents.into_iter().zip(ops.state.grads) {
+            if let (Some(parent), Some(grad)) = (parent, grad) {
+                grads.register::<X>(parent.id, X::scale(grad, upstream.clone(), how));
+            }
+        }
+    }
+}
+
+/// Whether autodiff tracks `tensor` (it requires a gradient, or leads to one that does).
+fn tracked<X: Kernels>(tensor: &AdFloat<X>) -> bool {
+    !tensor.node.requirement.is_none()
+}
+
+/// The node of a fused op whose parents are `$tensor`s (autodiff primitives): tracked or not.
+macro_rules! prepare {
+    ($x:ty; $($tensor:expr),+) => {
+        ScaledGradients
+            .prepare::<NoCheckpointing>([$($tensor.node.clone()),+])
+            .compute_bound()
+            .stateful()
+    };
+}
+
+/// A node prepared by `prepare!` for `N` parents.
+type Prepared<X, const N: usize> =
+    OpsKind<ScaledGradients, X, GradientState<X, N>, NoCheckpointing, N>;
+
+/// Runs the tracked or the untracked form of an op whose node is `prep`: `with_grad` gets the
+/// input's primitive (owned), `plain` borrows it; an uncovered case hands the input back
+/// whole.
+fn run<X: Kernels, const N: usize>(
+    prep: Prepared<X, N>,
+    input: AdFloat<X>,
+    how: Upstream,
+    with_grad: impl FnOnce(FloatTensor<X>) -> Ran<X, (FloatTensor<X>, [Option<FloatTensor<X>>; N])>,
+    plain: impl FnOnce(&FloatTensor<X>) -> Option<Result<FloatTensor<X>, BadValue>>,
+) -> AdRan<X> {
+    match prep {
+        OpsKind::Tracked(prep) => {
+            let (node, rc) = (input.node, input.rc);
+            match with_grad(input.primitive) {
+                Ran::Done((loss, grads)) => {
+                    Ran::Done(prep.finish(GradientState { grads, how }, loss))
+                }
+                Ran::Refused(bad) => Ran::Refused(bad),
+                Ran::Uncovered(primitive) => Ran::Uncovered(AdFloat::<X> {
+                    primitive,
+                    node,
+                    rc,
+                }),
+            }
+        }
+        OpsKind::UnTracked(prep) => match plain(&input.primitive) {
+            Some(Ok(loss)) => Ran::Done(prep.finish(loss)),
+            Some(Err(bad)) => Ran::Refused(bad),
+            None => Ran::Uncovered(input),
+        },
     }
 }
 
@@ -58,82 +110,29 @@ pub(crate) fn class_index<X: Kernels>(
     target: IntTensor<X>,
     weight: Option<FloatTensor<X>>,
     params: ClassIndexParams,
-) -> Option<Result<AdFloat<X>, BadValue>> {
-    let (loss, saved) = match X::class_index_forward(ClassIndexArgs {
-        input: &input.primitive,
-        target: &target,
-        weight: weight.as_ref(),
-        params: &params,
-    })? {
-        Ok(result) => result,
-        Err(bad) => return Some(Err(bad)),
-    };
-    let prep = <ClassIndexOp as Backward<X, 1>>::prepare::<NoCheckpointing>(
-        ClassIndexOp,
-        [input.node.clone()],
-    );
-    Some(Ok(match prep.compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(
-            ClassIndexState {
-                input: input.primitive,
+) -> AdRan<X> {
+    let prep = prepare!(X; input);
+    let how = Upstream::of_class(params.output, params.classes, params.spatial);
+    let (target, weight) = (&target, weight.as_ref());
+    run(
+        prep,
+        input,
+        how,
+        |input| match X::class_index_with_grad(input, target, weight, &params) {
+            Ran::Done((loss, grad)) => Ran::Done((loss, [Some(grad)])),
+            Ran::Refused(bad) => Ran::Refused(bad),
+            Ran::Uncovered(input) => Ran::Uncovered(input),
+        },
+        |input| {
+            let args = ClassIndexArgs {
+                input,
                 target,
                 weight,
-                params,
-                saved,
-            },
-            loss,
-        ),
-        OpsKind::UnTracked(prep) => prep.finish(loss),
-    }))
-}
-
-/// Registers the gradients of a two-input node that its backward computed together.
-fn register_pair<X: Kernels>(
-    ops: Ops<impl Clone, 2>,
-    grads: &mut Gradients,
-    compute: impl FnOnce(FloatTensor<X>, [bool; 2]) -> [Option<FloatTensor<X>>; 2],
-) {
-    let grad = grads.consume::<X>(&ops.node);
-    let wants = [ops.parents[0].is_some(), ops.parents[1].is_some()];
-    let results = compute(grad, wants);
-    for (parent, result) in ops.parents.into_iter().zip(results) {
-        if let (Some(parent), Some(result)) = (parent, result) {
-            grads.register::<X>(parent.id, result);
-        }
-    }
-}
-
-#[derive(Debug)]
-struct ClassProbsOp;
-
-#[derive(Clone, Debug)]
-struct ClassProbsState<X: Kernels> {
-    input: FloatTensor<X>,
-    target: FloatTensor<X>,
-    weight: Option<FloatTensor<X>>,
-    params: ClassProbsParams,
-    log_sum_exp: FloatTensor<X>,
-}
-
-impl<X: Kernels> Backward<X, 2> for ClassProbsOp {
-    type State = ClassProbsState<X>;
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let state = ops.state.clone();
-        register_pair::<X>(ops, grads, |grad, wants| {
-            X::class_probs_backward(
-                ClassProbsArgs {
-                    input: &state.input,
-                    target: &state.target,
-                    weight: state.weight.as_ref(),
-                    params: &state.params,
-                },
-                &state.log_sum_exp,
-                grad,
-                wants,
-            )
-        });
-    }
+                params: &params,
+            };
+            X::class_index_forward(args).map(|result| result.map(|(loss, _)| loss))
+        },
+    )
 }
 
 /// Cross-entropy with probability targets on `Autodiff<X>` (gradients for both).
@@ -142,63 +141,26 @@ pub(crate) fn class_probs<X: Kernels>(
     target: AdFloat<X>,
     weight: Option<FloatTensor<X>>,
     params: ClassProbsParams,
-) -> Option<AdFloat<X>> {
-    let (loss, log_sum_exp) = X::class_probs_forward(ClassProbsArgs {
-        input: &input.primitive,
-        target: &target.primitive,
-        weight: weight.as_ref(),
-        params: &params,
-    })?;
-    let prep = <ClassProbsOp as Backward<X, 2>>::prepare::<NoCheckpointing>(
-        ClassProbsOp,
-        [input.node.clone(), target.node.clone()],
-    );
-    Some(match prep.compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(
-            ClassProbsState {
-                input: input.primitive,
-                target: target.primitive,
+) -> AdRan<X> {
+    let prep = prepare!(X; input, target);
+    let wants = [tracked(&input), tracked(&target)];
+    let how = Upstream::of_class(params.output, params.classes, params.spatial);
+    let (target, weight) = (&target.primitive, weight.as_ref());
+    run(
+        prep,
+        input,
+        how,
+        |input| X::class_probs_with_grad(input, target, weight, &params, wants),
+        |input| {
+            let args = ClassProbsArgs {
+                input,
+                target,
                 weight,
-                params,
-                log_sum_exp,
-            },
-            loss,
-        ),
-        OpsKind::UnTracked(prep) => prep.finish(loss),
-    })
-}
-
-#[derive(Debug)]
-struct BinaryOp;
-
-#[derive(Clone, Debug)]
-struct BinaryState<X: Kernels> {
-    input: FloatTensor<X>,
-    target: FloatTensor<X>,
-    weight: Option<Periodic<X>>,
-    pos_weight: Option<Periodic<X>>,
-    params: BinaryParams,
-}
-
-impl<X: Kernels> Backward<X, 2> for BinaryOp {
-    type State = BinaryState<X>;
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let state = ops.state.clone();
-        register_pair::<X>(ops, grads, |grad, wants| {
-            X::binary_backward(
-                BinaryArgs {
-                    input: &state.input,
-                    target: &state.target,
-                    weight: state.weight.as_ref(),
-                    pos_weight: state.pos_weight.as_ref(),
-                    params: &state.params,
-                },
-                grad,
-                wants,
-            )
-        });
-    }
+                params: &params,
+            };
+            X::class_probs_forward(args).map(|(loss, _)| Ok(loss))
+        },
+    )
 }
 
 /// BCE or BCE with logits on `Autodiff<X>` (gradients for the input and the target).
@@ -208,32 +170,25 @@ pub(crate) fn binary<X: Kernels>(
     weight: Option<Periodic<X>>,
     pos_weight: Option<Periodic<X>>,
     params: BinaryParams,
-) -> Option<Result<AdFloat<X>, BadValue>> {
-    let loss = match X::binary_forward(BinaryArgs {
-        input: &input.primitive,
-        target: &target.primitive,
-        weight: weight.as_ref(),
-        pos_weight: pos_weight.as_ref(),
-        params: &params,
-    })? {
-        Ok(loss) => loss,
-        Err(bad) => return Some(Err(bad)),
-    };
-    let prep = <BinaryOp as Backward<X, 2>>::prepare::<NoCheckpointing>(
-        BinaryOp,
-        [input.node.clone(), target.node.clone()],
-    );
-    Some(Ok(match prep.compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(
-            BinaryState {
-                input: input.primitive,
-                target: target.primitive,
+) -> AdRan<X> {
+    let prep = prepare!(X; input, target);
+    let wants = [tracked(&input), tracked(&target)];
+    let how = Upstream::of_binary(params.output);
+    let target = &target.primitive;
+    let (weight, pos_weight) = (weight.as_ref(), pos_weight.as_ref());
+    run(
+        prep,
+        input,
+        how,
+        |input| X::binary_with_grad(input, target, weight, pos_weight, &params, wants),
+        |input| {
+            X::binary_forward(BinaryArgs {
+                input,
+                target,
                 weight,
                 pos_weight,
-                params,
-            },
-            loss,
-        ),
-        OpsKind::UnTracked(prep) => prep.finish(loss),
-    }))
+                params: &params,
+            })
+        },
+    )
 }

@@ -1,11 +1,15 @@
 //! The contract between the fused losses and a backend's kernels.
 //!
 //! A backend `X` (the inner backend, without autodiff) that implements [`Kernels`] computes
-//! each loss in one forward pass that keeps only what its backward needs, and writes each
-//! gradient in one pass. `fused::autodiff` wraps the pair in one Burn autodiff node for
-//! `Autodiff<X>`; on `X` itself only the forward runs. Every method works on primitives in
-//! the layouts below; a method returns `None` for a case it does not cover, and the loss
-//! then takes the composite path.
+//! each loss in one forward pass. For an input that autodiff tracks, the forward also gives
+//! the gradients for a unit upstream gradient (`*_with_grad`; the default runs the forward,
+//! then the backward with a unit upstream gradient; the CPU kernels compute them in the same
+//! pass, over the input's own storage when nothing else holds it), and the backward only
+//! scales them by the upstream gradient ([`Kernels::scale`]). `fused::autodiff` wraps this in
+//! one Burn autodiff node for `Autodiff<X>`; on `X` itself, and for untracked inputs, only the
+//! loss is computed. Every method works on primitives in the layouts below; a method returns
+//! `None` (or [`Ran::Uncovered`]) for a case it does not cover, and the loss then takes the
+//! composite path.
 //!
 //! Layouts (row-major, the primitives may be any strides the backend accepts):
 //! - class losses: `input` `[N, C, S]` (an input `[N, C, d1, …, dk]` has `S = d1 ⋯ dk`,
@@ -15,6 +19,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{FloatDType, Shape, TensorMetadata};
 
 use crate::reduction::Reduction;
 
@@ -193,6 +198,76 @@ pub(crate) enum BadValue {
     Target { flat_index: usize, value: f64 },
 }
 
+/// What running a fused op gave: its result, a value the kernel refused, or a case the
+/// kernels do not cover, with the op's input handed back for the composite path.
+pub(crate) enum Ran<X: Backend, T> {
+    /// The op's result.
+    Done(T),
+    /// A value the kernel refused.
+    Refused(BadValue),
+    /// A case the kernels do not cover: the input, untouched.
+    Uncovered(FloatTensor<X>),
+}
+
+/// How the upstream gradient of a backward scales the gradients its forward computed for a
+/// unit upstream gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Upstream {
+    /// The `[1]` gradient of a reduced loss scales every element.
+    Whole,
+    /// The `[N * S]` gradient of a per-element class loss: element `n * S + s` scales the `C`
+    /// gradients of its row in `[N, C, S]`.
+    Rows { classes: usize, spatial: usize },
+    /// The `[L]` gradient of a per-element binary loss: one per element.
+    Elements,
+}
+
+impl Upstream {
+    /// The scaling of a class loss's gradients for this output.
+    pub(crate) fn of_class(output: Output, classes: usize, spatial: usize) -> Self {
+        match output {
+            Output::PerElement => Self::Rows { classes, spatial },
+            Output::Reduced(_) => Self::Whole,
+        }
+    }
+
+    /// The scaling of a binary loss's gradients for this output.
+    pub(crate) fn of_binary(output: Output) -> Self {
+        match output {
+            Output::PerElement => Self::Elements,
+            Output::Reduced(_) => Self::Whole,
+        }
+    }
+}
+
+/// A unit upstream gradient for `loss`: ones of its shape and dtype.
+fn unit_upstream<X: Backend>(loss: &FloatTensor<X>) -> FloatTensor<X> {
+    let dtype = FloatDType::from(loss.dtype());
+    X::float_ones(loss.shape(), &X::float_device(loss), dtype)
+}
+
+/// `grad` times `upstream` as [`Upstream`] says, from Burn's generic operations.
+pub(crate) fn scale_generic<X: Backend>(
+    grad: FloatTensor<X>,
+    upstream: FloatTensor<X>,
+    how: Upstream,
+) -> FloatTensor<X> {
+    let shape = grad.shape();
+    match how {
+        Upstream::Whole => {
+            let ones = Shape::from(vec![1; shape.num_dims()]);
+            X::float_mul(grad, X::float_reshape(upstream, ones))
+        }
+        Upstream::Rows { classes, spatial } => {
+            let rows = shape.num_elements() / (classes * spatial).max(1);
+            let grad = X::float_reshape(grad, Shape::new([rows, classes, spatial]));
+            let upstream = X::float_reshape(upstream, Shape::new([rows, 1, spatial]));
+            X::float_reshape(X::float_mul(grad, upstream), shape)
+        }
+        Upstream::Elements => X::float_mul(grad, X::float_reshape(upstream, shape)),
+    }
+}
+
 /// A backend's fused loss kernels. Every forward returns `None` for a case it does not cover.
 pub(crate) trait Kernels: Backend {
     /// True when the forwards check values themselves (`check_values` in the params);
@@ -238,4 +313,92 @@ pub(crate) trait Kernels: Backend {
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2];
+
+    /// The loss and the input gradient (the input's shape) for a unit upstream gradient: the
+    /// gradient of the reduced loss, or of each element's own loss for
+    /// [`Output::PerElement`]. `input` is owned: a backend may write the gradient over its
+    /// storage when nothing else holds it. Default: the forward, then the backward.
+    fn class_index_with_grad(
+        input: FloatTensor<Self>,
+        target: &IntTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassIndexParams,
+    ) -> Ran<Self, (FloatTensor<Self>, FloatTensor<Self>)> {
+        let args = ClassIndexArgs {
+            input: &input,
+            target,
+            weight,
+            params,
+        };
+        match Self::class_index_forward(args) {
+            None => Ran::Uncovered(input),
+            Some(Err(bad)) => Ran::Refused(bad),
+            Some(Ok((loss, saved))) => {
+                let grad = Self::class_index_backward(args, &saved, unit_upstream::<Self>(&loss));
+                Ran::Done((loss, grad))
+            }
+        }
+    }
+
+    /// The loss and the gradients of the input and the target wanted, for a unit upstream
+    /// gradient, as [`Kernels::class_index_with_grad`]. Default: the forward, then the backward.
+    fn class_probs_with_grad(
+        input: FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassProbsParams,
+        wants: [bool; 2],
+    ) -> Ran<Self, (FloatTensor<Self>, [Option<FloatTensor<Self>>; 2])> {
+        let args = ClassProbsArgs {
+            input: &input,
+            target,
+            weight,
+            params,
+        };
+        match Self::class_probs_forward(args) {
+            None => Ran::Uncovered(input),
+            Some((loss, log_sum_exp)) => {
+                let unit = unit_upstream::<Self>(&loss);
+                let grads = Self::class_probs_backward(args, &log_sum_exp, unit, wants);
+                Ran::Done((loss, grads))
+            }
+        }
+    }
+
+    /// The loss and the gradients of the input and the target wanted, for a unit upstream
+    /// gradient, as [`Kernels::class_index_with_grad`]. Default: the forward, then the backward.
+    fn binary_with_grad(
+        input: FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&Periodic<Self>>,
+        pos_weight: Option<&Periodic<Self>>,
+        params: &BinaryParams,
+        wants: [bool; 2],
+    ) -> Ran<Self, (FloatTensor<Self>, [Option<FloatTensor<Self>>; 2])> {
+        let args = BinaryArgs {
+            input: &input,
+            target,
+            weight,
+            pos_weight,
+            params,
+        };
+        match Self::binary_forward(args) {
+            None => Ran::Uncovered(input),
+            Some(Err(bad)) => Ran::Refused(bad),
+            Some(Ok(loss)) => {
+                let grads = Self::binary_backward(args, unit_upstream::<Self>(&loss), wants);
+                Ran::Done((loss, grads))
+            }
+        }
+    }
+
+    /// A gradient from a `*_with_grad` forward times the backward's upstream gradient.
+    /// Default: Burn's generic operations.
+    fn scale(
+        grad: FloatTensor<Self>,
+        upstream: FloatTensor<Self>,
+        how: Upstream,
+    ) -> FloatTensor<Self> {
+        scale_generic::<Self>(grad, upstream, how)
+    }
 }

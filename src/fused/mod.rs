@@ -52,7 +52,7 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 
 pub(crate) use kernels::{
     BadValue, BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, ClassProbsParams, Output,
-    Periodic,
+    Periodic, Ran,
 };
 #[allow(unused_imports)]
 use kernels::{BinaryArgs, ClassIndexArgs, ClassProbsArgs, Kernels};
@@ -138,10 +138,10 @@ pub(crate) trait FusedLosses<B: Backend>: Sync {
     /// otherwise the caller runs the generic checks first.
     fn checks_values(&self) -> bool;
 
-    /// The loss, `[N * S]`, `[L]` or `[1]` as the params' `output` says; `None` for a case the
-    /// kernels do not cover (or a weight that requires a gradient: the kernels treat weights
-    /// as constants), `Some(Err(_))` for a value the kernel refused.
-    fn run(&self, op: FusedOp<B>) -> Option<Result<FloatTensor<B>, BadValue>>;
+    /// The loss, `[N * S]`, `[L]` or `[1]` as the params' `output` says; the input handed back
+    /// for a case the kernels do not cover (or a weight that requires a gradient: the kernels
+    /// treat weights as constants), or the value the kernel refused.
+    fn run(&self, op: FusedOp<B>) -> Ran<B, FloatTensor<B>>;
 }
 
 /// The fused kernels for `B`, or `None` when the crate has none for it (asked once per call,
@@ -185,7 +185,28 @@ fn same<P: 'static, Q: 'static>(primitive: P) -> Q {
     cast(primitive).expect("the backends were matched by type")
 }
 
-/// The kernels of `X`, run for `B = X`: the forward alone (no autodiff).
+/// A result on `X` as one on `B` (the same backend, matched by type).
+fn on_b<B: Backend, X: Backend>(ran: Ran<X, FloatTensor<X>>) -> Ran<B, FloatTensor<B>> {
+    match ran {
+        Ran::Done(loss) => Ran::Done(same(loss)),
+        Ran::Refused(bad) => Ran::Refused(bad),
+        Ran::Uncovered(input) => Ran::Uncovered(same(input)),
+    }
+}
+
+/// A plain forward's result as a [`Ran`], the input handed back when uncovered.
+fn ran<X: Backend>(
+    input: FloatTensor<X>,
+    result: Option<Result<FloatTensor<X>, BadValue>>,
+) -> Ran<X, FloatTensor<X>> {
+    match result {
+        Some(Ok(loss)) => Ran::Done(loss),
+        Some(Err(bad)) => Ran::Refused(bad),
+        None => Ran::Uncovered(input),
+    }
+}
+
+/// The kernels of `X`, run for `B = X`: the loss alone (no autodiff, no gradient work).
 struct OnInner<X>(PhantomData<fn() -> X>);
 
 impl<B: Backend, X: Kernels> FusedLosses<B> for OnInner<X> {
@@ -193,41 +214,45 @@ impl<B: Backend, X: Kernels> FusedLosses<B> for OnInner<X> {
         X::CHECKS_VALUES
     }
 
-    fn run(&self, op: FusedOp<B>) -> Option<Result<FloatTensor<B>, BadValue>> {
+    fn run(&self, op: FusedOp<B>) -> Ran<B, FloatTensor<B>> {
         let periodic = |w: Periodic<B>| Periodic::<X> {
             values: same(w.values),
             period: w.period,
         };
         let loss = match op {
             FusedOp::ClassIndex(input, target, weight, params) => {
-                X::class_index_forward(ClassIndexArgs {
-                    input: &same(input),
+                let input: FloatTensor<X> = same(input);
+                let result = X::class_index_forward(ClassIndexArgs {
+                    input: &input,
                     target: &same(target),
                     weight: weight.map(same).as_ref(),
                     params: &params,
-                })?
-                .map(|(loss, _saved)| loss)
+                });
+                ran::<X>(input, result.map(|r| r.map(|(loss, _saved)| loss)))
             }
             FusedOp::ClassProbs(input, target, weight, params) => {
-                Ok(X::class_probs_forward(ClassProbsArgs {
-                    input: &same(input),
+                let input: FloatTensor<X> = same(input);
+                let result = X::class_probs_forward(ClassProbsArgs {
+                    input: &input,
                     target: &same(target),
                     weight: weight.map(same).as_ref(),
                     params: &params,
-                })?
-                .0)
+                });
+                ran::<X>(input, result.map(|(loss, _)| Ok(loss)))
             }
             FusedOp::Binary(input, target, weight, pos_weight, params) => {
-                X::binary_forward(BinaryArgs {
-                    input: &same(input),
+                let input: FloatTensor<X> = same(input);
+                let result = X::binary_forward(BinaryArgs {
+                    input: &input,
                     target: &same(target),
                     weight: weight.map(periodic).as_ref(),
                     pos_weight: pos_weight.map(periodic).as_ref(),
                     params: &params,
-                })?
+                });
+                ran::<X>(input, result)
             }
         };
-        Some(loss.map(same))
+        on_b::<B, X>(loss)
     }
 }
 
@@ -249,10 +274,10 @@ impl<B: Backend, X: Kernels> FusedLosses<B> for OnAutodiff<X> {
         X::CHECKS_VALUES
     }
 
-    fn run(&self, op: FusedOp<B>) -> Option<Result<FloatTensor<B>, BadValue>> {
+    fn run(&self, op: FusedOp<B>) -> Ran<B, FloatTensor<B>> {
         use autodiff::AdFloat;
         // A weight is a constant of the kernels: one that requires a gradient takes the
-        // composite path (`None`).
+        // composite path.
         let constant = |weight: FloatTensor<B>| -> Option<FloatTensor<X>> {
             let weight: AdFloat<X> = same(weight);
             weight
@@ -267,26 +292,29 @@ impl<B: Backend, X: Kernels> FusedLosses<B> for OnAutodiff<X> {
                 period: w.period,
             })
         };
-        let loss = match op {
+        let ran = match op {
             FusedOp::ClassIndex(input, target, weight, params) => {
-                let weight = all_some(weight.map(constant))?;
-                autodiff::class_index::<X>(same(input), same(target), weight, params)?
+                let Some(weight) = all_some(weight.map(constant)) else {
+                    return Ran::Uncovered(input);
+                };
+                autodiff::class_index::<X>(same(input), same(target), weight, params)
             }
             FusedOp::ClassProbs(input, target, weight, params) => {
-                let weight = all_some(weight.map(constant))?;
-                Ok(autodiff::class_probs::<X>(
-                    same(input),
-                    same(target),
-                    weight,
-                    params,
-                )?)
+                let Some(weight) = all_some(weight.map(constant)) else {
+                    return Ran::Uncovered(input);
+                };
+                autodiff::class_probs::<X>(same(input), same(target), weight, params)
             }
             FusedOp::Binary(input, target, weight, pos_weight, params) => {
-                let weight = all_some(weight.map(periodic))?;
-                let pos_weight = all_some(pos_weight.map(periodic))?;
-                autodiff::binary::<X>(same(input), same(target), weight, pos_weight, params)?
+                let (Some(weight), Some(pos_weight)) = (
+                    all_some(weight.map(periodic)),
+                    all_some(pos_weight.map(periodic)),
+                ) else {
+                    return Ran::Uncovered(input);
+                };
+                autodiff::binary::<X>(same(input), same(target), weight, pos_weight, params)
             }
         };
-        Some(loss.map(same))
+        on_b(ran)
     }
 }

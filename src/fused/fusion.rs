@@ -368,7 +368,7 @@ where
 
     fn class_probs_forward(
         args: ClassProbsArgs<'_, Self>,
-    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+    ) -> Option<(FloatTensor<Self>, Option<FloatTensor<Self>>)> {
         let (input, target, weight, params) = args.split();
         if !cube::covers_class_probs(params) {
             return None;
@@ -387,16 +387,17 @@ where
         let mut out = register::<R, F, I, BT>(kind, &inputs, &shapes, input.dtype).into_iter();
         let loss = out.next().expect("the loss");
         let lse = out.next().expect("the log-sum-exp");
-        Some((loss, lse))
+        Some((loss, Some(lse)))
     }
 
     fn class_probs_backward(
         args: ClassProbsArgs<'_, Self>,
-        log_sum_exp: &FloatTensor<Self>,
+        log_sum_exp: Option<&FloatTensor<Self>>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2] {
         let (input, target, weight, params) = args.split();
+        let log_sum_exp = log_sum_exp.expect("saved by the forward");
         if !wants[0] && !wants[1] {
             return [None, None];
         }

@@ -64,6 +64,8 @@ pub(crate) struct ClassIndexParams {
 
 /// What a class-index forward keeps for its backward, besides its inputs.
 #[derive(Clone, Debug)]
+// The CPU kernels' gradients come from the forward: only the cube kernels read these.
+#[cfg_attr(not(feature = "fused-wgpu"), allow(dead_code))]
 pub(crate) struct ClassIndexSaved<X: Backend> {
     /// The log-sum-exp of each element's logits in two parts, `[2 * N * S]` (cross-entropy
     /// only): the layout of [`Kernels::class_probs_forward`]'s.
@@ -122,8 +124,9 @@ pub(crate) struct Periodic<X: Backend> {
 }
 
 impl<X: Backend> Periodic<X> {
-    /// The values and the period, the two arguments a kernel launch takes:
+    /// The values and the period, the two arguments a cube kernel launch takes:
     /// `weight.map(Periodic::parts)`.
+    #[cfg_attr(not(feature = "fused-wgpu"), allow(dead_code))]
     pub(crate) fn parts(&self) -> (&FloatTensor<X>, usize) {
         (&self.values, self.period)
     }
@@ -208,6 +211,9 @@ pub(crate) enum Ran<X: Backend, T> {
     /// A case the kernels do not cover: the input, untouched.
     Uncovered(FloatTensor<X>),
 }
+
+/// A loss and the gradients of its input and its target (each when wanted).
+pub(crate) type LossAndGrads<X> = (FloatTensor<X>, [Option<FloatTensor<X>>; 2]);
 
 /// How the upstream gradient of a backward scales the gradients its forward computed for a
 /// unit upstream gradient.
@@ -294,12 +300,12 @@ pub(crate) trait Kernels: Backend {
     /// value of the backward would inherit). The class-index forward saves the same layout.
     fn class_probs_forward(
         args: ClassProbsArgs<'_, Self>,
-    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)>;
+    ) -> Option<(FloatTensor<Self>, Option<FloatTensor<Self>>)>;
 
     /// The gradients of the input and of the target (each `[N, C, S]`, computed when asked).
     fn class_probs_backward(
         args: ClassProbsArgs<'_, Self>,
-        log_sum_exp: &FloatTensor<Self>,
+        log_sum_exp: Option<&FloatTensor<Self>>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2];
@@ -348,7 +354,7 @@ pub(crate) trait Kernels: Backend {
         weight: Option<&FloatTensor<Self>>,
         params: &ClassProbsParams,
         wants: [bool; 2],
-    ) -> Ran<Self, (FloatTensor<Self>, [Option<FloatTensor<Self>>; 2])> {
+    ) -> Ran<Self, LossAndGrads<Self>> {
         let args = ClassProbsArgs {
             input: &input,
             target,
@@ -359,7 +365,7 @@ pub(crate) trait Kernels: Backend {
             None => Ran::Uncovered(input),
             Some((loss, log_sum_exp)) => {
                 let unit = unit_upstream::<Self>(&loss);
-                let grads = Self::class_probs_backward(args, &log_sum_exp, unit, wants);
+                let grads = Self::class_probs_backward(args, log_sum_exp.as_ref(), unit, wants);
                 Ran::Done((loss, grads))
             }
         }
@@ -374,7 +380,7 @@ pub(crate) trait Kernels: Backend {
         pos_weight: Option<&Periodic<Self>>,
         params: &BinaryParams,
         wants: [bool; 2],
-    ) -> Ran<Self, (FloatTensor<Self>, [Option<FloatTensor<Self>>; 2])> {
+    ) -> Ran<Self, LossAndGrads<Self>> {
         let args = BinaryArgs {
             input: &input,
             target,

@@ -12,6 +12,8 @@
 //! - `bad_input`: each misuse is refused with a message naming function and argument.
 //! - `gradient_accuracy`: input gradients within a few f32 ulps of a float64 reference.
 //! - `paths_agree`: the fused and composite paths give the same values and gradients.
+//! - `gradient_in_forward`: the gradients the fused forward computes (in place where nothing
+//!   else holds the logits) are right however the logits are held.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -20,6 +22,7 @@ mod backends_agree;
 mod bad_input;
 mod cross_checks;
 mod gradient_accuracy;
+mod gradient_in_forward;
 mod module_equals_function;
 mod paths_agree;
 mod semantics;

@@ -1,23 +1,17 @@
-//! The binary losses on flat elements: BCE on probabilities and BCE with logits.
+//! The binary losses on flat elements: BCE on probabilities and BCE with logits. Each task
+//! of consecutive elements computes their losses and, where asked, the gradients of the input
+//! (over the input or into its gradient buffer, [`Logits`]) and of the target, for a unit
+//! upstream gradient.
 
-use burn::tensor::TensorMetadata;
-use burn::tensor::ops::FloatTensor;
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
+use super::layout::Logits;
 use super::real::{Real, sum_map};
-use super::{
-    CpuTensors, Element, ElementGrad, TASK_ELEMENTS, element_grads, loss_output, reduced,
-    task_chunks, tensor,
-};
+use super::{Element, TASK_ELEMENTS};
 use crate::fused::kernels::{BadValue, BinaryKind, BinaryParams, Output};
 use crate::pytorch::{BCE_GRAD_EPSILON as EPSILON, BCE_LOG_FLOOR as LOG_FLOOR};
-
-/// A binary op's weight as `T` values and their period.
-fn periodic<T: Element, X: CpuTensors>(
-    weight: Option<(&FloatTensor<X>, usize)>,
-) -> Option<(Vec<T>, usize)> {
-    weight.map(|(values, period)| (X::reals::<T>(values).into_owned(), period))
-}
 
 /// Writes the weight of elements `first..first + out.len()` into `out`: `values[i % period]`,
 /// with a running index instead of a division per element.
@@ -96,15 +90,15 @@ struct ChunkWeights<T> {
 
 impl<T: Real> ChunkWeights<T> {
     fn new(
-        weight: &Option<(Vec<T>, usize)>,
-        pos_weight: &Option<(Vec<T>, usize)>,
+        weight: Option<(&[T], usize)>,
+        pos_weight: Option<(&[T], usize)>,
         first: usize,
         len: usize,
     ) -> Self {
-        let fill = |w: &Option<(Vec<T>, usize)>| {
-            w.as_ref().map(|(values, period)| {
+        let fill = |w: Option<(&[T], usize)>| {
+            w.map(|(values, period)| {
                 let mut out = vec![T::ZERO; len];
-                fill_periodic(values, *period, first, &mut out);
+                fill_periodic(values, period, first, &mut out);
                 out
             })
         };
@@ -171,119 +165,103 @@ fn first_outside_unit<T: Element>(values: &[T]) -> Option<(usize, f64)> {
     Some((flat_index, values[flat_index].to_f64()))
 }
 
-multiversioned! {
-pub(super) fn binary_forward<T: Element, X: CpuTensors>(
-    input: &FloatTensor<X>,
-    target: &FloatTensor<X>,
-    weight: Option<(&FloatTensor<X>, usize)>,
-    pos_weight: Option<(&FloatTensor<X>, usize)>,
-    params: &BinaryParams,
-) -> Result<FloatTensor<X>, BadValue> {
-    let xs = X::reals::<T>(input);
-    let ts = X::reals::<T>(target);
-    if params.check_values {
-        first_outside_unit(&xs).map_or(Ok(()), |(flat_index, value)| {
-            Err(BadValue::Probability { flat_index, value })
-        })?;
-        first_outside_unit(&ts).map_or(Ok(()), |(flat_index, value)| {
-            Err(BadValue::Target { flat_index, value })
-        })?;
-    }
-    let weight = periodic::<T, X>(weight);
-    let pos_weight = periodic::<T, X>(pos_weight);
-    let task_losses = |task: usize, loss: &mut [T]| {
-        let first = task * TASK_ELEMENTS;
-        let weights = ChunkWeights::new(&weight, &pos_weight, first, loss.len());
-        let (xs, ts) = (&xs[first..][..loss.len()], &ts[first..][..loss.len()]);
-        let pos_weight = weights.pos_weight.as_deref();
-        binary_map(params.kind, xs, ts, pos_weight, loss, |(value, _, _)| value);
-        apply_weight(weights.weight.as_deref(), loss);
-    };
-    match params.output {
-        Output::PerElement => {
-            let mut loss = vec![T::ZERO; xs.len()];
-            loss.par_chunks_mut(TASK_ELEMENTS)
-                .enumerate()
-                .for_each(|(task, loss)| task_losses(task, loss));
-            Ok(loss_output::<T, X>(loss, params.output, params.len as f64))
-        }
-        // Reduced: each task sums its losses in a buffer of its own; no `[L]` tensor.
-        Output::Reduced(reduction) => {
-            let sum: f64 = (0..xs.len().div_ceil(TASK_ELEMENTS))
-                .into_par_iter()
-                .map(|task| {
-                    let mut loss = vec![T::ZERO; (xs.len() - task * TASK_ELEMENTS).min(TASK_ELEMENTS)];
-                    task_losses(task, &mut loss);
-                    sum_map(&loss, |v| v).to_f64()
-                })
-                .sum();
-            Ok(reduced::<T, X>(sum, reduction, params.len as f64))
-        }
-    }
+/// What a binary op reads besides the input: the targets (`[L]`) and the weights as
+/// `(values, period)`.
+pub(super) struct BinaryInputs<'a, T> {
+    pub targets: &'a [T],
+    pub weight: Option<(&'a [T], usize)>,
+    pub pos_weight: Option<(&'a [T], usize)>,
 }
+
+/// Checks that the probabilities and the targets of BCE lie in `[0, 1]`.
+pub(super) fn check_binary<T: Element>(
+    values: &[T],
+    targets: &[T],
+    params: &BinaryParams,
+) -> Result<(), BadValue> {
+    if !(params.check_values && params.kind == BinaryKind::Probabilities) {
+        return Ok(());
+    }
+    if let Some((flat_index, value)) = first_outside_unit(values) {
+        return Err(BadValue::Probability { flat_index, value });
+    }
+    if let Some((flat_index, value)) = first_outside_unit(targets) {
+        return Err(BadValue::Target { flat_index, value });
+    }
+    Ok(())
+}
+
+/// A task's share of the input and where its gradient goes.
+enum Share<'a, T> {
+    Read(&'a [T]),
+    InPlace(&'a mut [T]),
+    Into(&'a [T], &'a mut [T]),
 }
 
 multiversioned! {
-pub(super) fn binary_backward<T: Element, X: CpuTensors>(
-    input: &FloatTensor<X>,
-    target: &FloatTensor<X>,
-    weight: Option<(&FloatTensor<X>, usize)>,
-    pos_weight: Option<(&FloatTensor<X>, usize)>,
+/// BCE or BCE with logits on every element: the losses into `loss` (`[L]` per element, or one
+/// partial sum per task of `TASK_ELEMENTS` for a reduced output), and for a unit upstream
+/// gradient times `scale`, the input gradient where `logits` says and the target gradient
+/// into `target_grad` when given.
+pub(super) fn binary<T: Element>(
+    logits: Logits<'_, T>,
+    inputs: &BinaryInputs<'_, T>,
     params: &BinaryParams,
-    grad: &FloatTensor<X>,
-    wants: [bool; 2],
-) -> [Option<FloatTensor<X>>; 2] {
-    let xs = X::reals::<T>(input);
-    let ts = X::reals::<T>(target);
-    let weight = periodic::<T, X>(weight);
-    let pos_weight = periodic::<T, X>(pos_weight);
-    let grads = element_grads::<T, X>(grad, params.output, params.len as f64);
-    let len = xs.len();
-    let mut dx = vec![T::ZERO; if wants[0] { len } else { 0 }];
-    let mut dt = vec![T::ZERO; if wants[1] { len } else { 0 }];
+    scale: T,
+    loss: &mut [T],
+    target_grad: Option<&mut [T]>,
+) -> () {
+    let len = params.len;
     let tasks = len.div_ceil(TASK_ELEMENTS);
-    let dx_chunks = task_chunks(&mut dx, tasks, TASK_ELEMENTS);
-    let dt_chunks = task_chunks(&mut dt, tasks, TASK_ELEMENTS);
+    let shares: Vec<Share<'_, T>> = match logits {
+        Logits::Read(values) => values.chunks(TASK_ELEMENTS).map(Share::Read).collect(),
+        Logits::InPlace(values) => values.chunks_mut(TASK_ELEMENTS).map(Share::InPlace).collect(),
+        Logits::Into { logits, gradient } => logits
+            .chunks(TASK_ELEMENTS)
+            .zip(gradient.chunks_mut(TASK_ELEMENTS))
+            .map(|(logits, gradient)| Share::Into(logits, gradient))
+            .collect(),
+    };
+    let target_grads: Vec<Option<&mut [T]>> = match target_grad {
+        Some(values) => values.chunks_mut(TASK_ELEMENTS).map(Some).collect(),
+        None => (0..tasks).map(|_| None).collect(),
+    };
+    let per_element = params.output == Output::PerElement;
+    let loss_width = if per_element { TASK_ELEMENTS } else { 1 };
     let kind = params.kind;
-    dx_chunks
+    shares
         .into_par_iter()
-        .zip(dt_chunks)
+        .zip(target_grads)
+        .zip(loss.par_chunks_mut(loss_width))
         .enumerate()
-        .for_each(|(task, (dx, dt))| {
+        .for_each(|(task, ((share, mut dt), loss))| {
             let first = task * TASK_ELEMENTS;
-            let count = (len - first).min(TASK_ELEMENTS);
-            let weights = ChunkWeights::new(&weight, &pos_weight, first, count);
-            let (xs, ts) = (&xs[first..][..count], &ts[first..][..count]);
-            // The slopes, one loop per wanted gradient, then the upstream gradient and
-            // the weight.
+            let (xs, dx): (Cow<'_, [T]>, Option<&mut [T]>) = match share {
+                Share::Read(values) => (Cow::Borrowed(values), None),
+                // The gradient overwrites the elements: read them from a copy.
+                Share::InPlace(values) => (Cow::Owned(values.to_vec()), Some(values)),
+                Share::Into(values, gradient) => (Cow::Borrowed(values), Some(gradient)),
+            };
+            let count = xs.len();
+            let ts = &inputs.targets[first..][..count];
+            let weights = ChunkWeights::new(inputs.weight, inputs.pos_weight, first, count);
             let pos_weight = weights.pos_weight.as_deref();
-            if !dx.is_empty() {
-                binary_map(kind, xs, ts, pos_weight, dx, |(_, slope, _)| slope);
+            let mut losses = vec![T::ZERO; if per_element { 0 } else { count }];
+            let out = if per_element { &mut loss[..] } else { &mut losses[..] };
+            binary_map(kind, &xs, ts, pos_weight, out, |(value, _, _)| value);
+            apply_weight(weights.weight.as_deref(), out);
+            if !per_element {
+                loss[0] = sum_map(&losses, |v| v);
             }
-            if !dt.is_empty() {
-                binary_map(kind, xs, ts, pos_weight, dt, |(_, _, slope)| slope);
+            // The slopes, one loop per wanted gradient, then the scale and the weight.
+            if let Some(dx) = dx {
+                binary_map(kind, &xs, ts, pos_weight, dx, |(_, slope, _)| scale * slope);
+                apply_weight(weights.weight.as_deref(), dx);
             }
-            for out in [dx, dt] {
-                if out.is_empty() {
-                    continue;
-                }
-                match &grads {
-                    ElementGrad::All(g) => {
-                        for o in out.iter_mut() {
-                            *o = *g * *o;
-                        }
-                    }
-                    ElementGrad::Each(g) => {
-                        for (o, &g) in out.iter_mut().zip(&g[first..]) {
-                            *o = g * *o;
-                        }
-                    }
-                }
-                apply_weight(weights.weight.as_deref(), out);
+            if let Some(dt) = dt.as_deref_mut() {
+                binary_map(kind, &xs, ts, pos_weight, dt, |(_, _, slope)| scale * slope);
+                apply_weight(weights.weight.as_deref(), dt);
             }
         });
-    let shape = input.shape().to_vec();
-    let finish = |values: Vec<T>, wanted: bool| wanted.then(|| tensor::<T, X>(values, &shape));
-    [finish(dx, wants[0]), finish(dt, wants[1])]
 }
 }

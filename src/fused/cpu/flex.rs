@@ -48,4 +48,15 @@ impl CpuTensors for Flex {
             other => panic!("fused kernels: expected an integer tensor, got {other:?}"),
         }
     }
+
+    fn unique_reals_mut<T: Element>(tensor: &mut FlexTensor) -> Option<&mut [T]> {
+        if tensor.dtype() != T::dtype() || !tensor.is_unique() {
+            return None;
+        }
+        // The tensor's elements within its storage, when they lie contiguous in row-major
+        // order (a view may cover part of it).
+        let (start, end) = tensor.layout().contiguous_offsets()?;
+        let values = tensor.try_storage_mut::<T>()?;
+        Some(&mut values[start..end])
+    }
 }

@@ -1,14 +1,16 @@
 //! The fused kernels of the CPU backends, `NdArray` and `Flex` (`f32` and `f64` tensors),
-//! multi-threaded over rows with rayon: one implementation for both. A backend takes part
-//! through [`CpuTensors`], which reads its primitives as slices (`ndarray.rs`, `flex.rs`);
-//! the kernels (`class.rs`, `binary.rs`) work on slices and hand their results back as
-//! `TensorData`, which both backends adopt without a copy.
+//! multi-threaded with rayon: one implementation for both. A backend takes part through
+//! [`CpuTensors`], which reads its primitives as slices and lends the storage of a tensor
+//! nothing else holds (`ndarray.rs`, `flex.rs`); the kernels (`class.rs`, `binary.rs`, on the
+//! walk of `layout.rs`) work on slices and hand new results back as `TensorData`, which both
+//! backends adopt without a copy.
 //!
-//! Class losses work on rows of `C` contiguous logits: a `[N, C]` input is already that; a
-//! `[N, C, S]` input (S > 1) is first copied to `[N, S, C]`, which the backward keeps instead
-//! of the input (one extra copy of the input for K-dimensional inputs, none for `[N, C]`).
-//! Each row's forward reads the row twice while it is in cache (its maximum, then the sum of
-//! exponentials) and keeps one log-sum-exp; its backward writes each gradient element once.
+//! For a tracked input, the forward computes the gradients for a unit upstream gradient in
+//! the same pass as the loss ([`Kernels::class_index_with_grad`], …): the input gradient over
+//! the input's own storage when nothing else holds it (a linear layer's fresh output), into a
+//! new buffer otherwise; the backward multiplies in place by the upstream gradient, and does
+//! nothing at all for the common upstream gradient of exactly 1 ([`Kernels::scale`]). Class
+//! losses read `[N, C, S]` inputs in their own layout and write the gradient in it.
 
 #[cfg(feature = "fused-flex")]
 mod flex;
@@ -24,10 +26,11 @@ use burn::tensor::{DType, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
 use super::kernels::{
-    BadValue, BinaryArgs, ClassIndexArgs, ClassIndexSaved, ClassProbsArgs, Kernels, Output,
-    Periodic,
+    BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexParams, ClassIndexSaved,
+    ClassProbsArgs, ClassProbsParams, Kernels, LossAndGrads, Output, Periodic, Ran, Upstream,
 };
 use crate::reduction::Reduction;
+use layout::{Logits, Walk};
 use real::Real;
 
 /// A float element the kernels run in: `f32` or `f64`.
@@ -45,6 +48,11 @@ pub(crate) trait CpuTensors: Backend {
 
     /// The elements of an integer tensor as `i64`: borrowed when they are, copied otherwise.
     fn indices(tensor: &IntTensor<Self>) -> Cow<'_, [i64]>;
+
+    /// The elements of a float tensor as a mutable `T` slice in row-major order, when its
+    /// storage is this tensor's alone (no other tensor or view holds it), contiguous and of
+    /// `T`: the kernels may then write over it. `None` otherwise.
+    fn unique_reals_mut<T: Element>(tensor: &mut FloatTensor<Self>) -> Option<&mut [T]>;
 }
 
 /// `values` as `T`s: borrowed when they are `T`s already, converted otherwise.
@@ -70,31 +78,31 @@ fn tensor<T: Element, X: CpuTensors>(values: Vec<T>, shape: &[usize]) -> FloatTe
     X::float_from_data(TensorData::new(values, shape.to_vec()), &Default::default())
 }
 
-/// Defines `fn $name<T: Element, X: CpuTensors>(…)` twice, once compiled for AVX2 and FMA (the closures in
+/// Defines `fn $name<T: Element>(…)` twice, once compiled for AVX2 and FMA (the closures in
 /// its body, rayon's tasks among them, inherit the features, so their loops are vectorised
 /// 8 `f32` wide) and once for the baseline, and picks one at run time by the CPU's features.
 macro_rules! multiversioned {
     (
         $(#[$meta:meta])*
-        $vis:vis fn $name:ident<T: Element, X: CpuTensors>($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block
+        $vis:vis fn $name:ident<T: Element>($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block
     ) => {
         $(#[$meta])*
-        $vis fn $name<T: Element, X: CpuTensors>($($arg: $ty),*) -> $ret {
+        $vis fn $name<T: Element>($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
                 $(#[$meta])*
-                fn avx2<T: Element, X: CpuTensors>($($arg: $ty),*) -> $ret $body
+                fn avx2<T: Element>($($arg: $ty),*) -> $ret $body
                 if std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
                 {
                     // SAFETY: the CPU was just found to support AVX2 and FMA.
-                    return unsafe { avx2::<T, X>($($arg),*) };
+                    return unsafe { avx2::<T>($($arg),*) };
                 }
             }
             $(#[$meta])*
-            fn baseline<T: Element, X: CpuTensors>($($arg: $ty),*) -> $ret $body
-            baseline::<T, X>($($arg),*)
+            fn baseline<T: Element>($($arg: $ty),*) -> $ret $body
+            baseline::<T>($($arg),*)
         }
     };
 }
@@ -102,68 +110,10 @@ macro_rules! multiversioned {
 // After the macro: the kernels use it.
 mod binary;
 mod class;
+mod layout;
 
 /// Elements each rayon task works on, at least.
 const TASK_ELEMENTS: usize = 1 << 15;
-
-/// The input's rows of `C` classes as `[N * S, C]`: the input itself when `S` is 1, a copy of
-/// `[N, C, S]` transposed to `[N, S, C]` otherwise.
-fn rows<T: Element, X: CpuTensors>(
-    input: &FloatTensor<X>,
-    classes: usize,
-    spatial: usize,
-) -> Cow<'_, [T]> {
-    let flat = X::reals::<T>(input);
-    if spatial == 1 {
-        return flat;
-    }
-    let batch = flat.len() / (classes * spatial);
-    let mut out = vec![T::ZERO; flat.len()];
-    out.par_chunks_mut(classes * spatial)
-        .zip(flat.par_chunks(classes * spatial))
-        .for_each(|(out, block)| {
-            for (c, class) in block.chunks_exact(spatial).enumerate() {
-                for (s, &v) in class.iter().enumerate() {
-                    out[s * classes + c] = v;
-                }
-            }
-        });
-    debug_assert_eq!(out.len(), batch * classes * spatial);
-    Cow::Owned(out)
-}
-
-/// The inverse of [`rows`] for a gradient: `[N * S, C]` rows back to `[N, C, S]`.
-fn unrows<T: Element>(rows: Vec<T>, classes: usize, spatial: usize) -> Vec<T> {
-    if spatial == 1 {
-        return rows;
-    }
-    let mut out = vec![T::ZERO; rows.len()];
-    out.par_chunks_mut(classes * spatial)
-        .zip(rows.par_chunks(classes * spatial))
-        .for_each(|(out, block)| {
-            for (s, row) in block.chunks_exact(classes).enumerate() {
-                for (c, &v) in row.iter().enumerate() {
-                    out[c * spatial + s] = v;
-                }
-            }
-        });
-    out
-}
-
-/// `values` in `tasks` chunks of `width` for the tasks of a backward pass; `tasks` empty
-/// chunks when `values` is empty (a gradient nobody asked for).
-fn task_chunks<T>(values: &mut [T], tasks: usize, width: usize) -> Vec<&mut [T]> {
-    if values.is_empty() {
-        (0..tasks).map(|_| &mut [][..]).collect()
-    } else {
-        values.chunks_mut(width).collect()
-    }
-}
-
-/// Rows per rayon task for rows of `width` elements.
-fn rows_per_task(width: usize) -> usize {
-    (TASK_ELEMENTS / width.max(1)).max(1)
-}
 
 /// The loss tensor of an op: the per-element values, or their sum divided by `divisor`.
 fn loss_output<T: Element, X: CpuTensors>(
@@ -181,70 +131,212 @@ fn loss_output<T: Element, X: CpuTensors>(
                 .par_chunks(TASK_ELEMENTS)
                 .map(|chunk| chunk.iter().map(|v| v.to_f64()).sum::<f64>())
                 .sum();
-            reduced::<T, X>(sum, reduction, divisor)
+            let value = match reduction {
+                Reduction::Sum => sum,
+                Reduction::Mean => sum / divisor,
+            };
+            tensor::<T, X>(vec![T::from_f64(value)], &[1])
         }
     }
 }
 
-/// The `[1]` loss of a reduction from the sum of the per-element losses.
-fn reduced<T: Element, X: CpuTensors>(
-    sum: f64,
-    reduction: Reduction,
-    divisor: f64,
-) -> FloatTensor<X> {
-    let value = match reduction {
-        Reduction::Sum => sum,
-        Reduction::Mean => sum / divisor,
-    };
-    tensor::<T, X>(vec![T::from_f64(value)], &[1])
-}
-
-/// The gradient of each element's loss: `grad` itself, or the reduced loss's gradient spread
-/// over the elements (divided by the mean's divisor).
-fn element_grads<T: Element, X: CpuTensors>(
-    grad: &FloatTensor<X>,
-    output: Output,
-    divisor: f64,
-) -> ElementGrad<T> {
-    let grad = X::reals::<T>(grad);
+/// The factor of a unit upstream gradient for each element: `1 / divisor` for a mean, 1
+/// otherwise.
+fn unit_scale<T: Element>(output: Output, divisor: f64) -> T {
     match output {
-        Output::PerElement => ElementGrad::Each(grad.into_owned()),
-        Output::Reduced(Reduction::Sum) => ElementGrad::All(grad[0]),
-        Output::Reduced(Reduction::Mean) => {
-            ElementGrad::All(T::from_f64(grad[0].to_f64() / divisor))
+        Output::Reduced(Reduction::Mean) => T::from_f64(1.0 / divisor),
+        _ => T::ONE,
+    }
+}
+
+/// An op's input: borrowed for the loss alone, owned when its gradient is wanted (and may be
+/// written over it).
+enum Input<'a, X: Backend> {
+    Borrowed(&'a FloatTensor<X>),
+    Owned(FloatTensor<X>),
+}
+
+impl<X: CpuTensors> Input<'_, X> {
+    /// Runs `kernel` on the input's logits, with where their gradient goes when it is
+    /// wanted, and returns that gradient (the input's shape): the input itself when its
+    /// storage is its own, a new tensor otherwise.
+    fn run<T: Element>(self, kernel: impl FnOnce(Logits<'_, T>)) -> Option<FloatTensor<X>> {
+        let mut input = match self {
+            Input::Borrowed(input) => {
+                kernel(Logits::Read(&X::reals::<T>(input)));
+                return None;
+            }
+            Input::Owned(input) => input,
+        };
+        if let Some(values) = X::unique_reals_mut::<T>(&mut input) {
+            kernel(Logits::InPlace(values));
+            return Some(input);
+        }
+        let logits = X::reals::<T>(&input);
+        let mut gradient = vec![T::ZERO; logits.len()];
+        kernel(Logits::Into {
+            logits: &logits,
+            gradient: &mut gradient,
+        });
+        Some(tensor::<T, X>(gradient, &input.shape()))
+    }
+}
+
+/// The loss of a class-index op, its total weight, and the input gradient when the input is
+/// owned.
+#[allow(clippy::type_complexity)]
+fn class_index_op<T: Element, X: CpuTensors>(
+    input: Input<'_, X>,
+    target: &IntTensor<X>,
+    weight: Option<&FloatTensor<X>>,
+    params: &ClassIndexParams,
+) -> Result<(FloatTensor<X>, f64, Option<FloatTensor<X>>), BadValue> {
+    let targets = X::indices(target);
+    let weight = weight.map(|w| X::reals::<T>(w));
+    let weight = weight.as_deref();
+    let total = class::total_weight(&targets, weight, params)?;
+    let walk = Walk {
+        classes: params.classes,
+        spatial: params.spatial,
+    };
+    let scale = unit_scale::<T>(params.output, total);
+    let mut loss = vec![T::ZERO; targets.len()];
+    let grad = input.run::<T>(|logits| {
+        class::class_index(walk, logits, &targets, weight, params, scale, &mut loss)
+    });
+    Ok((loss_output::<T, X>(loss, params.output, total), total, grad))
+}
+
+/// The loss of a class-probability op and the gradients wanted (the input's only when it is
+/// owned).
+fn class_probs_op<T: Element, X: CpuTensors>(
+    input: Input<'_, X>,
+    target: &FloatTensor<X>,
+    weight: Option<&FloatTensor<X>>,
+    params: &ClassProbsParams,
+    wants_target: bool,
+) -> LossAndGrads<X> {
+    let targets = X::reals::<T>(target);
+    let weight = weight.map(|w| X::reals::<T>(w));
+    let weight = weight.as_deref();
+    let rows = params.batch * params.spatial;
+    let walk = Walk {
+        classes: params.classes,
+        spatial: params.spatial,
+    };
+    let scale = unit_scale::<T>(params.output, rows as f64);
+    let mut loss = vec![T::ZERO; rows];
+    let mut target_grad = wants_target.then(|| vec![T::ZERO; targets.len()]);
+    let grad = input.run::<T>(|logits| {
+        let target_grad = target_grad.as_deref_mut();
+        class::class_probs(
+            walk,
+            logits,
+            &targets,
+            weight,
+            params,
+            scale,
+            &mut loss,
+            target_grad,
+        )
+    });
+    let target_grad = target_grad.map(|values| tensor::<T, X>(values, &target.shape()));
+    (
+        loss_output::<T, X>(loss, params.output, rows as f64),
+        [grad, target_grad],
+    )
+}
+
+/// The loss of a binary op and the gradients wanted (the input's only when it is owned).
+#[allow(clippy::type_complexity)]
+fn binary_op<T: Element, X: CpuTensors>(
+    input: Input<'_, X>,
+    target: &FloatTensor<X>,
+    weight: Option<&Periodic<X>>,
+    pos_weight: Option<&Periodic<X>>,
+    params: &BinaryParams,
+    wants_target: bool,
+) -> Result<LossAndGrads<X>, BadValue> {
+    let targets = X::reals::<T>(target);
+    {
+        let values = match &input {
+            Input::Borrowed(input) => X::reals::<T>(input),
+            Input::Owned(input) => X::reals::<T>(input),
+        };
+        binary::check_binary(&values, &targets, params)?;
+    }
+    let weight = weight.map(|w| (X::reals::<T>(&w.values), w.period));
+    let pos_weight = pos_weight.map(|w| (X::reals::<T>(&w.values), w.period));
+    let inputs = binary::BinaryInputs {
+        targets: &targets,
+        weight: weight
+            .as_ref()
+            .map(|(values, period)| (&values[..], *period)),
+        pos_weight: pos_weight
+            .as_ref()
+            .map(|(values, period)| (&values[..], *period)),
+    };
+    let len = params.len;
+    let scale = unit_scale::<T>(params.output, len as f64);
+    let mut loss = vec![
+        T::ZERO;
+        match params.output {
+            Output::PerElement => len,
+            Output::Reduced(_) => len.div_ceil(TASK_ELEMENTS),
+        }
+    ];
+    let mut target_grad = wants_target.then(|| vec![T::ZERO; len]);
+    let grad = input.run::<T>(|logits| {
+        let target_grad = target_grad.as_deref_mut();
+        binary::binary(logits, &inputs, params, scale, &mut loss, target_grad)
+    });
+    let target_grad = target_grad.map(|values| tensor::<T, X>(values, &target.shape()));
+    // A reduced output's `loss` holds one partial sum per task; their sum is the loss's.
+    Ok((
+        loss_output::<T, X>(loss, params.output, len as f64),
+        [grad, target_grad],
+    ))
+}
+
+/// `grad` times the upstream gradient `upstream`, in place.
+fn scale_in_place<T: Element>(grad: &mut [T], upstream: &[T], how: Upstream) {
+    match how {
+        Upstream::Whole => {
+            let g = upstream[0];
+            grad.par_chunks_mut(TASK_ELEMENTS)
+                .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = g * *v));
+        }
+        Upstream::Elements => grad
+            .par_chunks_mut(TASK_ELEMENTS)
+            .zip(upstream.par_chunks(TASK_ELEMENTS))
+            .for_each(|(chunk, g)| chunk.iter_mut().zip(g).for_each(|(v, &g)| *v = g * *v)),
+        Upstream::Rows { classes, spatial } => {
+            // One `[C, S]` block per `n`, its `S` upstream values at stride 1.
+            grad.par_chunks_mut(classes * spatial)
+                .zip(upstream.par_chunks(spatial))
+                .for_each(|(block, g)| {
+                    for row in block.chunks_exact_mut(spatial) {
+                        row.iter_mut().zip(g).for_each(|(v, &g)| *v = g * *v);
+                    }
+                });
         }
     }
 }
 
-enum ElementGrad<T> {
-    Each(Vec<T>),
-    All(T),
-}
-
-impl<T: Real> ElementGrad<T> {
-    #[inline(always)]
-    fn at(&self, i: usize) -> T {
-        match self {
-            Self::Each(values) => values[i],
-            Self::All(value) => *value,
-        }
-    }
-}
-
-/// Runs `$body` with `$t` bound to the element type of `$input`'s dtype (`None` for other
-/// dtypes).
+/// Runs `$body` with `$t` bound to the element type of `$dtype` (`f32` or `f64`), or
+/// evaluates `$other` for other dtypes.
 macro_rules! by_dtype {
-    ($input:expr, $t:ident => $body:expr) => {
-        match TensorMetadata::dtype($input) {
+    ($dtype:expr, $t:ident => $body:expr, _ => $other:expr) => {
+        match $dtype {
             DType::F32 => {
                 type $t = f32;
-                Some($body)
+                $body
             }
             DType::F64 => {
                 type $t = f64;
-                Some($body)
+                $body
             }
-            _ => None,
+            _ => $other,
         }
     };
 }
@@ -256,68 +348,242 @@ impl<X: CpuTensors> Kernels for X {
         args: ClassIndexArgs<'_, Self>,
     ) -> Option<Result<(FloatTensor<Self>, ClassIndexSaved<Self>), BadValue>> {
         let (input, target, weight, params) = args.split();
-        by_dtype!(input, T => class::class_index_forward::<T, X>(input, target, weight, params)
-        .map(|(loss, log_sum_exp, total_weight)| {
-            (loss, ClassIndexSaved { log_sum_exp, total_weight })
-        }))
+        let op = |(loss, total, _): (FloatTensor<Self>, f64, _)| {
+            let total_weight =
+                X::float_from_data(TensorData::new(vec![total], [1]), &Default::default());
+            let total_weight = X::float_cast(total_weight, input.dtype().into());
+            (
+                loss,
+                ClassIndexSaved {
+                    log_sum_exp: None,
+                    total_weight,
+                },
+            )
+        };
+        by_dtype!(input.dtype(), T => Some(
+            class_index_op::<T, X>(Input::Borrowed(input), target, weight, params).map(op)),
+            _ => None)
     }
 
+    /// The gradient, recomputed: this backend's gradients come from
+    /// [`Kernels::class_index_with_grad`], and this form serves the contract's tests.
     fn class_index_backward(
         args: ClassIndexArgs<'_, Self>,
-        saved: &ClassIndexSaved<Self>,
+        _saved: &ClassIndexSaved<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let (input, target, weight, params) = args.split();
-        by_dtype!(input, T => class::class_index_backward::<T, X>(
-            input, target, weight, params, saved.log_sum_exp.as_ref(), &saved.total_weight, &grad))
-        .expect("the forward accepted this dtype")
+        let how = Upstream::of_class(params.output, params.classes, params.spatial);
+        match Self::class_index_with_grad(input.clone(), target, weight, params) {
+            Ran::Done((_, unit)) => Self::scale(unit, grad, how),
+            _ => panic!("class_index_backward: the forward accepted this case"),
+        }
     }
 
     fn class_probs_forward(
         args: ClassProbsArgs<'_, Self>,
-    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+    ) -> Option<(FloatTensor<Self>, Option<FloatTensor<Self>>)> {
         let (input, target, weight, params) = args.split();
-        by_dtype!(input, T => class::class_probs_forward::<T, X>(input, target, weight, params))
+        by_dtype!(input.dtype(), T => Some((
+            class_probs_op::<T, X>(Input::Borrowed(input), target, weight, params, false).0,
+            None,
+        )), _ => None)
     }
 
+    /// The gradients, recomputed, as [`Kernels::class_index_backward`].
     fn class_probs_backward(
         args: ClassProbsArgs<'_, Self>,
-        log_sum_exp: &FloatTensor<Self>,
+        _log_sum_exp: Option<&FloatTensor<Self>>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2] {
         let (input, target, weight, params) = args.split();
-        by_dtype!(input, T => class::class_probs_backward::<T, X>(
-            input, target, weight, params, log_sum_exp, &grad, wants))
-        .expect("the forward accepted this dtype")
+        let how = Upstream::of_class(params.output, params.classes, params.spatial);
+        match Self::class_probs_with_grad(input.clone(), target, weight, params, wants) {
+            Ran::Done((_, units)) => {
+                units.map(|unit| unit.map(|unit| Self::scale(unit, grad.clone(), how)))
+            }
+            _ => panic!("class_probs_backward: the forward accepted this case"),
+        }
     }
 
     fn binary_forward(args: BinaryArgs<'_, Self>) -> Option<Result<FloatTensor<Self>, BadValue>> {
         let (input, target, weight, pos_weight, params) = args.split();
-        by_dtype!(input, T => binary::binary_forward::<T, X>(
-            input,
-            target,
-            weight.map(Periodic::parts),
-            pos_weight.map(Periodic::parts),
-            params,
-        ))
+        by_dtype!(input.dtype(), T => Some(
+            binary_op::<T, X>(Input::Borrowed(input), target, weight, pos_weight, params, false)
+                .map(|(loss, _)| loss)),
+            _ => None)
     }
 
+    /// The gradients, recomputed, as [`Kernels::class_index_backward`].
     fn binary_backward(
         args: BinaryArgs<'_, Self>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2] {
         let (input, target, weight, pos_weight, params) = args.split();
-        by_dtype!(input, T => binary::binary_backward::<T, X>(
-            input,
-            target,
-            weight.map(Periodic::parts),
-            pos_weight.map(Periodic::parts),
-            params,
-            &grad,
-            wants,
-        ))
-        .expect("the forward accepted this dtype")
+        let how = Upstream::of_binary(params.output);
+        match Self::binary_with_grad(input.clone(), target, weight, pos_weight, params, wants) {
+            Ran::Done((_, units)) => {
+                units.map(|unit| unit.map(|unit| Self::scale(unit, grad.clone(), how)))
+            }
+            _ => panic!("binary_backward: the forward accepted this case"),
+        }
+    }
+
+    fn class_index_with_grad(
+        input: FloatTensor<Self>,
+        target: &IntTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassIndexParams,
+    ) -> Ran<Self, (FloatTensor<Self>, FloatTensor<Self>)> {
+        by_dtype!(input.dtype(), T => {
+            match class_index_op::<T, X>(Input::Owned(input), target, weight, params) {
+                Ok((loss, _, grad)) => Ran::Done((loss, grad.expect("an owned input's gradient"))),
+                Err(bad) => Ran::Refused(bad),
+            }
+        }, _ => Ran::Uncovered(input))
+    }
+
+    fn class_probs_with_grad(
+        input: FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassProbsParams,
+        wants: [bool; 2],
+    ) -> Ran<Self, LossAndGrads<Self>> {
+        // An untracked input is only read: no gradient of it, and its storage left alone.
+        by_dtype!(input.dtype(), T => Ran::Done(if wants[0] {
+            class_probs_op::<T, X>(Input::Owned(input), target, weight, params, wants[1])
+        } else {
+            class_probs_op::<T, X>(Input::Borrowed(&input), target, weight, params, wants[1])
+        }), _ => Ran::Uncovered(input))
+    }
+
+    fn binary_with_grad(
+        input: FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&Periodic<Self>>,
+        pos_weight: Option<&Periodic<Self>>,
+        params: &BinaryParams,
+        wants: [bool; 2],
+    ) -> Ran<Self, LossAndGrads<Self>> {
+        let result = by_dtype!(input.dtype(), T => if wants[0] {
+            binary_op::<T, X>(Input::Owned(input), target, weight, pos_weight, params, wants[1])
+        } else {
+            binary_op::<T, X>(Input::Borrowed(&input), target, weight, pos_weight, params, wants[1])
+        }, _ => return Ran::Uncovered(input));
+        match result {
+            Ok(done) => Ran::Done(done),
+            Err(bad) => Ran::Refused(bad),
+        }
+    }
+
+    fn scale(
+        grad: FloatTensor<Self>,
+        upstream: FloatTensor<Self>,
+        how: Upstream,
+    ) -> FloatTensor<Self> {
+        by_dtype!(grad.dtype(), T => {
+            let upstream = X::reals::<T>(&upstream);
+            // The upstream gradient of `loss.backward()` on a reduced loss: nothing to do.
+            if how == Upstream::Whole && upstream[0] == T::ONE {
+                return grad;
+            }
+            let mut grad = grad;
+            if let Some(values) = X::unique_reals_mut::<T>(&mut grad) {
+                scale_in_place(values, &upstream, how);
+                return grad;
+            }
+            let mut values = X::reals::<T>(&grad).into_owned();
+            scale_in_place(&mut values, &upstream, how);
+            tensor::<T, X>(values, &grad.shape())
+        }, _ => super::kernels::scale_generic::<X>(grad, upstream, how))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The gradient goes over the input's storage exactly when nothing else holds it.
+
+    use burn::tensor::TensorData;
+    use burn::tensor::ops::{FloatTensor, IntTensor};
+
+    use super::{CpuTensors, Kernels, Ran};
+    use crate::fused::kernels::{ClassIndexKind, ClassIndexParams, Output};
+    use crate::reduction::Reduction;
+
+    /// Where a float tensor's first element lies.
+    fn address<X: CpuTensors>(tensor: &mut FloatTensor<X>) -> Option<usize> {
+        X::unique_reals_mut::<f32>(tensor).map(|values| values.as_ptr() as usize)
+    }
+
+    /// `[N, C, S]` logits (fresh, so unique), class targets and the params.
+    fn case<X: CpuTensors>(spatial: usize) -> (FloatTensor<X>, IntTensor<X>, ClassIndexParams) {
+        let (batch, classes) = (3, 5);
+        let shape = if spatial == 1 {
+            vec![batch, classes]
+        } else {
+            vec![batch, classes, spatial]
+        };
+        let len = batch * classes * spatial;
+        let logits: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+        let input = X::float_from_data(TensorData::new(logits, shape), &Default::default());
+        let targets: Vec<i64> = (0..batch * spatial).map(|i| (i % classes) as i64).collect();
+        let target = X::int_from_data(
+            TensorData::new(targets, [batch * spatial]),
+            &Default::default(),
+        );
+        let params = ClassIndexParams {
+            kind: ClassIndexKind::CrossEntropy,
+            batch,
+            classes,
+            spatial,
+            ignore_index: -100,
+            label_smoothing: 0.0,
+            output: Output::Reduced(Reduction::Mean),
+            check_values: true,
+        };
+        (input, target, params)
+    }
+
+    fn in_place_when_unique<X: CpuTensors>() {
+        for spatial in [1, 4] {
+            let (mut input, target, params) = case::<X>(spatial);
+            let before = address::<X>(&mut input).expect("a fresh tensor is unique");
+            let Ran::Done((_, mut grad)) = X::class_index_with_grad(input, &target, None, &params)
+            else {
+                panic!("covered");
+            };
+            assert_eq!(address::<X>(&mut grad), Some(before), "S = {spatial}");
+        }
+    }
+
+    fn new_buffer_when_shared<X: CpuTensors>() {
+        for spatial in [1, 4] {
+            let (input, target, params) = case::<X>(spatial);
+            let kept = input.clone();
+            let values = X::reals::<f32>(&kept).into_owned();
+            let Ran::Done((_, mut grad)) = X::class_index_with_grad(input, &target, None, &params)
+            else {
+                panic!("covered");
+            };
+            assert!(address::<X>(&mut grad).is_some(), "a new, unique gradient");
+            assert_eq!(X::reals::<f32>(&kept), values, "the shared input changed");
+        }
+    }
+
+    #[cfg(feature = "fused-ndarray")]
+    #[test]
+    fn ndarray_in_place_when_unique() {
+        in_place_when_unique::<burn_ndarray::NdArray<f32>>();
+        new_buffer_when_shared::<burn_ndarray::NdArray<f32>>();
+    }
+
+    #[cfg(feature = "fused-flex")]
+    #[test]
+    fn flex_in_place_when_unique() {
+        in_place_when_unique::<burn_flex::Flex>();
+        new_buffer_when_shared::<burn_flex::Flex>();
     }
 }

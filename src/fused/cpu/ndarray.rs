@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use burn::tensor::TensorMetadata;
+use burn::tensor::{DType, TensorMetadata};
 use burn_ndarray::{FloatNdArrayElement, NdArray, NdArrayTensor, SharedArray};
 
 use super::{CpuTensors, Element, indices_from, reals_from};
@@ -15,6 +15,24 @@ macro_rules! elements {
         match view.to_slice() {
             Some(slice) => $from(slice),
             None => Cow::Owned(view.iter().map($convert).collect()),
+        }
+    }};
+}
+
+/// The elements of a storage variant as `T`s, when nothing else holds them (an owned,
+/// unshared array: not borrowed from a file, not shared with a clone or a view) and they are
+/// contiguous in row-major order.
+macro_rules! unique {
+    ($storage:expr) => {{
+        let storage = $storage;
+        if storage.is_owned() && storage.is_unique() {
+            // Owned and unique: `ensure_owned` converts nothing, `as_slice_mut` copies nothing.
+            storage
+                .ensure_owned()
+                .as_slice_mut()
+                .map(|values| bytemuck::cast_slice_mut(values))
+        } else {
+            None
         }
     }};
 }
@@ -50,6 +68,14 @@ where
                 "fused kernels: expected an integer tensor, got {:?}",
                 other.dtype()
             ),
+        }
+    }
+
+    fn unique_reals_mut<T: Element>(tensor: &mut NdArrayTensor) -> Option<&mut [T]> {
+        match tensor {
+            NdArrayTensor::F32(storage) if T::dtype() == DType::F32 => unique!(storage),
+            NdArrayTensor::F64(storage) if T::dtype() == DType::F64 => unique!(storage),
+            _ => None,
         }
     }
 }

@@ -102,18 +102,19 @@ where
 
     fn class_probs_forward(
         args: ClassProbsArgs<'_, Self>,
-    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+    ) -> Option<(FloatTensor<Self>, Option<FloatTensor<Self>>)> {
         let (input, target, weight, params) = args.split();
-        class_probs_forward(input, target, weight, params)
+        class_probs_forward(input, target, weight, params).map(|(loss, lse)| (loss, Some(lse)))
     }
 
     fn class_probs_backward(
         args: ClassProbsArgs<'_, Self>,
-        log_sum_exp: &FloatTensor<Self>,
+        log_sum_exp: Option<&FloatTensor<Self>>,
         grad: FloatTensor<Self>,
         wants: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2] {
         let (input, target, weight, params) = args.split();
+        let log_sum_exp = log_sum_exp.expect("saved by the forward");
         class_probs_backward(input, target, weight, params, log_sum_exp, grad, wants)
     }
 

@@ -31,21 +31,22 @@ LOSSES = {
     "bce_with_logits": ("BCEWithLogitsLoss", "`burn::nn::loss::BinaryCrossEntropyLoss` (`logits: true`, integer labels)"),
 }
 SHAPES = {
-    "cross_entropy": ["65536x10", "8192x1000", "4096x32000"],
+    "cross_entropy": ["65536x10", "8192x1000", "4096x32000", "8x21x256x256"],
     "nll_loss": ["65536x10", "8192x1000", "4096x32000"],
     "bce": ["4096x1024", "4194304"],
     "bce_with_logits": ["4096x1024", "4194304"],
 }
 MODES = {"forward": "fwd", "forward_backward": "fwd+bwd"}
-IMPLS = ["burn-xent", "burn-xent-nocheck", "burn-xent-composite", "burn-nn"]
+IMPLS = ["burn-xent", "burn-xent-owned", "burn-xent-nocheck", "burn-xent-composite", "burn-nn"]
 DEFAULT_IMPLS = {
     "cross_entropy": IMPLS,
-    "nll_loss": ["burn-xent", "burn-xent-nocheck", "burn-xent-composite"],
+    "nll_loss": ["burn-xent", "burn-xent-owned", "burn-xent-nocheck", "burn-xent-composite"],
     "bce": IMPLS,
-    "bce_with_logits": ["burn-xent", "burn-xent-composite", "burn-nn"],
+    "bce_with_logits": ["burn-xent", "burn-xent-owned", "burn-xent-composite", "burn-nn"],
 }
 IMPL_TITLES = {
-    "burn-xent": "burn-xent (fused)",
+    "burn-xent": "burn-xent (fused, shared logits)",
+    "burn-xent-owned": "burn-xent (fused, owned logits)",
     "burn-xent-nocheck": "burn-xent, no check",
     "burn-xent-composite": "burn-xent composite (before)",
     "burn-nn": "burn-nn",
@@ -57,9 +58,11 @@ def floor_bytes(loss, shape, mode):
     elements = 1
     for d in dims:
         elements *= d
-    target = dims[0] * 8 if loss in ("cross_entropy", "nll_loss") else elements * 4
-    # NLL's forward reads only the N picked log-probabilities.
-    inputs = dims[0] * 4 if loss == "nll_loss" else elements * 4
+    # One class index per row: N, or N·d1⋯dk for a K-dimensional input.
+    rows = elements // dims[1] if len(dims) > 1 else 1
+    target = rows * 8 if loss in ("cross_entropy", "nll_loss") else elements * 4
+    # NLL's forward reads only the picked log-probabilities.
+    inputs = rows * 4 if loss == "nll_loss" else elements * 4
     gradient = elements * 4 if mode == "forward_backward" else 0
     return inputs + target + gradient
 
@@ -164,6 +167,7 @@ def tables(root, torch_json=None):
         head = ["shape", "pass", "floor"] + [IMPL_TITLES[i] for i in impls] + ["PyTorch"]
         head += ["burn-xent / burn-nn"] if "burn-nn" in impls else []
         head += ["burn-xent / PyTorch"]
+        head += ["owned / PyTorch"] if "burn-xent-owned" in impls else []
         emit("| " + " | ".join(head) + " |")
         emit("|" + "---|" * len(head))
         for shape in SHAPES[loss]:
@@ -179,6 +183,8 @@ def tables(root, torch_json=None):
                 if "burn-nn" in impls:
                     row.append(ratio(got["burn-xent"], got["burn-nn"]))
                 row.append(ratio(got["burn-xent"], tt))
+                if "burn-xent-owned" in impls:
+                    row.append(ratio(got["burn-xent-owned"], tt))
                 emit("| " + " | ".join(row) + " |")
         emit("")
         flex_rows = []

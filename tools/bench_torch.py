@@ -45,7 +45,7 @@ import torch.nn.functional as F  # noqa: E402
 
 # The shapes, as in benches/common/mod.rs.
 SHAPES = {
-    "cross_entropy": [(65536, 10), (8192, 1000), (4096, 32000)],
+    "cross_entropy": [(65536, 10), (8192, 1000), (4096, 32000), (8, 21, 256, 256)],
     "nll_loss": [(65536, 10), (8192, 1000), (4096, 32000)],
     "bce": [(4096, 1024), (4194304,)],
     "bce_with_logits": [(4096, 1024), (4194304,)],
@@ -69,7 +69,11 @@ def make_inputs(loss, shape, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=g, dtype=torch.float32)
     if loss in ("cross_entropy", "nll_loss"):
-        target = torch.randint(0, shape[1], (shape[0],), generator=g, dtype=torch.int64)
+        rows = (shape[0],) + tuple(shape[2:])
+        target = torch.randint(0, shape[1], rows, generator=g, dtype=torch.int64)
+        if len(shape) > 2:
+            # The segmentation batch: every tenth target is ignore_index = 255.
+            target.view(-1)[::10] = SEGMENTATION_IGNORE
         if loss == "nll_loss":
             x = torch.log_softmax(x, dim=1)
     else:
@@ -79,8 +83,13 @@ def make_inputs(loss, shape, seed=0):
     return x, target
 
 
+SEGMENTATION_IGNORE = 255
+
 LOSSES = {
-    "cross_entropy": F.cross_entropy,
+    # ignore_index = 255 for the segmentation batch only (a 2-D case may have class 255).
+    "cross_entropy": lambda x, t: F.cross_entropy(
+        x, t, ignore_index=SEGMENTATION_IGNORE if x.dim() > 2 else -100
+    ),
     "nll_loss": F.nll_loss,
     "bce": F.binary_cross_entropy,
     "bce_with_logits": F.binary_cross_entropy_with_logits,

@@ -71,20 +71,40 @@ impl Loss {
         match self {
             Loss::CrossEntropy | Loss::Bce => &[
                 Impl::Xent,
+                Impl::XentOwned,
                 Impl::XentNoCheck,
                 Impl::XentComposite,
                 Impl::BurnNn,
             ],
             // burn::nn has no NLL loss.
-            Loss::Nll => &[Impl::Xent, Impl::XentNoCheck, Impl::XentComposite],
+            Loss::Nll => &[
+                Impl::Xent,
+                Impl::XentOwned,
+                Impl::XentNoCheck,
+                Impl::XentComposite,
+            ],
             // burn-xent's BCE with logits reads nothing back: no value check to switch off.
-            Loss::BceWithLogits => &[Impl::Xent, Impl::XentComposite, Impl::BurnNn],
+            Loss::BceWithLogits => &[
+                Impl::Xent,
+                Impl::XentOwned,
+                Impl::XentComposite,
+                Impl::BurnNn,
+            ],
         }
     }
 
-    /// The benchmarked shapes of this loss (the list).
+    /// The benchmarked shapes of this loss (the issues' lists): for cross-entropy also a
+    /// segmentation-shaped batch, logits `[8, 21, 256, 256]` with targets `[8, 256, 256]` of
+    /// which every tenth is `ignore_index = 255` ([`SEGMENTATION_IGNORE`]).
     pub fn shapes(self) -> Vec<Vec<usize>> {
-        if self.class_indices() {
+        if self == Loss::CrossEntropy {
+            vec![
+                vec![65536, 10],
+                vec![8192, 1000],
+                vec![4096, 32000],
+                vec![8, 21, 256, 256],
+            ]
+        } else if self.class_indices() {
             vec![vec![65536, 10], vec![8192, 1000], vec![4096, 32000]]
         } else {
             vec![vec![4096, 1024], vec![4194304]]
@@ -94,7 +114,9 @@ impl Loss {
     /// Tiny shapes for `cargo test --benches` (criterion's test mode): every code path, no
     /// waiting.
     pub fn test_shapes(self) -> Vec<Vec<usize>> {
-        if self.class_indices() {
+        if self == Loss::CrossEntropy {
+            vec![vec![128, 10], vec![2, 3, 4, 4]]
+        } else if self.class_indices() {
             vec![vec![128, 10]]
         } else {
             vec![vec![64, 16], vec![1024]]
@@ -127,15 +149,32 @@ pub enum Impl {
     XentComposite,
     /// The nearest `burn::nn::loss` module.
     BurnNn,
+    /// burn-xent with its defaults, the logits uniquely owned (forward + backward only): a
+    /// fresh copy of the input, made before the timed region and handed to the loss as its
+    /// only reference, as a linear layer's output is; the fused kernels may then write the
+    /// gradient over it. The gradient is read through a handle on the logits' autodiff node
+    /// that holds none of their storage ([`NodeHandle`]).
+    XentOwned,
 }
 
 impl Impl {
+    /// Whether this implementation is benchmarked at `shape` in `mode`: the owned logits only
+    /// matter with a gradient; burn-nn has no `ignore_index` for the segmentation batch.
+    pub fn runs(self, shape: &[usize], mode: Mode) -> bool {
+        match self {
+            Impl::XentOwned => mode == Mode::ForwardBackward,
+            Impl::BurnNn => shape.len() <= 2,
+            _ => true,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Impl::Xent => "burn-xent",
             Impl::XentNoCheck => "burn-xent-nocheck",
             Impl::XentComposite => "burn-xent-composite",
             Impl::BurnNn => "burn-nn",
+            Impl::XentOwned => "burn-xent-owned",
         }
     }
 
@@ -145,6 +184,7 @@ impl Impl {
             Impl::XentNoCheck,
             Impl::XentComposite,
             Impl::BurnNn,
+            Impl::XentOwned,
         ]
         .into_iter()
         .find(|i| i.name() == name)
@@ -224,9 +264,10 @@ const I64: u64 = 8;
 /// input (its gradient is still the input's size).
 pub fn floor_bytes(loss: Loss, shape: &[usize], mode: Mode) -> u64 {
     let elements: u64 = shape.iter().map(|&d| d as u64).product();
+    let targets = elements / shape.get(1).map_or(1, |&c| c as u64).max(1);
     let (input, target) = match loss {
-        Loss::Nll => (shape[0] as u64 * F32, shape[0] as u64 * I64),
-        Loss::CrossEntropy => (elements * F32, shape[0] as u64 * I64),
+        Loss::Nll => (targets * F32, targets * I64),
+        Loss::CrossEntropy => (elements * F32, targets * I64),
         Loss::Bce | Loss::BceWithLogits => (elements * F32, elements * F32),
     };
     let gradient = match mode {
@@ -259,7 +300,12 @@ impl HostInputs {
         match loss {
             Loss::CrossEntropy | Loss::Nll => {
                 let c = shape[1];
-                classes = stream.classes(shape[0], c);
+                classes = stream.classes(elements / c, c);
+                if shape.len() > 2 {
+                    for t in classes.iter_mut().step_by(10) {
+                        *t = SEGMENTATION_IGNORE;
+                    }
+                }
                 if loss == Loss::Nll {
                     for row in input.chunks_mut(c) {
                         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -286,12 +332,21 @@ impl HostInputs {
     }
 }
 
+/// The `ignore_index` of the segmentation batch (every tenth target; Pascal VOC's boundary
+/// label).
+pub const SEGMENTATION_IGNORE: i64 = 255;
+
 /// One case's inputs on a backend. They are not tracked; each forward + backward run makes a
 /// fresh leaf with `require_grad`, as a training step's logits would be (see [`leaf`]).
 pub enum Inputs<B: Backend> {
     Class {
         input: Tensor<B, 2>,
         target: Tensor<B, 1, Int>,
+    },
+    /// The segmentation batch: `[N, C, H, W]` logits, `[N, H, W]` targets.
+    Segmentation {
+        input: Tensor<B, 4>,
+        target: Tensor<B, 3, Int>,
     },
     Binary2 {
         input: Tensor<B, 2>,
@@ -311,7 +366,16 @@ impl<B: AutodiffBackend> Inputs<B> {
     pub fn upload(host: &HostInputs, loss: Loss, device: &B::Device) -> Self {
         let labels_f32 = || host.labels.iter().map(|&l| l as f32).collect::<Vec<f32>>();
         let int = |values: &[i64]| TensorData::new(values.to_vec(), host.shape.clone());
-        let inputs = if loss.class_indices() {
+        let inputs = if loss.class_indices() && host.shape.len() == 4 {
+            let s = &host.shape;
+            Inputs::Segmentation {
+                input: on_device(host.input.clone(), s, device),
+                target: Tensor::from_data(
+                    TensorData::new(host.classes.clone(), [s[0], s[2], s[3]]),
+                    device,
+                ),
+            }
+        } else if loss.class_indices() {
             Inputs::Class {
                 input: on_device(host.input.clone(), &host.shape, device),
                 target: Tensor::from_data(
@@ -338,47 +402,198 @@ impl<B: AutodiffBackend> Inputs<B> {
 
     /// One forward (+ backward) of `imp` on these inputs, ending with a read from the device
     /// that waits for all of it: the loss value (forward, on untracked inputs) or one element
-    /// of the input's gradient (forward + backward). Returns what was read.
-    pub fn run(&self, loss: Loss, imp: Impl, mode: Mode) -> f32 {
-        if imp == Impl::XentComposite {
-            return burn_xent::with_loss_path(burn_xent::LossPath::Composite, || {
-                self.run(loss, Impl::Xent, mode)
-            });
-        }
-        match self {
-            Inputs::Class { input, target } => {
-                let x = leaf(input, mode);
-                let device = x.device();
-                let value = match (loss, imp) {
-                    (Loss::CrossEntropy, Impl::Xent | Impl::XentNoCheck) => {
-                        let options =
-                            CrossEntropyOptions::new().with_check_values(imp == Impl::Xent);
-                        cross_entropy(x.clone(), target.clone(), Reduction::Mean, &options)
-                    }
-                    (Loss::CrossEntropy, Impl::BurnNn) => {
-                        burn::nn::loss::CrossEntropyLossConfig::new()
-                            .init::<B>(&device)
-                            .forward(x.clone(), target.clone())
-                    }
-                    (Loss::Nll, Impl::Xent | Impl::XentNoCheck) => {
-                        let options = NllLossOptions::new().with_check_values(imp == Impl::Xent);
-                        nll_loss(x.clone(), target.clone(), Reduction::Mean, &options)
-                    }
-                    other => panic!("no benchmark for {other:?}"),
-                };
-                finish(x, value, mode)
+    /// of the input's gradient (forward + backward). Returns what was read. For
+    /// [`Impl::XentOwned`] this copies the input first: a timed loop calls [`Inputs::fresh`]
+    /// outside its timed region and [`Inputs::run_owned`] inside.
+    pub fn run(&self, loss: Loss, imp: Impl, mode: Mode) -> f32
+    where
+        B: NodeHandle,
+    {
+        match imp {
+            Impl::XentComposite => {
+                burn_xent::with_loss_path(burn_xent::LossPath::Composite, || {
+                    self.run(loss, Impl::Xent, mode)
+                })
             }
+            Impl::XentOwned => self.fresh().run_owned(loss, mode),
+            _ => self.clone_shared().compute(loss, imp, mode, false),
+        }
+    }
+
+    /// These inputs with the input in a new buffer of its own (targets shared: nothing writes
+    /// them).
+    pub fn fresh(&self) -> Self {
+        fn copy<B: Backend, const D: usize>(x: &Tensor<B, D>) -> Tensor<B, D> {
+            Tensor::from_data(x.to_data(), &x.device())
+        }
+        let fresh = match self {
+            Inputs::Class { input, target } => Inputs::Class {
+                input: copy(input),
+                target: target.clone(),
+            },
+            Inputs::Segmentation { input, target } => Inputs::Segmentation {
+                input: copy(input),
+                target: target.clone(),
+            },
             Inputs::Binary2 {
                 input,
                 labels,
                 int_labels,
-            } => run_binary(input, labels, int_labels, loss, imp, mode),
+            } => Inputs::Binary2 {
+                input: copy(input),
+                labels: labels.clone(),
+                int_labels: int_labels.clone(),
+            },
             Inputs::Binary1 {
                 input,
                 labels,
                 int_labels,
-            } => run_binary(input, labels, int_labels, loss, imp, mode),
+            } => Inputs::Binary1 {
+                input: copy(input),
+                labels: labels.clone(),
+                int_labels: int_labels.clone(),
+            },
+        };
+        B::sync(&self.device()).expect("the copy finishes");
+        fresh
+    }
+
+    /// [`Impl::XentOwned`] on inputs made by [`Inputs::fresh`]: the loss is handed the input as
+    /// its only reference.
+    pub fn run_owned(self, loss: Loss, mode: Mode) -> f32
+    where
+        B: NodeHandle,
+    {
+        self.compute(loss, Impl::Xent, mode, true)
+    }
+
+    /// The inputs, sharing every buffer (`run` makes its leaf from these).
+    fn clone_shared(&self) -> Self {
+        match self {
+            Inputs::Class { input, target } => Inputs::Class {
+                input: input.clone(),
+                target: target.clone(),
+            },
+            Inputs::Segmentation { input, target } => Inputs::Segmentation {
+                input: input.clone(),
+                target: target.clone(),
+            },
+            Inputs::Binary2 {
+                input,
+                labels,
+                int_labels,
+            } => Inputs::Binary2 {
+                input: input.clone(),
+                labels: labels.clone(),
+                int_labels: int_labels.clone(),
+            },
+            Inputs::Binary1 {
+                input,
+                labels,
+                int_labels,
+            } => Inputs::Binary1 {
+                input: input.clone(),
+                labels: labels.clone(),
+                int_labels: int_labels.clone(),
+            },
         }
+    }
+
+    fn device(&self) -> B::Device {
+        match self {
+            Inputs::Class { input, .. } => input.device(),
+            Inputs::Segmentation { input, .. } => input.device(),
+            Inputs::Binary2 { input, .. } => input.device(),
+            Inputs::Binary1 { input, .. } => input.device(),
+        }
+    }
+
+    /// The run: `owned` hands the input to the loss as its only reference (the gradient read
+    /// through a [`NodeHandle`]); otherwise the loss gets a clone of the leaf, which the run
+    /// keeps to read the gradient, as today's protocol.
+    fn compute(self, loss: Loss, imp: Impl, mode: Mode, owned: bool) -> f32
+    where
+        B: NodeHandle,
+    {
+        match self {
+            Inputs::Class { input, target } => run_on(input, mode, owned, |x| match (loss, imp) {
+                (Loss::CrossEntropy, Impl::Xent | Impl::XentNoCheck) => {
+                    let options = CrossEntropyOptions::new().with_check_values(imp == Impl::Xent);
+                    cross_entropy(x, target, Reduction::Mean, &options)
+                }
+                (Loss::CrossEntropy, Impl::BurnNn) => burn::nn::loss::CrossEntropyLossConfig::new()
+                    .init::<B>(&x.device())
+                    .forward(x, target),
+                (Loss::Nll, Impl::Xent | Impl::XentNoCheck) => {
+                    let options = NllLossOptions::new().with_check_values(imp == Impl::Xent);
+                    nll_loss(x, target, Reduction::Mean, &options)
+                }
+                other => panic!("no benchmark for {other:?}"),
+            }),
+            Inputs::Segmentation { input, target } => run_on(input, mode, owned, |x| {
+                let options = CrossEntropyOptions::new()
+                    .with_ignore_index(SEGMENTATION_IGNORE)
+                    .with_check_values(imp != Impl::XentNoCheck);
+                match imp {
+                    Impl::Xent | Impl::XentNoCheck => {
+                        cross_entropy(x, target, Reduction::Mean, &options)
+                    }
+                    other => panic!("no segmentation benchmark for {other:?}"),
+                }
+            }),
+            Inputs::Binary2 {
+                input,
+                labels,
+                int_labels,
+            } => run_on(input, mode, owned, |x| {
+                binary(x, labels, int_labels, loss, imp)
+            }),
+            Inputs::Binary1 {
+                input,
+                labels,
+                int_labels,
+            } => run_on(input, mode, owned, |x| {
+                binary(x, labels, int_labels, loss, imp)
+            }),
+        }
+    }
+}
+
+/// A tensor sharing an autodiff leaf's node (so `grad` finds the leaf's gradient) but none of
+/// its storage: the benchmark's stand-in for the layer below the loss, to which a training
+/// step's gradient flows, while the loss holds the only reference to the logits' storage.
+pub trait NodeHandle: AutodiffBackend {
+    fn node_handle<const D: usize>(leaf: &Tensor<Self, D>) -> Tensor<Self, D>;
+}
+
+impl<X: Backend, C: burn_autodiff::checkpoint::strategy::CheckpointStrategy> NodeHandle
+    for burn_autodiff::Autodiff<X, C>
+{
+    fn node_handle<const D: usize>(leaf: &Tensor<Self, D>) -> Tensor<Self, D> {
+        let mut handle = leaf.clone().into_primitive().tensor();
+        let dtype = burn::tensor::TensorMetadata::dtype(&handle.primitive);
+        let device = X::float_device(&handle.primitive);
+        // Replaces (and drops) the shared storage: the leaf's is the loss's alone again.
+        handle.primitive = X::float_zeros([1; D].into(), &device, dtype.into());
+        Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(handle))
+    }
+}
+
+/// Runs `loss` on the input as [`Inputs::compute`] says and reads one value back.
+fn run_on<B: NodeHandle, const D: usize>(
+    input: Tensor<B, D>,
+    mode: Mode,
+    owned: bool,
+    loss: impl FnOnce(Tensor<B, D>) -> Tensor<B, 1>,
+) -> f32 {
+    let x = leaf(input, mode);
+    if owned && mode == Mode::ForwardBackward {
+        let handle = B::node_handle(&x);
+        let value = loss(x);
+        finish(handle, value, mode)
+    } else {
+        let value = loss(x.clone());
+        finish(x, value, mode)
     }
 }
 
@@ -391,47 +606,44 @@ fn on_device<B: Backend, const D: usize>(
     float_as(values, shape.to_vec(), device, float_dtype::<B>())
 }
 
-fn run_binary<B: AutodiffBackend, const D: usize>(
-    input: &Tensor<B, D>,
-    labels: &Tensor<B, D>,
-    int_labels: &Tensor<B, D, Int>,
+/// The binary losses on `x`.
+fn binary<B: AutodiffBackend, const D: usize>(
+    x: Tensor<B, D>,
+    labels: Tensor<B, D>,
+    int_labels: Tensor<B, D, Int>,
     loss: Loss,
     imp: Impl,
-    mode: Mode,
-) -> f32 {
-    let x = leaf(input, mode);
-    let device = x.device();
-    let value = match (loss, imp) {
+) -> Tensor<B, 1> {
+    match (loss, imp) {
         (Loss::Bce, Impl::Xent | Impl::XentNoCheck) => {
             let options = BceOptions::new().with_check_values(imp == Impl::Xent);
-            binary_cross_entropy(x.clone(), labels.clone(), Reduction::Mean, &options)
+            binary_cross_entropy(x, labels, Reduction::Mean, &options)
         }
         (Loss::BceWithLogits, Impl::Xent) => binary_cross_entropy_with_logits(
-            x.clone(),
-            labels.clone(),
+            x,
+            labels,
             Reduction::Mean,
             &BceWithLogitsOptions::new(),
         ),
         (Loss::Bce | Loss::BceWithLogits, Impl::BurnNn) => {
             burn::nn::loss::BinaryCrossEntropyLossConfig::new()
                 .with_logits(loss == Loss::BceWithLogits)
-                .init::<B>(&device)
-                .forward(x.clone(), int_labels.clone())
+                .init::<B>(&x.device())
+                .forward(x, int_labels)
         }
         other => panic!("no benchmark for {other:?}"),
-    };
-    finish(x, value, mode)
+    }
 }
 
-/// The input of one run: a fresh tracked leaf for forward + backward; for forward only, the
+/// The input of one run: a tracked leaf for forward + backward; for forward only, the
 /// untracked input (no graph, as in evaluation). Burn 0.21's autodiff keeps the saved state
 /// of a tracked forward until the next `backward()` call, so a loop of tracked forwards
 /// without backward grows by about one input per iteration (it ran out of 24 GiB at
 /// `4096x32000`).
-fn leaf<B: AutodiffBackend, const D: usize>(input: &Tensor<B, D>, mode: Mode) -> Tensor<B, D> {
+fn leaf<B: AutodiffBackend, const D: usize>(input: Tensor<B, D>, mode: Mode) -> Tensor<B, D> {
     match mode {
-        Mode::Forward => input.clone(),
-        Mode::ForwardBackward => input.clone().require_grad(),
+        Mode::Forward => input,
+        Mode::ForwardBackward => input.require_grad(),
     }
 }
 

@@ -46,10 +46,12 @@
 //! checks of values need one read from the device; each function's docs say what it costs
 //! and how to switch it off.
 //!
-//! Every loss has two implementations with the same numbers: fused kernels (one forward and
-//! one backward pass, the backward a custom autodiff node) on `NdArray` (feature `ndarray`,
-//! on by default) and on the cube backends of wgpu (feature `wgpu`), and a composite path
-//! built from Burn's generic tensor operations on every other backend. The path is picked at
+//! Every loss has two implementations with the same numbers: fused kernels (one custom
+//! autodiff node whose forward also computes the input gradient when autodiff tracks the
+//! input, writing it over the logits on the CPU when nothing else holds them; the backward
+//! only scales it) on `NdArray` and `Flex` (features `ndarray` and `flex`, on by default) and
+//! on the cube backends of wgpu (feature `wgpu`), and a composite path built from Burn's
+//! generic tensor operations on every other backend. The path is picked at
 //! run time from the backend's type; [`with_loss_path`] and [`LossPath`] choose it by hand,
 //! and [`fused_kernels_available`] tells whether a backend has kernels in this build.
 

@@ -6,8 +6,8 @@
 
 use rayon::prelude::*;
 
-use super::layout::{Logits, Row, Task, Walk};
-use super::real::{Real, max_of, sum_map, sum_map2};
+use super::layout::{Logits, Row, Share, Task, Walk};
+use super::real::{Real, max, max_of, sum_map, sum_map2};
 use super::{Element, TASK_ELEMENTS};
 use crate::fused::kernels::{BadValue, ClassIndexKind, ClassIndexParams, ClassProbsParams};
 
@@ -133,6 +133,11 @@ pub(super) fn class_index<T: Element>(
         })
     };
     let smoothing = params.label_smoothing > 0.0;
+    if params.kind == ClassIndexKind::CrossEntropy && walk.spatial > 1 {
+        let columns = Columns { targets, weight, all_weights, params, scale };
+        walk.blocks(logits, loss, |first, block, loss| columns.block(first, block, loss));
+        return;
+    }
     walk.run(logits, None, None, loss, |task: Task<'_, T>| {
         let Task { first, logits, per_row, .. } = task;
         logits.each(classes, |i, row| {
@@ -197,6 +202,119 @@ pub(super) fn class_index<T: Element>(
         });
     });
 }
+}
+
+/// Positions of one run of [`Columns`]: each class's run of the logits is read in one
+/// contiguous stretch, and the per-position statistics stay in registers and L1.
+const COLUMN_RUN: usize = 256;
+
+/// Cross-entropy with class indices on a `[C, S]` block as it lies (`S > 1`): every loop runs
+/// over a run of consecutive positions of one class, so it is vectorised across positions.
+struct Columns<'a, T> {
+    targets: &'a [i64],
+    weight: Option<&'a [T]>,
+    all_weights: T,
+    params: &'a ClassIndexParams,
+    scale: T,
+}
+
+impl<T: Real> Columns<'_, T> {
+    /// One `n`'s block: rows `first..first + S`, their losses into `loss`.
+    #[inline(always)]
+    fn block(&self, first: usize, mut block: Share<'_, T>, loss: &mut [T]) {
+        let (classes, spatial) = (self.params.classes, self.params.spatial);
+        let weight_of = |c: usize| self.weight.map_or(T::ONE, |w| w[c]);
+        let epsilon = self.params.label_smoothing;
+        let mut start = 0;
+        while start < spatial {
+            let count = COLUMN_RUN.min(spatial - start);
+            let column = |c: usize| c * spatial + start..c * spatial + start + count;
+            let x = block.source();
+            // Each position's softmax, as `Softmax::of` computes a row's.
+            let mut softmax = [Softmax {
+                max: T::NEG_INFINITY,
+                log_sum: T::ZERO,
+            }; COLUMN_RUN];
+            let softmax = &mut softmax[..count];
+            for c in 0..classes {
+                for (s, &v) in softmax.iter_mut().zip(&x[column(c)]) {
+                    s.max = max(s.max, v);
+                }
+            }
+            for c in 0..classes {
+                for (s, &v) in softmax.iter_mut().zip(&x[column(c)]) {
+                    s.log_sum = s.log_sum + (v - s.max).exp_nonpositive();
+                }
+            }
+            for s in softmax.iter_mut() {
+                s.log_sum = s.log_sum.ln();
+            }
+            // The losses, and each position's gradient factors (0 where ignored).
+            let mut p_scale = [T::ZERO; COLUMN_RUN];
+            let mut uniform = [T::ZERO; COLUMN_RUN];
+            let mut smooth = [T::ZERO; COLUMN_RUN];
+            if epsilon > 0.0 {
+                for c in 0..classes {
+                    let w = weight_of(c);
+                    for ((acc, s), &v) in smooth.iter_mut().zip(&*softmax).zip(&x[column(c)]) {
+                        *acc = *acc + w * s.neg_log_p(v);
+                    }
+                }
+            }
+            for j in 0..count {
+                let r = first + start + j;
+                let t = self.targets[r];
+                if t == self.params.ignore_index {
+                    loss[start + j] = T::ZERO;
+                    continue;
+                }
+                let t = t as usize;
+                let terms = RowTerms::new(self.all_weights, weight_of(t), self.params);
+                let picked = x[t * spatial + start + j];
+                loss[start + j] = terms.target_scale * softmax[j].neg_log_p(picked)
+                    + terms.smoothing_scale * smooth[j];
+                p_scale[j] =
+                    self.scale * (terms.target_scale + terms.smoothing_scale * terms.weight_sum);
+                uniform[j] = self.scale * terms.smoothing_scale;
+            }
+            // The gradient, class by class, then the target's term.
+            let write =
+                |c: usize, x: T, j: usize| p_scale[j] * softmax[j].p(x) - uniform[j] * weight_of(c);
+            match &mut block {
+                Share::Read(_) => {
+                    start += count;
+                    continue;
+                }
+                Share::InPlace(values) => {
+                    for c in 0..classes {
+                        for (j, v) in values[column(c)].iter_mut().enumerate() {
+                            *v = write(c, *v, j);
+                        }
+                    }
+                }
+                Share::Into(logits, gradient) => {
+                    for c in 0..classes {
+                        let out = &mut gradient[column(c)];
+                        for (j, (o, &v)) in out.iter_mut().zip(&logits[column(c)]).enumerate() {
+                            *o = write(c, v, j);
+                        }
+                    }
+                }
+            }
+            let gradient = block.target().expect("a gradient is written");
+            for j in 0..count {
+                let t = self.targets[first + start + j];
+                if t != self.params.ignore_index {
+                    let target_scale =
+                        RowTerms::new(self.all_weights, weight_of(t as usize), self.params)
+                            .target_scale;
+                    let at = t as usize * spatial + start + j;
+                    gradient[at] = gradient[at] - self.scale * target_scale;
+                }
+            }
+            start += count;
+        }
+    }
 }
 
 /// `Σ_c w[c] q_c` and `Σ_c w[c] q_c (-log p_c)` of a probability-target row,

@@ -9,6 +9,9 @@
 //! Either way every element is read from memory once and written once, the gradient lands in
 //! the input's own layout, and row `r = n S + s` has its per-row outputs at `r`.
 //!
+//! Cross-entropy with class indices walks `[N, C, S]` blocks as they lie instead
+//! ([`Walk::blocks`]), its loops running over consecutive positions of one class.
+//!
 //! The gradient goes where [`Logits`] says: nowhere (the loss alone), over the logits
 //! themselves (storage nothing else holds), or into a new buffer.
 
@@ -110,15 +113,30 @@ fn chunks_mut<T>(values: Option<&mut [T]>, tasks: usize, width: usize) -> Vec<Op
 }
 
 /// A task's share of the logits and where their gradient goes.
-enum Share<'a, T> {
+pub(super) enum Share<'a, T> {
     Read(&'a [T]),
     InPlace(&'a mut [T]),
     Into(&'a [T], &'a mut [T]),
 }
 
+impl<'a, T> Logits<'a, T> {
+    /// The logits cut into the shares of tasks of `width` elements.
+    fn shares(self, width: usize) -> Vec<Share<'a, T>> {
+        match self {
+            Logits::Read(values) => values.chunks(width).map(Share::Read).collect(),
+            Logits::InPlace(values) => values.chunks_mut(width).map(Share::InPlace).collect(),
+            Logits::Into { logits, gradient } => logits
+                .chunks(width)
+                .zip(gradient.chunks_mut(width))
+                .map(|(logits, gradient)| Share::Into(logits, gradient))
+                .collect(),
+        }
+    }
+}
+
 impl<T> Share<'_, T> {
     /// Where the logits are read.
-    fn source(&self) -> &[T] {
+    pub(super) fn source(&self) -> &[T] {
         match self {
             Share::Read(values) => values,
             Share::InPlace(values) => values,
@@ -127,7 +145,7 @@ impl<T> Share<'_, T> {
     }
 
     /// Where the gradient is written, if anywhere.
-    fn target(&mut self) -> Option<&mut [T]> {
+    pub(super) fn target(&mut self) -> Option<&mut [T]> {
         match self {
             Share::Read(_) => None,
             Share::InPlace(values) => Some(values),
@@ -160,15 +178,7 @@ impl Walk {
         };
         let width = rows_per_task * classes;
         let tasks = rows.div_ceil(rows_per_task);
-        let shares: Vec<Share<'_, T>> = match logits {
-            Logits::Read(values) => values.chunks(width).map(Share::Read).collect(),
-            Logits::InPlace(values) => values.chunks_mut(width).map(Share::InPlace).collect(),
-            Logits::Into { logits, gradient } => logits
-                .chunks(width)
-                .zip(gradient.chunks_mut(width))
-                .map(|(logits, gradient)| Share::Into(logits, gradient))
-                .collect(),
-        };
+        let shares = logits.shares(width);
         let others = chunks(other, tasks, width);
         let other_grads = chunks_mut(other_grad, tasks, width);
         let per_rows: Vec<&mut [T]> = per_row.chunks_mut(rows_per_task).collect();
@@ -200,6 +210,24 @@ impl Walk {
                     self.gathered(first, share, other, other_grad, per_row, &kernel);
                 }
             });
+    }
+
+    /// Runs `kernel(first_row, block, per_row)` on each `n`'s `[C, S]` block as it lies, in
+    /// parallel (`S > 1`): for kernels that work on runs of positions directly, each class's
+    /// run contiguous.
+    pub(super) fn blocks<T: Element>(
+        self,
+        logits: Logits<'_, T>,
+        per_row: &mut [T],
+        kernel: impl Fn(usize, Share<'_, T>, &mut [T]) + Sync,
+    ) {
+        let Walk { classes, spatial } = self;
+        logits
+            .shares(classes * spatial)
+            .into_par_iter()
+            .zip(per_row.par_chunks_mut(spatial))
+            .enumerate()
+            .for_each(|(n, (block, per_row))| kernel(n * spatial, block, per_row));
     }
 
     /// One `n` of a `[N, C, S]` walk (`S > 1`), by gathered runs of positions.

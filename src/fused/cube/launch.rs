@@ -51,13 +51,27 @@ fn fits_u32(n: usize) -> bool {
 
 /// The `(tx, ty)` units of a row kernel's cube: `tx` units per row (a power of two, at most
 /// [`CUBE_UNITS`]), `ty = CUBE_UNITS / tx` rows per cube.
-pub(super) fn row_layout(classes: usize) -> (u32, u32) {
-    // One unit per row for up to 32 classes, one 32-unit row (a warp on most GPUs) above:
-    // few barriers per row, which also keeps lavapipe (where each barrier switches between
-    // a workgroup's invocations on one CPU thread) fast.
-    let tx = if classes <= 32 { 1 } else { 32 };
+///
+/// One unit per row up to 32 classes, and for `[N, C, S]` inputs with `S` ≥
+/// [`SPATIAL_RUN`]: the cube's units then take consecutive rows, which are consecutive spatial
+/// positions, so each class is read (and its gradient written) in runs of consecutive
+/// addresses, at stride `S` from one class to the next. Otherwise (many classes, rows at
+/// stride 1 or short spatial runs) one 32-unit row (a warp on most GPUs) per row, its units
+/// striding over the classes. Few barriers per row either way, which also keeps lavapipe
+/// (where each barrier switches between a workgroup's invocations on one CPU thread) fast.
+pub(super) fn row_layout(classes: usize, spatial: usize) -> (u32, u32) {
+    let tx = if classes <= 32 || spatial >= SPATIAL_RUN {
+        1
+    } else {
+        32
+    };
     (tx, CUBE_UNITS / tx)
 }
+
+/// The shortest spatial run (`S`) that [`row_layout`] gives one unit per row whatever the
+/// class count: 16 consecutive f32 positions fill a 64-byte line, where a 32-unit row would
+/// read one value per line.
+const SPATIAL_RUN: usize = 16;
 
 /// The cube count of a grid-stride forward over `blocks` blocks of work.
 pub(super) fn forward_cubes(blocks: usize) -> u32 {
@@ -78,7 +92,7 @@ pub(super) struct RowLaunch<R: Runtime> {
 }
 
 impl<R: Runtime> RowLaunch<R> {
-    /// The launch in cubes of `(tx, ty)` units (e.g. [`row_layout`]`(classes)`).
+    /// The launch in cubes of `(tx, ty)` units (e.g. [`row_layout`]`(classes, spatial)`).
     pub(super) fn new((tx, ty): (u32, u32), batch: usize, classes: usize, spatial: usize) -> Self {
         let elements = batch * spatial;
         let cubes = forward_cubes(elements.div_ceil(ty as usize));
@@ -161,6 +175,52 @@ pub(super) fn backward_tensors<R: CubeRuntime>(
         buffer(wants[1], target.shape()),
     ];
     Some(([input, target], grads))
+}
+
+/// Where a forward writes the input gradient: over the input itself when its buffer is
+/// ours to write (a contiguous tensor whose handle nothing else holds: burn-cubecl's own
+/// test for in-place ops, `can_mut`; a non-contiguous input is first copied into a new
+/// buffer, which is ours), or into a new buffer.
+// Short-lived, one or two per launch: not worth a box.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum GradInto<R: CubeRuntime> {
+    /// Over the input: the kernel's gradient argument aliases its first argument.
+    Input,
+    /// Into this new tensor of the input's shape.
+    New(CubeTensor<R>),
+}
+
+impl<R: CubeRuntime> GradInto<R> {
+    /// The contiguous input and where its gradient goes, when it is `wanted` (otherwise a
+    /// placeholder that the kernel leaves unwritten).
+    pub(super) fn of(input: CubeTensor<R>, wanted: bool) -> (CubeTensor<R>, Self) {
+        let input = into_contiguous(input);
+        let into = if !wanted {
+            Self::New(dummy(&input))
+        } else if input.can_mut() && input.is_nonoverlapping() {
+            Self::Input
+        } else {
+            Self::New(empty_like(&input, input.shape(), input.dtype))
+        };
+        (input, into)
+    }
+
+    /// The kernel argument: an alias of argument 0 (`input`, which every such kernel takes
+    /// first), or the new tensor.
+    pub(super) fn arg(&self, input: &CubeTensor<R>) -> TensorArg<R> {
+        match self {
+            Self::Input => input.as_tensor_alias(0),
+            Self::New(out) => out.clone().into_tensor_arg(),
+        }
+    }
+
+    /// The gradient once the kernel ran.
+    pub(super) fn gradient(self, input: CubeTensor<R>) -> CubeTensor<R> {
+        match self {
+            Self::Input => input,
+            Self::New(out) => out,
+        }
+    }
 }
 
 /// The wanted gradients of [`backward_tensors`].

@@ -39,17 +39,20 @@ mod helpers;
 mod launch;
 mod reduce;
 mod rows;
+mod scale;
 
-use burn::tensor::ops::{FloatTensor, FloatTensorOps};
+use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 
-pub(super) use binary::{binary_backward, binary_forward};
-pub(super) use class_index::{class_index_backward, class_index_forward};
-pub(super) use class_probs::{class_probs_backward, class_probs_forward};
+pub(super) use binary::{binary_backward, binary_forward, binary_with_grad};
+pub(super) use class_index::{class_index_backward, class_index_forward, class_index_with_grad};
+pub(super) use class_probs::{class_probs_backward, class_probs_forward, class_probs_with_grad};
 pub(super) use launch::{covers_binary, covers_class_index, covers_class_probs};
+pub(super) use scale::scale;
 
 use super::kernels::{
-    BadValue, BinaryArgs, ClassIndexArgs, ClassIndexSaved, ClassProbsArgs, Kernels, Periodic,
+    BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexParams, ClassIndexSaved,
+    ClassProbsArgs, ClassProbsParams, Kernels, LossAndGrads, Periodic, Ran, Upstream,
 };
 
 /// Units per cube of every kernel.
@@ -134,6 +137,56 @@ where
         let (input, target, weight, pos_weight, params) = args.split();
         let [weight, pos_weight] = [weight, pos_weight].map(|w| w.map(Periodic::parts));
         binary_backward(input, target, weight, pos_weight, params, grad, wants)
+    }
+
+    fn class_index_with_grad(
+        input: FloatTensor<Self>,
+        target: &IntTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassIndexParams,
+    ) -> Ran<Self, (FloatTensor<Self>, FloatTensor<Self>)> {
+        match class_index_with_grad(input, target, weight, params) {
+            Ok(done) => Ran::Done(done),
+            Err(input) => Ran::Uncovered(input),
+        }
+    }
+
+    fn class_probs_with_grad(
+        input: FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&FloatTensor<Self>>,
+        params: &ClassProbsParams,
+        wants: [bool; 2],
+    ) -> Ran<Self, LossAndGrads<Self>> {
+        match class_probs_with_grad(input, target, weight, params, wants) {
+            Ok(done) => Ran::Done(done),
+            Err(input) => Ran::Uncovered(input),
+        }
+    }
+
+    fn binary_with_grad(
+        input: FloatTensor<Self>,
+        target: &FloatTensor<Self>,
+        weight: Option<&Periodic<Self>>,
+        pos_weight: Option<&Periodic<Self>>,
+        params: &BinaryParams,
+        wants: [bool; 2],
+    ) -> Ran<Self, LossAndGrads<Self>> {
+        if !covers_binary(params, weight, pos_weight) {
+            return Ran::Uncovered(input);
+        }
+        let [weight, pos_weight] = [weight, pos_weight].map(|w| w.map(Periodic::parts));
+        Ran::Done(binary_with_grad(
+            input, target, weight, pos_weight, params, wants,
+        ))
+    }
+
+    fn scale(
+        grad: FloatTensor<Self>,
+        upstream: FloatTensor<Self>,
+        how: Upstream,
+    ) -> FloatTensor<Self> {
+        scale(grad, upstream, how)
     }
 }
 

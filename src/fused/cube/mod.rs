@@ -192,11 +192,136 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::super::contract_tests::{CubeWgpu, float, int, ready};
+    use super::super::contract_tests::{CubeWgpu, assert_close, float, int, read, ready};
     use super::super::kernels::{
         BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, Output,
     };
     use super::*;
+    use crate::reduction::Reduction;
+
+    /// The id of the memory a tensor's handle points to (from its `Debug` form: the id is not
+    /// public).
+    fn memory_id(tensor: &FloatTensor<CubeWgpu>) -> String {
+        let debug = format!("{:?}", tensor.handle.memory);
+        let start = debug.find("id:").expect("a memory id");
+        let end = debug[start..].find('}').expect("the id's end");
+        debug[start..start + end].to_string()
+    }
+
+    /// Every `*_with_grad` forward and `scale` write over their input exactly when nothing else
+    /// holds it: the gradient then lives in the input's memory; a shared input keeps its
+    /// values and its gradient gets memory of its own.
+    #[test]
+    fn gradients_over_the_input_exactly_when_unique() {
+        if !ready::<CubeWgpu>("gradients_over_the_input_exactly_when_unique") {
+            return;
+        }
+        let device = Default::default();
+        let (n, c, s) = (2, 40, 16);
+        let values: Vec<f64> = (0..n * c * s).map(|i| (i as f64 * 0.37).sin()).collect();
+        let targets: Vec<i64> = (0..n * s).map(|i| (i as i64 * 7) % c as i64).collect();
+        let target = int::<CubeWgpu>(&targets, &[n, s], &device);
+        let probs = float::<CubeWgpu>(&vec![1.0 / c as f64; n * c * s], &[n, c, s], &device);
+        let binary_target = float::<CubeWgpu>(&vec![0.5; n * c * s], &[n * c * s], &device);
+        let mean = Output::Reduced(Reduction::Mean);
+        let class_params = |kind| ClassIndexParams {
+            kind,
+            batch: n,
+            classes: c,
+            spatial: s,
+            ignore_index: -100,
+            label_smoothing: 0.0,
+            output: mean,
+            check_values: false,
+        };
+        let probs_params = ClassProbsParams {
+            batch: n,
+            classes: c,
+            spatial: s,
+            label_smoothing: 0.0,
+            output: mean,
+        };
+        let binary_params = BinaryParams {
+            kind: BinaryKind::WithLogits,
+            len: n * c * s,
+            output: mean,
+            check_values: false,
+        };
+        // Each op: the gradient of a fresh input of `values`.
+        type Op<'a> = Box<dyn Fn(FloatTensor<CubeWgpu>) -> FloatTensor<CubeWgpu> + 'a>;
+        let ops: Vec<(&str, Op<'_>)> = vec![
+            (
+                "cross-entropy",
+                Box::new(|x| {
+                    let params = class_params(ClassIndexKind::CrossEntropy);
+                    match CubeWgpu::class_index_with_grad(x, &target, None, &params) {
+                        Ran::Done((_, grad)) => grad,
+                        _ => panic!("covered"),
+                    }
+                }),
+            ),
+            (
+                "nll",
+                Box::new(|x| {
+                    let params = class_params(ClassIndexKind::Nll);
+                    match CubeWgpu::class_index_with_grad(x, &target, None, &params) {
+                        Ran::Done((_, grad)) => grad,
+                        _ => panic!("covered"),
+                    }
+                }),
+            ),
+            (
+                "class probabilities",
+                Box::new(|x| {
+                    let ran =
+                        CubeWgpu::class_probs_with_grad(x, &probs, None, &probs_params, [true; 2]);
+                    match ran {
+                        Ran::Done((_, [Some(grad), Some(_)])) => grad,
+                        _ => panic!("covered"),
+                    }
+                }),
+            ),
+            (
+                "binary",
+                Box::new(|x| {
+                    let x = CubeWgpu::float_reshape(x, [n * c * s].into());
+                    let ran = CubeWgpu::binary_with_grad(
+                        x,
+                        &binary_target,
+                        None,
+                        None,
+                        &binary_params,
+                        [true, false],
+                    );
+                    match ran {
+                        Ran::Done((_, [Some(grad), None])) => grad,
+                        _ => panic!("covered"),
+                    }
+                }),
+            ),
+            (
+                "scale",
+                Box::new(|x| {
+                    let upstream = float::<CubeWgpu>(&[2.0], &[1], &device);
+                    CubeWgpu::scale(x, upstream, Upstream::Whole)
+                }),
+            ),
+        ];
+        for (what, op) in ops {
+            let unique = float::<CubeWgpu>(&values, &[n, c, s], &device);
+            let id = memory_id(&unique);
+            assert_eq!(memory_id(&op(unique)), id, "{what}: over a unique input");
+
+            let shared = float::<CubeWgpu>(&values, &[n, c, s], &device);
+            let keep = shared.clone();
+            assert_ne!(
+                memory_id(&op(shared)),
+                memory_id(&keep),
+                "{what}: a shared input's gradient"
+            );
+            assert_close(what, &read::<CubeWgpu>(keep).1, &values, 1e-6);
+        }
+    }
 
     /// The cases the cube kernels leave to the composite path: a positive weight for BCE on
     /// probabilities, an `ignore_index` beyond `i32`.

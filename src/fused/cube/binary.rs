@@ -1,6 +1,6 @@
 //! BCE and BCE with logits: the forward (grid-stride over the elements, with the gradients
-//! for a unit upstream gradient when asked), the backward (elementwise) and their launchers. Weights are periodic: `weight[i % period]` weighs
-//! element `i`.
+//! for a unit upstream gradient when asked), the backward (elementwise) and their launchers.
+//! Weights are periodic: `weight[i % period]` weighs element `i`.
 
 use burn::tensor::TensorMetadata;
 use burn_cubecl::CubeRuntime;

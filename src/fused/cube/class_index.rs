@@ -30,9 +30,10 @@ use crate::reduction::Reduction;
 /// may alias `input`, argument 0): once a row's softmax is known, its units read their
 /// classes again and write each one's gradient where its logit was, as
 /// [`cross_entropy_backward_kernel()`] and [`nll_backward_scatter_kernel()`] do with `g = 1`
-/// (`1 / total_weight[0]` for a mean). Over the input, every read of a row comes before the
-/// first write to it: the target logit and the row's first logit are read before the
-/// softmax's barriers, and each unit writes only the classes it read itself.
+/// (`1 / total_weight[0]` for a mean). Over the input, no unit writes a logit that another
+/// unit still has to read: each unit writes only the classes it read itself (the target
+/// logit too: its reader passes it to lane 0 through shared memory), and every unit's read
+/// of the row's first logit feeds the softmax state it stores before the first barrier.
 #[cube(launch)]
 // `if comptime { if runtime { … } }`: CubeCL expands the outer `if` at compile time.
 #[allow(clippy::too_many_arguments, clippy::collapsible_if)]
@@ -75,6 +76,8 @@ fn class_index_forward_kernel<F: Float, I: Numeric>(
     }
 
     let mut memory = RowMemory::<F>::new();
+    // Each row's target logit, at the row's first slot (cross-entropy).
+    let mut target_logit = SharedMemory::<F>::new(SHARED_LEN);
 
     let mut acc_loss = F::new(0.0);
     let mut acc_weight = F::new(0.0);
@@ -86,10 +89,16 @@ fn class_index_forward_kernel<F: Float, I: Numeric>(
         let ii = unit.clamped(i);
         let base = unit.base(ii);
         let class = target_class::<I>(target[ii], unit.classes, ignore);
-        // The target logit, read before any unit of the row writes over it.
+        // The target logit, read by the unit that will write its gradient (the one whose
+        // classes include it), and handed to lane 0 through shared memory before the
+        // softmax's barriers: over the input, no unit writes a value another unit reads.
+        let owner = class < unit.classes && class % unit.width == unit.lane;
         let mut x_t = F::new(0.0);
-        if class < unit.classes {
+        if owner {
             x_t = input[base + class * unit.spatial];
+            if ce {
+                target_logit[unit.first] = x_t;
+            }
         }
         let mut x0 = F::new(0.0);
         if ce {
@@ -128,6 +137,7 @@ fn class_index_forward_kernel<F: Float, I: Numeric>(
             let mut li = F::new(0.0);
             if class < unit.classes {
                 if ce {
+                    x_t = target_logit[unit.first];
                     li = one_minus_eps * wt * ((row_max - x_t) + log_sum);
                     if smoothing {
                         // Σ_c w_c (lse - x_c), with the sum of w_c (x_c - x0) from the row.

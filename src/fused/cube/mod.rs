@@ -1,9 +1,10 @@
 //! The fused loss kernels of the cube backends ([`CubeBackend`], e.g. `burn_wgpu`'s `CubeBackend`
 //! on `WgpuRuntime`), written in CubeCL, laid out as burn-cubecl's own kernel folders: one file
 //! per kernel family with its kernels and their launchers ([`class_index`], [`class_probs`],
-//! [`binary`]), the reduction every family shares ([`reduce`]), the row layout and online
-//! softmax of the class kernels ([`rows`]), device helpers ([`helpers`]), host-side helpers
-//! ([`launch`]), and here the [`Kernels`] implementation.
+//! [`binary`]), the reduction every family shares ([`reduce`]), the backward of every loss
+//! ([`scale`](mod@scale)), the row layout and online softmax of the class kernels
+//! ([`rows`]), device helpers ([`helpers`]), host-side helpers ([`launch`]), and here the
+//! [`Kernels`] implementation.
 //!
 //! Every kernel reads its inputs made contiguous
 //! ([`into_contiguous`](burn_cubecl::kernel::into_contiguous), a no-op for contiguous ones)
@@ -12,14 +13,27 @@
 //! (`#[define(F, I)]`), so each kernel compiles once per dtype and comptime choice set.
 //!
 //! - Class losses (cross-entropy and NLL with class indices, cross-entropy with class
-//!   probabilities): the forward gives each element (a row of `C` logits at stride `S`) to a
-//!   row of `tx` units of a `tx × ty` cube; the row's units stride over its classes with an
-//!   online softmax (running max and sum of exponentials, one read of the logits) and merge
-//!   their partial results by a tree in shared memory: one unit per row up to 32 classes, 32
-//!   above. The cross-entropy backward is elementwise over `[N, C, S]`, the NLL backward a
-//!   fill and a scatter; the class-probability backward reuses the row layout (it needs a sum
-//!   over each row).
+//!   probabilities): the forward gives each element (a row of `C` logits at stride `S`, read
+//!   in the input's own `[N, C, S]` layout) to a row of `tx` units of a `tx × ty` cube; the
+//!   row's units stride over its classes with an online softmax (running max and sum of
+//!   exponentials, one read of the logits) and merge their partial results by a tree in
+//!   shared memory: one unit per row up to 32 classes or from 16 spatial positions on
+//!   (consecutive units then take consecutive positions, so every class is read in runs of
+//!   consecutive addresses), 32 otherwise. The cross-entropy backward is elementwise over
+//!   `[N, C, S]`, the NLL backward a fill and a scatter; the class-probability backward
+//!   reuses the row layout (it needs a sum over each row).
 //! - Binary losses: elementwise, with a grid-stride loop in the forward.
+//!
+//! The gradient in the forward (`Kernels::*_with_grad`, for a tracked input): the same
+//! forward kernels, with a comptime flag, also write the gradients for a unit upstream
+//! gradient, a row's second read of its logits coming right after its softmax; the class
+//! index forward first runs a one-cube pass over the targets for a mean's divisor (the total
+//! weight), the others know theirs (`N S`, `L`). The log-sum-exp is then not saved. The
+//! input gradient goes over the input's own buffer when the handle is ours to write
+//! (`can_mut`, as burn-cubecl's in-place elementwise ops decide: the kernel's gradient
+//! argument is an alias of its input argument), into a new buffer otherwise; the backward
+//! ([`Kernels::scale`]) is one elementwise launch, in place the same way. So a loss on logits
+//! nothing else holds allocates nothing of the logits' size in its forward and backward.
 //! - Reduced outputs: each forward cube writes one partial sum in a fixed order, and one
 //!   single-cube kernel adds the partials and divides for the mean ([`reduce`]).
 //!   Deterministic, no atomics.

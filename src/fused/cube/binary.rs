@@ -140,7 +140,7 @@ fn binary_forward_kernel<F: Float>(
 }
 
 /// Binary gradients, one unit per element, with `g` the element's gradient
-/// ([`element_grad`], a mean over the `len` elements) times its weight.
+/// ([`element_grad()`], a mean over the `len` elements) times its weight.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn binary_backward_kernel<F: Float>(

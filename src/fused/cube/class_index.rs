@@ -255,7 +255,7 @@ fn total_weight_kernel<F: Float, I: Numeric>(
 }
 
 /// Cross-entropy input gradient, one unit per element of `[N, C, S]`: `g (p_c coef - v_c)`,
-/// with `g` the element's gradient ([`element_grad`], a mean over `total_weight[0]`).
+/// with `g` the element's gradient ([`element_grad()`], a mean over `total_weight[0]`).
 /// `weight_sum[0]` is `Σ_c w_c` (read only for weighted label smoothing).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]

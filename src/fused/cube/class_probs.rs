@@ -146,7 +146,7 @@ fn class_probs_forward_kernel<F: Float>(
 
 /// Class-probability gradients, rows laid out as in [`class_probs_forward_kernel()`]:
 /// `dx_c = g (p_c Σ_k w_k q_k - w_c q_c)`, `dy_c = g (1 - ε) w_c (lse - x_c)`, with `g` the
-/// element's gradient ([`element_grad`], a mean over the `N S` elements).
+/// element's gradient ([`element_grad()`], a mean over the `N S` elements).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn class_probs_backward_kernel<F: Float>(

@@ -2,7 +2,7 @@
 //! comptime choice of every kernel, mapped once from the op's [`Output`]), the sums within a
 //! cube, the finalise step that adds the forward cubes' partial sums ([`finalize_kernel()`],
 //! launched by [`finish`]), and the scaling of the loss gradient in the backwards
-//! ([`element_grad`]).
+//! ([`element_grad()`]).
 //!
 //! A reduced forward never forms the per-element losses: each of its cubes writes one partial
 //! sum (of the losses, and of the target weights for class indices) in a fixed order, and one
@@ -20,7 +20,7 @@ use crate::reduction::Reduction;
 
 /// How an op's losses leave it, as the kernels see it: a comptime choice of every forward
 /// (each loss, or partial sums for [`finalize_kernel()`]), of the finalise step, and of every
-/// backward (how [`element_grad`] scales the loss gradient).
+/// backward (how [`element_grad()`] scales the loss gradient).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Reduce {
     /// PyTorch's `reduction='none'`: the loss of each element; element `i`'s gradient is

@@ -91,7 +91,7 @@ impl RowUnit {
 
 /// What a forward row adds up beside its softmax, with a per-class weight `a_c`: `Σ_c a_c`
 /// and `Σ_c a_c (x_c - x0)` (relative to the row's first logit `x0`, so that large logits do
-/// not cancel). A comptime choice of [`row_softmax`].
+/// not cancel). A comptime choice of [`row_softmax()`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum RowSums {
     /// Nothing: cross-entropy without label smoothing.
@@ -123,7 +123,7 @@ pub(super) fn target_weight<F: Float>(
 }
 
 /// The shared memory of a row forward, one slot per unit of the cube for each running
-/// quantity of [`row_softmax`]; the tree leaves a row's results at its `first` slot.
+/// quantity of [`row_softmax()`]; the tree leaves a row's results at its `first` slot.
 #[derive(CubeType)]
 pub(super) struct RowMemory<F: Float> {
     /// The running maxima.

@@ -752,7 +752,7 @@ const MEAN: Output = Output::Reduced(Reduction::Mean);
 const SUM: Output = Output::Reduced(Reduction::Sum);
 
 /// The class-index cases: `[4, 7]`, `[3, 300]` (one row per cube, three cubes), `[2, 3, 4]`,
-/// `[2, 40, 3]` and `[2, 40, 16]`.
+/// `[2, 40, 3]` and `[3, 40, 20]`.
 fn class_index_cases() -> Vec<ClassIndexCase> {
     use ClassIndexKind::{CrossEntropy, Nll};
     let small = |kind, targets: [i64; 4], weighted, ignore_index, eps, output| ClassIndexCase {
@@ -810,13 +810,14 @@ fn class_index_cases() -> Vec<ClassIndexCase> {
             output: per_element,
         },
         spatial(CrossEntropy, false, 0.0, per_element),
-        // `S ≥ 16` with many classes: one unit per element, along the spatial positions.
+        // `S ≥ 16` with many classes: cubes along the spatial positions (8 units per
+        // element), the last block with spare rows.
         ClassIndexCase {
             kind: CrossEntropy,
-            n: 2,
+            n: 3,
             c: 40,
-            s: 16,
-            targets: (0..32)
+            s: 20,
+            targets: (0..60)
                 .map(|i| if i % 7 == 3 { -100 } else { i % 40 })
                 .collect(),
             weighted: true,
@@ -846,8 +847,8 @@ fn class_probs_cases() -> Vec<ClassProbsCase> {
         case(4, 7, 1, false, 0.0, SUM),
         // Many classes: 32 units per row.
         case(3, 45, 2, true, 0.2, MEAN),
-        // Many classes along 16 spatial positions: one unit per element.
-        case(2, 40, 16, true, 0.1, MEAN),
+        // Many classes along 20 spatial positions: cubes along the positions, spare rows.
+        case(3, 40, 20, true, 0.1, MEAN),
     ]
 }
 

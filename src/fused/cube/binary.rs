@@ -132,7 +132,7 @@ fn binary_forward_kernel<F: Float>(
         let mut sh = SharedMemory::<F>::new(SHARED_LEN);
         sh[unit] = acc;
         sync_cube();
-        tree_sum::<F>(&mut sh, unit, unit, CUBE_DIM_X as usize);
+        tree_sum::<F>(&mut sh, unit, unit, CUBE_DIM_X as usize, 1);
         if unit == 0 {
             loss[CUBE_POS] = sh[0];
         }

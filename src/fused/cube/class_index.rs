@@ -11,8 +11,8 @@ use cubecl::prelude::*;
 
 use super::helpers::{class_weight, target_class};
 use super::launch::{
-    GradInto, RowLaunch, dummy, elementwise, empty_like, ignore_u32, lowest, or_dummy, row_layout,
-    scalar, smoothing_args,
+    GradInto, RowLaunch, RowLayout, dummy, elementwise, empty_like, ignore_u32, lowest, or_dummy,
+    row_layout, scalar, smoothing_args,
 };
 use super::reduce::{MeanOver, Reduce, element_grad, finish, loss_buffer, ordered_sum, tree_sum};
 use super::rows::{RowMemory, RowShape, RowSums, RowUnit, row_softmax};
@@ -248,7 +248,7 @@ fn total_weight_kernel<F: Float, I: Numeric>(
     let mut sums = SharedMemory::<F>::new(SHARED_LEN);
     sums[unit] = acc;
     sync_cube();
-    tree_sum::<F>(&mut sums, unit, unit, units);
+    tree_sum::<F>(&mut sums, unit, unit, units, 1);
     if unit == 0 {
         total_weight[0] = sums[0];
     }
@@ -467,7 +467,7 @@ impl<R: CubeRuntime> Forward<'_, R> {
         let layout = if ce {
             row_layout(params.classes, params.spatial)
         } else {
-            (1, CUBE_UNITS)
+            RowLayout::SINGLE
         };
         let rows = RowLaunch::new(layout, params.batch, params.classes, params.spatial);
         let loss = loss_buffer(input, reduce, rows.cubes, elements);

@@ -195,7 +195,7 @@ fn class_probs_backward_kernel<F: Float>(
             }
             sh_wq[unit.slot] = swq;
             sync_cube();
-            tree_sum::<F>(&mut sh_wq, unit.slot, unit.lane, unit.width);
+            tree_sum::<F>(&mut sh_wq, unit.slot, unit.lane, unit.width, unit.lane_step);
             let total_wq = sh_wq[unit.first];
             // Every unit has read the sum before the next block overwrites it.
             sync_cube();

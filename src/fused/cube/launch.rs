@@ -49,28 +49,62 @@ fn fits_u32(n: usize) -> bool {
     u32::try_from(n).is_ok()
 }
 
-/// The `(tx, ty)` units of a row kernel's cube: `tx` units per row (a power of two, at most
-/// [`CUBE_UNITS`]), `ty = CUBE_UNITS / tx` rows per cube.
-///
-/// One unit per row up to 32 classes, and for `[N, C, S]` inputs with `S` ≥
-/// [`SPATIAL_RUN`]: the cube's units then take consecutive rows, which are consecutive spatial
-/// positions, so each class is read (and its gradient written) in runs of consecutive
-/// addresses, at stride `S` from one class to the next. Otherwise (many classes, rows at
-/// stride 1 or short spatial runs) one 32-unit row (a warp on most GPUs) per row, its units
-/// striding over the classes. Few barriers per row either way, which also keeps lavapipe
-/// (where each barrier switches between a workgroup's invocations on one CPU thread) fast.
-pub(super) fn row_layout(classes: usize, spatial: usize) -> (u32, u32) {
-    let tx = if classes <= 32 || spatial >= SPATIAL_RUN {
-        1
-    } else {
-        32
-    };
-    (tx, CUBE_UNITS / tx)
+/// The layout of a row kernel's cube (see [`super::rows`]): `tx` units per row, `ty` rows,
+/// `tx × ty = CUBE_UNITS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct RowLayout {
+    /// Units per row, `tx` (a power of two).
+    pub width: u32,
+    /// Rows per cube, `ty`.
+    pub rows: u32,
+    /// The cube's units numbered along its rows (consecutive units take consecutive rows),
+    /// rather than along each row's lanes.
+    pub along_spatial: bool,
 }
 
-/// The shortest spatial run (`S`) that [`row_layout`] gives one unit per row whatever the
-/// class count: 16 consecutive f32 positions fill a 64-byte line, where a 32-unit row would
-/// read one value per line.
+impl RowLayout {
+    /// One unit per row, [`CUBE_UNITS`] rows per cube.
+    pub(super) const SINGLE: Self = Self {
+        width: 1,
+        rows: CUBE_UNITS,
+        along_spatial: false,
+    };
+}
+
+/// The layout of a row kernel's cube for rows of `classes` logits at stride `spatial`.
+///
+/// - Up to 32 classes: one unit per row ([`RowLayout::SINGLE`]); consecutive units take
+///   consecutive rows, so for `S > 1` each class is read in runs of consecutive addresses.
+/// - More classes, `S` ≥ [`SPATIAL_RUN`] (`[N, C, S]` inputs read in their own layout):
+///   8 units per row, 32 rows per cube, numbered along the rows: a warp is 32 consecutive
+///   positions of one class stripe, so each of its reads is one run of consecutive addresses
+///   (stride `S` from one class to the next), and 8 units share each row's classes.
+/// - Otherwise (rows at stride 1, or short spatial runs): one 32-unit row (a warp on most
+///   GPUs) per row, its units striding over the classes.
+///
+/// Few barriers per row in every case, which also keeps lavapipe (where each barrier switches
+/// between a workgroup's invocations on one CPU thread) fast.
+pub(super) fn row_layout(classes: usize, spatial: usize) -> RowLayout {
+    if classes <= 32 {
+        RowLayout::SINGLE
+    } else if spatial >= SPATIAL_RUN {
+        RowLayout {
+            width: 8,
+            rows: CUBE_UNITS / 8,
+            along_spatial: true,
+        }
+    } else {
+        RowLayout {
+            width: 32,
+            rows: CUBE_UNITS / 32,
+            along_spatial: false,
+        }
+    }
+}
+
+/// The shortest spatial run (`S`) that [`row_layout`] lays along the spatial positions: 16
+/// consecutive f32 positions fill a 64-byte line, where a 32-unit row would read one value
+/// per line.
 const SPATIAL_RUN: usize = 16;
 
 /// The cube count of a grid-stride forward over `blocks` blocks of work.
@@ -79,28 +113,38 @@ pub(super) fn forward_cubes(blocks: usize) -> u32 {
 }
 
 /// The launch of a row kernel (see [`super::rows`]) over `batch × spatial` rows of `classes`
-/// classes in cubes of `(tx, ty)` units.
+/// classes in cubes of a [`RowLayout`].
 pub(super) struct RowLaunch<R: Runtime> {
     /// The number of cubes (each writes one partial sum of a reduced forward).
     pub cubes: u32,
     /// `cubes` cubes…
     pub count: CubeCount,
-    /// …of `(tx, ty)` units.
+    /// …of `tx × ty` units (`ty × tx` along the spatial positions).
     pub dim: CubeDim,
     /// The kernel's shape argument.
     pub shape: RowShapeLaunch<R>,
 }
 
 impl<R: Runtime> RowLaunch<R> {
-    /// The launch in cubes of `(tx, ty)` units (e.g. [`row_layout`]`(classes, spatial)`).
-    pub(super) fn new((tx, ty): (u32, u32), batch: usize, classes: usize, spatial: usize) -> Self {
+    /// The launch in cubes of `layout` (e.g. [`row_layout`]`(classes, spatial)`).
+    pub(super) fn new(layout: RowLayout, batch: usize, classes: usize, spatial: usize) -> Self {
         let elements = batch * spatial;
-        let cubes = forward_cubes(elements.div_ceil(ty as usize));
+        let cubes = forward_cubes(elements.div_ceil(layout.rows as usize));
+        let dim = if layout.along_spatial {
+            CubeDim::new_2d(layout.rows, layout.width)
+        } else {
+            CubeDim::new_2d(layout.width, layout.rows)
+        };
         Self {
             cubes,
             count: CubeCount::Static(cubes, 1, 1),
-            dim: CubeDim::new_2d(tx, ty),
-            shape: RowShapeLaunch::new(classes as u32, spatial as u32, elements as u32),
+            dim,
+            shape: RowShapeLaunch::new(
+                classes as u32,
+                spatial as u32,
+                elements as u32,
+                u32::from(layout.along_spatial),
+            ),
         }
     }
 }

@@ -17,9 +17,10 @@
 //!   in the input's own `[N, C, S]` layout) to a row of `tx` units of a `tx × ty` cube; the
 //!   row's units stride over its classes with an online softmax (running max and sum of
 //!   exponentials, one read of the logits) and merge their partial results by a tree in
-//!   shared memory: one unit per row up to 32 classes or from 16 spatial positions on
-//!   (consecutive units then take consecutive positions, so every class is read in runs of
-//!   consecutive addresses), 32 otherwise. The cross-entropy backward is elementwise over
+//!   shared memory: one unit per row up to 32 classes, 32 above, and 8 from 16 spatial
+//!   positions on, the cube's units then numbered along the rows (a warp reads 32
+//!   consecutive positions of a class: runs of consecutive addresses). The cross-entropy
+//!   backward is elementwise over
 //!   `[N, C, S]`, the NLL backward a fill and a scatter; the class-probability backward
 //!   reuses the row layout (it needs a sum over each row).
 //! - Binary losses: elementwise, with a grid-stride loop in the forward.

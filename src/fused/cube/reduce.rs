@@ -84,20 +84,21 @@ pub(super) fn element_grad<F: Float>(
     }
 }
 
-/// Adds the `width` slots `slot - lane, …` of each group in `sums` into the group's first slot
-/// by a tree (`width` a power of two, `lane` the unit's place in its group), one barrier per
-/// level.
+/// Adds the `width` slots `slot - lane * step, …` (`step` apart) of each group in `sums` into
+/// the group's first slot by a tree (`width` a power of two, `lane` the unit's place in its
+/// group), one barrier per level.
 #[cube]
 pub(super) fn tree_sum<F: Float>(
     sums: &mut SharedMemory<F>,
     slot: usize,
     lane: usize,
     width: usize,
+    step: usize,
 ) {
     let mut stride = width / 2;
     while stride > 0 {
         if lane < stride {
-            let other = sums[slot + stride];
+            let other = sums[slot + stride * step];
             sums[slot] += other;
         }
         sync_cube();
@@ -156,8 +157,8 @@ fn finalize_kernel<F: Float>(
     sh_loss[unit] = acc_loss;
     sh_weight[unit] = acc_weight;
     sync_cube();
-    tree_sum::<F>(&mut sh_loss, unit, unit, units);
-    tree_sum::<F>(&mut sh_weight, unit, unit, units);
+    tree_sum::<F>(&mut sh_loss, unit, unit, units, 1);
+    tree_sum::<F>(&mut sh_weight, unit, unit, units, 1);
     if unit == 0 {
         let sum = sh_loss[0];
         let mut tw = sh_weight[0];

@@ -230,7 +230,8 @@ pub(super) fn backward_tensors<R: CubeRuntime>(
 pub(super) enum GradInto<R: CubeRuntime> {
     /// Over the input: the kernel's gradient argument aliases its first argument.
     Input,
-    /// Into this new tensor of the input's shape.
+    /// Into this new tensor (of the gradient's shape, or a placeholder for a gradient not
+    /// wanted, which the kernel leaves unwritten).
     New(CubeTensor<R>),
 }
 

@@ -7,8 +7,10 @@
 //! and compares them with f64 references: the losses (per element or reduced), the saved
 //! log-sum-exp and total weight, and the gradients against central differences of the
 //! reference losses (but BCE's input gradient, PyTorch's formula, which is not the derivative
-//! of its clamped forward at 0 and 1). Tolerances follow the dtype: f32 round-off, or f64's
-//! (bounded by the finite differences for gradients).
+//! of its clamped forward at 0 and 1). Each case also runs the forward with the gradients
+//! (`*_with_grad`) and scales them ([`Kernels::scale`]), on an input of its own and on one
+//! shared with a clone, which must keep its values. Tolerances follow the dtype: f32
+//! round-off, or f64's (bounded by the finite differences for gradients).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
@@ -16,7 +18,8 @@ use burn::tensor::{DType, Element, Tensor, TensorData, TensorPrimitive};
 
 use super::kernels::{
     BadValue, BinaryArgs, BinaryKind, BinaryParams, ClassIndexArgs, ClassIndexKind,
-    ClassIndexParams, ClassProbsArgs, ClassProbsParams, Kernels, Output, Periodic,
+    ClassIndexParams, ClassProbsArgs, ClassProbsParams, Kernels, LossAndGrads, Output, Periodic,
+    Ran, Upstream,
 };
 use crate::pytorch::{BCE_GRAD_EPSILON, BCE_LOG_FLOOR};
 use crate::reduction::Reduction;
@@ -173,6 +176,40 @@ fn grad_len(output: Output, count: usize) -> usize {
     }
 }
 
+/// The result of a `*_with_grad` forward that the backend covers.
+fn done<B: Backend, T>(ran: Ran<B, T>, what: &str) -> T {
+    match ran {
+        Ran::Done(done) => done,
+        Ran::Refused(bad) => panic!("{what}: refused {bad:?}"),
+        Ran::Uncovered(_) => panic!("{what}: not covered"),
+    }
+}
+
+/// The two ways a `*_with_grad` forward gets its input: its own (`false`: the backend may
+/// write the gradient over it) or shared with a clone the caller keeps (`true`: the clone
+/// must keep its values).
+const SHARED: [bool; 2] = [false, true];
+
+/// A copy of `input` for a `*_with_grad` forward: a fresh tensor of `values` (its own
+/// storage), and for a shared one the clone to check afterwards.
+fn owned_input<B: Backend>(
+    values: &[f64],
+    shape: &[usize],
+    shared: bool,
+    device: &B::Device,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    let input = float::<B>(values, shape, device);
+    let keep = shared.then(|| input.clone());
+    (input, keep)
+}
+
+/// Asserts that a shared input kept its `values`.
+fn assert_kept<B: Backend>(keep: Option<FloatTensor<B>>, values: &[f64], tolerance: f64) {
+    if let Some(keep) = keep {
+        assert_close("shared input", &read::<B>(keep).1, values, tolerance);
+    }
+}
+
 /// The gradient requests every backward is run with.
 const WANTS: [[bool; 2]; 3] = [[true, true], [true, false], [false, true]];
 
@@ -288,6 +325,28 @@ fn check_class_index<B: Kernels>(case: &ClassIndexCase, device: &B::Device) {
         })
     };
     assert_close("input gradient", &dx, &want, grad_tol);
+
+    // The gradient from the forward, scaled by the backward's upstream gradient.
+    let how = Upstream::of_class(case.output, c, s);
+    for shared in SHARED {
+        let (owned, keep) = owned_input::<B>(&x_values, &shape, shared, device);
+        let (loss, unit) = done(
+            B::class_index_with_grad(owned, &target, weight.as_ref(), &params),
+            "class_index_with_grad",
+        );
+        let got = read::<B>(loss).1;
+        assert_close(
+            "loss with grad",
+            &got,
+            &reduce(case.output, &losses, total),
+            tol,
+        );
+        let grad = float::<B>(&g, &[grad_len(case.output, n * s)], device);
+        let (dx_shape, dx) = read::<B>(B::scale(unit, grad, how));
+        assert_eq!(dx_shape, shape, "scaled input gradient shape");
+        assert_close("scaled input gradient", &dx, &want, grad_tol);
+        assert_kept::<B>(keep, &x_values, tol);
+    }
 }
 
 /// A class-probability case.
@@ -386,6 +445,38 @@ fn check_class_probs<B: Kernels>(case: &ClassProbsCase, device: &B::Device) {
                 objective(case.output, &case.losses(&x_values, y), count, &g)
             });
             assert_close("target gradient", &read::<B>(dy).1, &want, grad_tol);
+        }
+    }
+
+    // The gradients from the forward, scaled by the backward's upstream gradient.
+    let how = Upstream::of_class(case.output, c, s);
+    let want_dx = numeric_grad(&x_values, |x| {
+        objective(case.output, &case.losses(x, &y_values), count, &g)
+    });
+    let want_dy = numeric_grad(&y_values, |y| {
+        objective(case.output, &case.losses(&x_values, y), count, &g)
+    });
+    for wants in WANTS {
+        for shared in SHARED {
+            let (owned, keep) = owned_input::<B>(&x_values, &shape, shared, device);
+            let ran = B::class_probs_with_grad(owned, &target, weight.as_ref(), &params, wants);
+            let (loss, grads): LossAndGrads<B> = done(ran, "class_probs_with_grad");
+            assert_close("loss with grad", &read::<B>(loss).1, &want, tol);
+            assert_eq!(grads.each_ref().map(Option::is_some), wants);
+            let [dx, dy] = grads.map(|unit| {
+                unit.map(|unit| {
+                    let grad = float::<B>(&g, &[grad_len(case.output, n * s)], device);
+                    read::<B>(B::scale(unit, grad, how))
+                })
+            });
+            if let Some((dx_shape, dx)) = dx {
+                assert_eq!(dx_shape, shape);
+                assert_close("scaled input gradient", &dx, &want_dx, grad_tol);
+            }
+            if let Some((_, dy)) = dy {
+                assert_close("scaled target gradient", &dy, &want_dy, grad_tol);
+            }
+            assert_kept::<B>(keep, &x_values, tol);
         }
     }
 }
@@ -556,6 +647,40 @@ fn check_binary<B: Kernels>(case: &BinaryCase, device: &B::Device) {
             assert_close("target gradient", &read::<B>(dt).1, &want, grad_tol);
         }
     }
+
+    // The gradients from the forward, scaled by the backward's upstream gradient.
+    let how = Upstream::of_binary(case.output);
+    let (want_dx, dx_tolerance) = match case.kind {
+        BinaryKind::WithLogits => (
+            numeric_grad(&x_values, |x| objective_of(x, &t_values)),
+            grad_tol,
+        ),
+        BinaryKind::Probabilities => (case.probability_grad(&x_values, &t_values, &g), tol),
+    };
+    let want_dt = numeric_grad(&t_values, |t| objective_of(&x_values, t));
+    for wants in WANTS {
+        for shared in SHARED {
+            let (owned, keep) = owned_input::<B>(&x_values, &[len], shared, device);
+            let ran = B::binary_with_grad(owned, &target, weight, pos_weight, &params, wants);
+            let (loss, grads): LossAndGrads<B> = done(ran, "binary_with_grad");
+            assert_close("loss with grad", &read::<B>(loss).1, &want, tol);
+            assert_eq!(grads.each_ref().map(Option::is_some), wants);
+            let [dx, dt] = grads.map(|unit| {
+                unit.map(|unit| {
+                    let grad = float::<B>(&g, &[grad_len(case.output, len)], device);
+                    read::<B>(B::scale(unit, grad, how))
+                })
+            });
+            if let Some((dx_shape, dx)) = dx {
+                assert_eq!(dx_shape, vec![len]);
+                assert_close("scaled input gradient", &dx, &want_dx, dx_tolerance);
+            }
+            if let Some((_, dt)) = dt {
+                assert_close("scaled target gradient", &dt, &want_dt, grad_tol);
+            }
+            assert_kept::<B>(keep, &x_values, tol);
+        }
+    }
 }
 
 /// The values a backend refuses when asked to check them: `BadValue`s from a backend that
@@ -626,8 +751,8 @@ fn check_refusals<B: Kernels>(device: &B::Device) {
 const MEAN: Output = Output::Reduced(Reduction::Mean);
 const SUM: Output = Output::Reduced(Reduction::Sum);
 
-/// The class-index cases: `[4, 7]`, `[3, 300]` (one row per cube, three cubes), `[2, 3, 4]`
-/// and `[2, 40, 3]`.
+/// The class-index cases: `[4, 7]`, `[3, 300]` (one row per cube, three cubes), `[2, 3, 4]`,
+/// `[2, 40, 3]` and `[3, 40, 20]`.
 fn class_index_cases() -> Vec<ClassIndexCase> {
     use ClassIndexKind::{CrossEntropy, Nll};
     let small = |kind, targets: [i64; 4], weighted, ignore_index, eps, output| ClassIndexCase {
@@ -685,6 +810,21 @@ fn class_index_cases() -> Vec<ClassIndexCase> {
             output: per_element,
         },
         spatial(CrossEntropy, false, 0.0, per_element),
+        // `S ≥ 16` with many classes: cubes along the spatial positions (8 units per
+        // element), the last block with spare rows.
+        ClassIndexCase {
+            kind: CrossEntropy,
+            n: 3,
+            c: 40,
+            s: 20,
+            targets: (0..60)
+                .map(|i| if i % 7 == 3 { -100 } else { i % 40 })
+                .collect(),
+            weighted: true,
+            ignore_index: -100,
+            label_smoothing: 0.1,
+            output: MEAN,
+        },
         small(Nll, [3, -100, 6, 0], true, -100, 0.0, MEAN),
         small(Nll, [3, 4, 6, 0], false, 4, 0.0, SUM),
         spatial(Nll, false, 0.0, per_element),
@@ -707,6 +847,8 @@ fn class_probs_cases() -> Vec<ClassProbsCase> {
         case(4, 7, 1, false, 0.0, SUM),
         // Many classes: 32 units per row.
         case(3, 45, 2, true, 0.2, MEAN),
+        // Many classes along 20 spatial positions: cubes along the positions, spare rows.
+        case(3, 40, 20, true, 0.1, MEAN),
     ]
 }
 

@@ -1,14 +1,17 @@
-//! BCE and BCE with logits: the forward (grid-stride over the elements), the backward
-//! (elementwise) and their launchers. Weights are periodic: `weight[i % period]` weighs
-//! element `i`.
+//! BCE and BCE with logits: the forward (grid-stride over the elements, with the gradients
+//! for a unit upstream gradient when asked), the backward (elementwise) and their launchers.
+//! Weights are periodic: `weight[i % period]` weighs element `i`.
 
+use burn::tensor::TensorMetadata;
 use burn_cubecl::CubeRuntime;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 use super::helpers::{GRAD_EPSILON, clamped_ln, softplus};
-use super::launch::{backward_tensors, elementwise, forward_cubes, periodic_arg, wanted};
+use super::launch::{
+    GradInto, backward_tensors, dummy, elementwise, empty_like, forward_cubes, periodic_arg, wanted,
+};
 use super::reduce::{MeanOver, Reduce, element_grad, finish, loss_buffer, tree_sum};
 use super::{CUBE_UNITS, SHARED_LEN};
 use crate::fused::kernels::{BinaryKind, BinaryParams};
@@ -41,6 +44,11 @@ impl BinaryConfig {
 /// Binary forward (BCE with logits when `logits`, BCE on probabilities otherwise),
 /// grid-stride over `len` elements: `loss[i]`, or the cube's sum of the losses in
 /// `loss[CUBE_POS]` (reduced).
+///
+/// With `want_input` / `want_target`, also the gradients for a unit upstream gradient
+/// (`1 / len` for a mean), as [`binary_backward_kernel()`] computes them, into `grad_input`
+/// (which may alias `input`, argument 0: each unit reads its element before writing it) and
+/// `grad_target`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn binary_forward_kernel<F: Float>(
@@ -49,10 +57,14 @@ fn binary_forward_kernel<F: Float>(
     weight: &Tensor<F>,
     pos_weight: &Tensor<F>,
     loss: &mut Tensor<F>,
+    grad_input: &mut Tensor<F>,
+    grad_target: &mut Tensor<F>,
     len: u32,
     weight_period: u32,
     pos_weight_period: u32,
     #[comptime] config: BinaryConfig,
+    #[comptime] want_input: bool,
+    #[comptime] want_target: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let logits = comptime!(config.logits);
@@ -62,23 +74,52 @@ fn binary_forward_kernel<F: Float>(
     let l = len as usize;
     let unit = UNIT_POS_X as usize;
     let step = CUBE_COUNT * CUBE_DIM_X as usize;
+    // The factor of a unit upstream gradient: `1 / len` for a mean.
+    let mut unit_grad = F::new(1.0);
+    if comptime!(config.reduce == Reduce::Mean) {
+        unit_grad = F::new(1.0) / F::cast_from(len);
+    }
     let mut acc = F::new(0.0);
     let mut i = CUBE_POS * CUBE_DIM_X as usize + unit;
     while i < l {
         let x = input[i];
         let t = target[i];
-        let mut li = if logits {
-            let mut pos = t * softplus::<F>(-x);
-            if pos_weighted {
-                pos *= pos_weight[i % pos_weight_period as usize];
-            }
-            (F::new(1.0) - t) * softplus::<F>(x) + pos
-        } else {
-            -(t * clamped_ln::<F>(x) + (F::new(1.0) - t) * clamped_ln::<F>(F::new(1.0) - x))
-        };
+        let mut w = F::new(1.0);
         if weighted {
-            li *= weight[i % weight_period as usize];
+            w = weight[i % weight_period as usize];
         }
+        let g = unit_grad * w;
+        let mut li = if logits {
+            let mut pw = F::new(1.0);
+            if pos_weighted {
+                pw = pos_weight[i % pos_weight_period as usize];
+            }
+            let sp_pos = softplus::<F>(x);
+            let sp_neg = softplus::<F>(-x);
+            if want_input {
+                // σ(x) = exp(-softplus(-x)), σ(-x) = exp(-softplus(x)).
+                let sig_pos = (-sp_neg).exp();
+                let sig_neg = (-sp_pos).exp();
+                grad_input[i] = g * ((F::new(1.0) - t) * sig_pos - pw * t * sig_neg);
+            }
+            if want_target {
+                grad_target[i] = g * (pw * sp_neg - sp_pos);
+            }
+            (F::new(1.0) - t) * sp_pos + pw * (t * sp_neg)
+        } else {
+            let log_p = clamped_ln::<F>(x);
+            let log_q = clamped_ln::<F>(F::new(1.0) - x);
+            if want_input {
+                // PyTorch's `(p - t) / max(p (1 - p), ε)`.
+                let denom = (x * (F::new(1.0) - x)).max(F::new(GRAD_EPSILON));
+                grad_input[i] = g * (x - t) / denom;
+            }
+            if want_target {
+                grad_target[i] = g * (log_q - log_p);
+            }
+            -(t * log_p + (F::new(1.0) - t) * log_q)
+        };
+        li *= w;
         if reduced {
             acc += li;
         } else {
@@ -91,7 +132,7 @@ fn binary_forward_kernel<F: Float>(
         let mut sh = SharedMemory::<F>::new(SHARED_LEN);
         sh[unit] = acc;
         sync_cube();
-        tree_sum::<F>(&mut sh, unit, unit, CUBE_DIM_X as usize);
+        tree_sum::<F>(&mut sh, unit, unit, CUBE_DIM_X as usize, 1);
         if unit == 0 {
             loss[CUBE_POS] = sh[0];
         }
@@ -99,7 +140,7 @@ fn binary_forward_kernel<F: Float>(
 }
 
 /// Binary gradients, one unit per element, with `g` the element's gradient
-/// ([`element_grad`], a mean over the `len` elements) times its weight.
+/// ([`element_grad()`], a mean over the `len` elements) times its weight.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn binary_backward_kernel<F: Float>(
@@ -170,13 +211,62 @@ pub(in crate::fused) fn binary_forward<R: CubeRuntime>(
     params: &BinaryParams,
 ) -> CubeTensor<R> {
     let input = into_contiguous(input.clone());
+    let placeholder = GradInto::New(dummy(&input));
+    let grads = [&placeholder, &placeholder];
+    launch_forward(
+        &input, target, weight, pos_weight, params, grads, [false; 2],
+    )
+}
+
+/// The binary loss and the gradients wanted for a unit upstream gradient on cube tensors
+/// (see `Kernels::binary_with_grad`), in one forward launch: the input gradient over
+/// `input`'s buffer when it is ours ([`GradInto`]), into a new one otherwise; weights as in
+/// [`binary_forward`].
+pub(in crate::fused) fn binary_with_grad<R: CubeRuntime>(
+    input: CubeTensor<R>,
+    target: &CubeTensor<R>,
+    weight: Option<(&CubeTensor<R>, usize)>,
+    pos_weight: Option<(&CubeTensor<R>, usize)>,
+    params: &BinaryParams,
+    wants: [bool; 2],
+) -> (CubeTensor<R>, [Option<CubeTensor<R>>; 2]) {
+    let (input, input_into) = GradInto::of(input, wants[0]);
+    let target_into = GradInto::New(if wants[1] {
+        empty_like(&input, target.shape(), input.dtype)
+    } else {
+        dummy(&input)
+    });
+    let grads = [&input_into, &target_into];
+    let loss = launch_forward(&input, target, weight, pos_weight, params, grads, wants);
+    let target_grad = target_into.gradient(input.clone());
+    let input_grad = input_into.gradient(input);
+    (
+        loss,
+        [
+            wants[0].then_some(input_grad),
+            wants[1].then_some(target_grad),
+        ],
+    )
+}
+
+/// One launch of [`binary_forward_kernel()`] (and the finalise step) on the contiguous
+/// `input`, writing the `wants` gradients where `grads` says.
+fn launch_forward<R: CubeRuntime>(
+    input: &CubeTensor<R>,
+    target: &CubeTensor<R>,
+    weight: Option<(&CubeTensor<R>, usize)>,
+    pos_weight: Option<(&CubeTensor<R>, usize)>,
+    params: &BinaryParams,
+    grads: [&GradInto<R>; 2],
+    wants: [bool; 2],
+) -> CubeTensor<R> {
     let target = into_contiguous(target.clone());
     let len = params.len;
     let config = BinaryConfig::new(params, weight.is_some(), pos_weight.is_some());
     let cubes = forward_cubes(len.div_ceil(CUBE_UNITS as usize));
-    let (w, w_period) = periodic_arg(weight, &input);
-    let (pw, pw_period) = periodic_arg(pos_weight, &input);
-    let loss = loss_buffer(&input, config.reduce, cubes, len);
+    let (w, w_period) = periodic_arg(weight, input);
+    let (pw, pw_period) = periodic_arg(pos_weight, input);
+    let loss = loss_buffer(input, config.reduce, cubes, len);
 
     binary_forward_kernel::launch::<R>(
         &input.client,
@@ -187,14 +277,18 @@ pub(in crate::fused) fn binary_forward<R: CubeRuntime>(
         w.into_tensor_arg(),
         pw.into_tensor_arg(),
         loss.clone().into_tensor_arg(),
+        grads[0].arg(input),
+        grads[1].arg(input),
         len as u32,
         w_period,
         pw_period,
         config,
+        wants[0],
+        wants[1],
         input.dtype.into(),
     );
     finish(
-        &input,
+        input,
         loss,
         None,
         cubes,

@@ -1,6 +1,8 @@
-//! Cross-entropy with class-probability targets: the forward and the backward (both row
-//! kernels, see [`super::rows`]: the backward needs a sum over each row) and their launchers.
+//! Cross-entropy with class-probability targets: the forward (with the gradients for a unit
+//! upstream gradient when asked) and the backward (both row kernels, see [`super::rows`]: the
+//! backward needs a sum over each row) and their launchers.
 
+use burn::tensor::TensorMetadata;
 use burn_cubecl::CubeRuntime;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
@@ -8,8 +10,8 @@ use cubecl::prelude::*;
 
 use super::SHARED_LEN;
 use super::launch::{
-    RowLaunch, backward_tensors, empty_like, lowest, or_dummy, row_layout, scalar, smoothing_args,
-    wanted,
+    GradInto, RowLaunch, backward_tensors, dummy, empty_like, lowest, or_dummy, row_layout, scalar,
+    smoothing_args, wanted,
 };
 use super::reduce::{MeanOver, Reduce, element_grad, finish, loss_buffer, ordered_sum, tree_sum};
 use super::rows::{RowMemory, RowShape, RowSums, RowUnit, row_softmax, target_weight};
@@ -18,26 +20,45 @@ use crate::fused::kernels::ClassProbsParams;
 /// Class-probability forward: per row, `lse = log Σ exp(x)`,
 /// `loss = lse Σ_c w_c q_c - Σ_c w_c q_c x_c` with `q = (1 - ε) y + ε / C`.
 ///
-/// Writes `log_sum_exp[i]` and `loss[i]` (per element) or the cube's sum of the losses to
-/// `loss[CUBE_POS]` (reduced).
+/// Writes `log_sum_exp[i]` (without gradients) and `loss[i]` (per element) or the cube's sum
+/// of the losses to `loss[CUBE_POS]` (reduced).
+///
+/// With `want_input` / `want_target`, also the gradients for a unit upstream gradient
+/// (`1 / (N S)` for a mean), as [`class_probs_backward_kernel()`] computes them with the
+/// row's `Σ_k w_k q_k` from its softmax, into `grad_input` (which may alias `input`,
+/// argument 0: the row's first logit is read before the softmax's barriers, and each unit
+/// writes only the classes it read itself) and `grad_target`.
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
+// `if comptime { if runtime { … } }`: CubeCL expands the outer `if` at compile time.
+#[allow(clippy::too_many_arguments, clippy::collapsible_if)]
 fn class_probs_forward_kernel<F: Float>(
     input: &Tensor<F>,
     target: &Tensor<F>,
     weight: &Tensor<F>,
     loss: &mut Tensor<F>,
     log_sum_exp: &mut Tensor<F>,
+    grad_input: &mut Tensor<F>,
+    grad_target: &mut Tensor<F>,
     shape: RowShape,
     one_minus_eps: InputScalar,
     eps_over_c: InputScalar,
     lowest: InputScalar,
     #[comptime] weighted: bool,
     #[comptime] reduce: Reduce,
+    #[comptime] want_input: bool,
+    #[comptime] want_target: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let unit = RowUnit::here(&shape);
     let m = unit.elements;
+    let with_grad = comptime!(want_input || want_target);
+    let one_minus_eps = one_minus_eps.get::<F>();
+    let eps_over_c = eps_over_c.get::<F>();
+    // The factor of a unit upstream gradient: `1 / (N S)` for a mean.
+    let mut unit_grad = F::new(1.0);
+    if comptime!(reduce == Reduce::Mean) {
+        unit_grad = F::new(1.0) / F::cast_from(m);
+    }
 
     let mut memory = RowMemory::<F>::new();
 
@@ -55,25 +76,57 @@ fn class_probs_forward_kernel<F: Float>(
             unit,
             base,
             lowest.get::<F>(),
-            one_minus_eps.get::<F>(),
-            eps_over_c.get::<F>(),
+            one_minus_eps,
+            eps_over_c,
             &mut memory,
             RowSums::TargetWeights,
             weighted,
         );
+        let row_max = memory.max[unit.first];
+        let log_sum = memory.sum[unit.first].ln();
+        let total_wq = memory.a_sum[unit.first];
 
         if unit.lane == 0 && valid {
-            let row_max = memory.max[unit.first];
-            let log_sum = memory.sum[unit.first].ln();
-            log_sum_exp[i] = row_max;
-            log_sum_exp[m + i] = log_sum;
+            if comptime!(!with_grad) {
+                log_sum_exp[i] = row_max;
+                log_sum_exp[m + i] = log_sum;
+            }
             // Σ_c w_c q_c (lse - x_c), lse = row_max + log_sum.
-            let li =
-                ((row_max - x0) + log_sum) * memory.a_sum[unit.first] - memory.ax_sum[unit.first];
+            let li = ((row_max - x0) + log_sum) * total_wq - memory.ax_sum[unit.first];
             if comptime!(reduce.is_reduced()) {
                 acc_loss += li;
             } else {
                 loss[i] = li;
+            }
+        }
+        if with_grad {
+            if valid {
+                let mut c = unit.lane;
+                while c < unit.classes {
+                    let at = base + c * unit.spatial;
+                    let x = input[at];
+                    if want_input {
+                        let wq = target_weight::<F>(
+                            target,
+                            weight,
+                            at,
+                            c,
+                            one_minus_eps,
+                            eps_over_c,
+                            weighted,
+                        );
+                        let p = ((x - row_max) - log_sum).exp();
+                        grad_input[at] = unit_grad * (p * total_wq - wq);
+                    }
+                    if want_target {
+                        let mut v = unit_grad * one_minus_eps * ((row_max - x) + log_sum);
+                        if weighted {
+                            v *= weight[c];
+                        }
+                        grad_target[at] = v;
+                    }
+                    c += unit.width;
+                }
             }
         }
         sync_cube();
@@ -93,7 +146,7 @@ fn class_probs_forward_kernel<F: Float>(
 
 /// Class-probability gradients, rows laid out as in [`class_probs_forward_kernel()`]:
 /// `dx_c = g (p_c Σ_k w_k q_k - w_c q_c)`, `dy_c = g (1 - ε) w_c (lse - x_c)`, with `g` the
-/// element's gradient ([`element_grad`], a mean over the `N S` elements).
+/// element's gradient ([`element_grad()`], a mean over the `N S` elements).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn class_probs_backward_kernel<F: Float>(
@@ -142,7 +195,7 @@ fn class_probs_backward_kernel<F: Float>(
             }
             sh_wq[unit.slot] = swq;
             sync_cube();
-            tree_sum::<F>(&mut sh_wq, unit.slot, unit.lane, unit.width);
+            tree_sum::<F>(&mut sh_wq, unit.slot, unit.lane, unit.width, unit.lane_step);
             let total_wq = sh_wq[unit.first];
             // Every unit has read the sum before the next block overwrites it.
             sync_cube();
@@ -193,14 +246,73 @@ pub(in crate::fused) fn class_probs_forward<R: CubeRuntime>(
         return None;
     }
     let input = into_contiguous(input.clone());
+    let elements = params.batch * params.spatial;
+    let log_sum_exp = empty_like(&input, [2 * elements].into(), input.dtype);
+    let placeholder = GradInto::New(dummy(&input));
+    let grads = [&placeholder, &placeholder];
+    let loss = launch_forward(
+        &input,
+        target,
+        weight,
+        params,
+        Some(&log_sum_exp),
+        grads,
+        [false; 2],
+    );
+    Some((loss, log_sum_exp))
+}
+
+/// The class-probability loss and the gradients wanted for a unit upstream gradient on cube
+/// tensors (see `Kernels::class_probs_with_grad`), in one forward launch: the input gradient
+/// over `input`'s buffer when it is ours ([`GradInto`]), into a new one otherwise.
+/// `Err(input)` for an op the kernels do not cover.
+#[allow(clippy::result_large_err, clippy::type_complexity)]
+pub(in crate::fused) fn class_probs_with_grad<R: CubeRuntime>(
+    input: CubeTensor<R>,
+    target: &CubeTensor<R>,
+    weight: Option<&CubeTensor<R>>,
+    params: &ClassProbsParams,
+    wants: [bool; 2],
+) -> Result<(CubeTensor<R>, [Option<CubeTensor<R>>; 2]), CubeTensor<R>> {
+    if !super::covers_class_probs(params) {
+        return Err(input);
+    }
+    let (input, input_into) = GradInto::of(input, wants[0]);
+    let target_into = GradInto::New(if wants[1] {
+        empty_like(&input, target.shape(), input.dtype)
+    } else {
+        dummy(&input)
+    });
+    let grads = [&input_into, &target_into];
+    let loss = launch_forward(&input, target, weight, params, None, grads, wants);
+    let target_grad = target_into.gradient(input.clone());
+    let input_grad = input_into.gradient(input);
+    Ok((
+        loss,
+        [
+            wants[0].then_some(input_grad),
+            wants[1].then_some(target_grad),
+        ],
+    ))
+}
+
+/// One launch of [`class_probs_forward_kernel()`] (and the finalise step) on the contiguous
+/// `input`: the log-sum-exp when given, the `wants` gradients where `grads` says.
+fn launch_forward<R: CubeRuntime>(
+    input: &CubeTensor<R>,
+    target: &CubeTensor<R>,
+    weight: Option<&CubeTensor<R>>,
+    params: &ClassProbsParams,
+    log_sum_exp: Option<&CubeTensor<R>>,
+    grads: [&GradInto<R>; 2],
+    wants: [bool; 2],
+) -> CubeTensor<R> {
     let dtype = input.dtype;
     let elements = params.batch * params.spatial;
     let reduce = Reduce::of(params.output);
     let rows = row_launch(params);
-    let loss = loss_buffer(&input, reduce, rows.cubes, elements);
-    let log_sum_exp = empty_like(&input, [2 * elements].into(), dtype);
-    let (one_minus_eps, eps_over_c) =
-        smoothing_args(params.label_smoothing, params.classes, &input);
+    let loss = loss_buffer(input, reduce, rows.cubes, elements);
+    let (one_minus_eps, eps_over_c) = smoothing_args(params.label_smoothing, params.classes, input);
 
     class_probs_forward_kernel::launch::<R>(
         &input.client,
@@ -208,29 +320,35 @@ pub(in crate::fused) fn class_probs_forward<R: CubeRuntime>(
         rows.dim,
         input.clone().into_tensor_arg(),
         into_contiguous(target.clone()).into_tensor_arg(),
-        or_dummy(weight, &input).into_tensor_arg(),
+        or_dummy(weight, input).into_tensor_arg(),
         loss.clone().into_tensor_arg(),
-        log_sum_exp.clone().into_tensor_arg(),
+        log_sum_exp
+            .cloned()
+            .unwrap_or_else(|| dummy(input))
+            .into_tensor_arg(),
+        grads[0].arg(input),
+        grads[1].arg(input),
         rows.shape,
         one_minus_eps,
         eps_over_c,
-        scalar(lowest(dtype), &input),
+        scalar(lowest(dtype), input),
         weight.is_some(),
         reduce,
+        wants[0],
+        wants[1],
         dtype.into(),
     );
 
-    let count = elements;
-    let (loss, _) = finish(
-        &input,
+    finish(
+        input,
         loss,
         None,
         rows.cubes,
-        count,
+        elements,
         reduce,
         MeanOver::Count,
-    );
-    Some((loss, log_sum_exp))
+    )
+    .0
 }
 
 /// The class-probability gradients on cube tensors (see `Kernels::class_probs_backward`).
@@ -275,6 +393,6 @@ pub(in crate::fused) fn class_probs_backward<R: CubeRuntime>(
 
 /// The launch of both class-probability kernels: one row of units per element.
 fn row_launch<R: CubeRuntime>(params: &ClassProbsParams) -> RowLaunch<R> {
-    let layout = row_layout(params.classes);
+    let layout = row_layout(params.classes, params.spatial);
     RowLaunch::new(layout, params.batch, params.classes, params.spatial)
 }

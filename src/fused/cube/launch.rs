@@ -49,15 +49,63 @@ fn fits_u32(n: usize) -> bool {
     u32::try_from(n).is_ok()
 }
 
-/// The `(tx, ty)` units of a row kernel's cube: `tx` units per row (a power of two, at most
-/// [`CUBE_UNITS`]), `ty = CUBE_UNITS / tx` rows per cube.
-pub(super) fn row_layout(classes: usize) -> (u32, u32) {
-    // One unit per row for up to 32 classes, one 32-unit row (a warp on most GPUs) above:
-    // few barriers per row, which also keeps lavapipe (where each barrier switches between
-    // a workgroup's invocations on one CPU thread) fast.
-    let tx = if classes <= 32 { 1 } else { 32 };
-    (tx, CUBE_UNITS / tx)
+/// The layout of a row kernel's cube (see [`super::rows`]): `tx` units per row, `ty` rows,
+/// `tx × ty = CUBE_UNITS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct RowLayout {
+    /// Units per row, `tx` (a power of two).
+    pub width: u32,
+    /// Rows per cube, `ty`.
+    pub rows: u32,
+    /// The cube's units numbered along its rows (consecutive units take consecutive rows),
+    /// rather than along each row's lanes.
+    pub along_spatial: bool,
 }
+
+impl RowLayout {
+    /// One unit per row, [`CUBE_UNITS`] rows per cube.
+    pub(super) const SINGLE: Self = Self {
+        width: 1,
+        rows: CUBE_UNITS,
+        along_spatial: false,
+    };
+}
+
+/// The layout of a row kernel's cube for rows of `classes` logits at stride `spatial`.
+///
+/// - Up to 32 classes: one unit per row ([`RowLayout::SINGLE`]); consecutive units take
+///   consecutive rows, so for `S > 1` each class is read in runs of consecutive addresses.
+/// - More classes, `S` ≥ [`SPATIAL_RUN`] (`[N, C, S]` inputs read in their own layout):
+///   8 units per row, 32 rows per cube, numbered along the rows: a warp is 32 consecutive
+///   positions of one class stripe, so each of its reads is one run of consecutive addresses
+///   (stride `S` from one class to the next), and 8 units share each row's classes.
+/// - Otherwise (rows at stride 1, or short spatial runs): one 32-unit row (a warp on most
+///   GPUs) per row, its units striding over the classes.
+///
+/// Few barriers per row in every case, which also keeps lavapipe (where each barrier switches
+/// between a workgroup's invocations on one CPU thread) fast.
+pub(super) fn row_layout(classes: usize, spatial: usize) -> RowLayout {
+    if classes <= 32 {
+        RowLayout::SINGLE
+    } else if spatial >= SPATIAL_RUN {
+        RowLayout {
+            width: 8,
+            rows: CUBE_UNITS / 8,
+            along_spatial: true,
+        }
+    } else {
+        RowLayout {
+            width: 32,
+            rows: CUBE_UNITS / 32,
+            along_spatial: false,
+        }
+    }
+}
+
+/// The shortest spatial run (`S`) that [`row_layout`] lays along the spatial positions: 16
+/// consecutive f32 positions fill a 64-byte line, where a 32-unit row would read one value
+/// per line.
+const SPATIAL_RUN: usize = 16;
 
 /// The cube count of a grid-stride forward over `blocks` blocks of work.
 pub(super) fn forward_cubes(blocks: usize) -> u32 {
@@ -65,28 +113,38 @@ pub(super) fn forward_cubes(blocks: usize) -> u32 {
 }
 
 /// The launch of a row kernel (see [`super::rows`]) over `batch × spatial` rows of `classes`
-/// classes in cubes of `(tx, ty)` units.
+/// classes in cubes of a [`RowLayout`].
 pub(super) struct RowLaunch<R: Runtime> {
     /// The number of cubes (each writes one partial sum of a reduced forward).
     pub cubes: u32,
     /// `cubes` cubes…
     pub count: CubeCount,
-    /// …of `(tx, ty)` units.
+    /// …of `tx × ty` units (`ty × tx` along the spatial positions).
     pub dim: CubeDim,
     /// The kernel's shape argument.
     pub shape: RowShapeLaunch<R>,
 }
 
 impl<R: Runtime> RowLaunch<R> {
-    /// The launch in cubes of `(tx, ty)` units (e.g. [`row_layout`]`(classes)`).
-    pub(super) fn new((tx, ty): (u32, u32), batch: usize, classes: usize, spatial: usize) -> Self {
+    /// The launch in cubes of `layout` (e.g. [`row_layout`]`(classes, spatial)`).
+    pub(super) fn new(layout: RowLayout, batch: usize, classes: usize, spatial: usize) -> Self {
         let elements = batch * spatial;
-        let cubes = forward_cubes(elements.div_ceil(ty as usize));
+        let cubes = forward_cubes(elements.div_ceil(layout.rows as usize));
+        let dim = if layout.along_spatial {
+            CubeDim::new_2d(layout.rows, layout.width)
+        } else {
+            CubeDim::new_2d(layout.width, layout.rows)
+        };
         Self {
             cubes,
             count: CubeCount::Static(cubes, 1, 1),
-            dim: CubeDim::new_2d(tx, ty),
-            shape: RowShapeLaunch::new(classes as u32, spatial as u32, elements as u32),
+            dim,
+            shape: RowShapeLaunch::new(
+                classes as u32,
+                spatial as u32,
+                elements as u32,
+                u32::from(layout.along_spatial),
+            ),
         }
     }
 }
@@ -161,6 +219,53 @@ pub(super) fn backward_tensors<R: CubeRuntime>(
         buffer(wants[1], target.shape()),
     ];
     Some(([input, target], grads))
+}
+
+/// Where a forward writes the input gradient: over the input itself when its buffer is
+/// ours to write (a contiguous tensor whose handle nothing else holds: burn-cubecl's own
+/// test for in-place ops, `can_mut`; a non-contiguous input is first copied into a new
+/// buffer, which is ours), or into a new buffer.
+// Short-lived, one or two per launch: not worth a box.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum GradInto<R: CubeRuntime> {
+    /// Over the input: the kernel's gradient argument aliases its first argument.
+    Input,
+    /// Into this new tensor (of the gradient's shape, or a placeholder for a gradient not
+    /// wanted, which the kernel leaves unwritten).
+    New(CubeTensor<R>),
+}
+
+impl<R: CubeRuntime> GradInto<R> {
+    /// The contiguous input and where its gradient goes, when it is `wanted` (otherwise a
+    /// placeholder that the kernel leaves unwritten).
+    pub(super) fn of(input: CubeTensor<R>, wanted: bool) -> (CubeTensor<R>, Self) {
+        let input = into_contiguous(input);
+        let into = if !wanted {
+            Self::New(dummy(&input))
+        } else if input.can_mut() && input.is_nonoverlapping() {
+            Self::Input
+        } else {
+            Self::New(empty_like(&input, input.shape(), input.dtype))
+        };
+        (input, into)
+    }
+
+    /// The kernel argument: an alias of argument 0 (`input`, which every such kernel takes
+    /// first), or the new tensor.
+    pub(super) fn arg(&self, input: &CubeTensor<R>) -> TensorArg<R> {
+        match self {
+            Self::Input => input.as_tensor_alias(0),
+            Self::New(out) => out.clone().into_tensor_arg(),
+        }
+    }
+
+    /// The gradient once the kernel ran.
+    pub(super) fn gradient(self, input: CubeTensor<R>) -> CubeTensor<R> {
+        match self {
+            Self::Input => input,
+            Self::New(out) => out,
+        }
+    }
 }
 
 /// The wanted gradients of [`backward_tensors`].

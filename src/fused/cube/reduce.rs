@@ -2,7 +2,7 @@
 //! comptime choice of every kernel, mapped once from the op's [`Output`]), the sums within a
 //! cube, the finalise step that adds the forward cubes' partial sums ([`finalize_kernel()`],
 //! launched by [`finish`]), and the scaling of the loss gradient in the backwards
-//! ([`element_grad`]).
+//! ([`element_grad()`]).
 //!
 //! A reduced forward never forms the per-element losses: each of its cubes writes one partial
 //! sum (of the losses, and of the target weights for class indices) in a fixed order, and one
@@ -20,7 +20,7 @@ use crate::reduction::Reduction;
 
 /// How an op's losses leave it, as the kernels see it: a comptime choice of every forward
 /// (each loss, or partial sums for [`finalize_kernel()`]), of the finalise step, and of every
-/// backward (how [`element_grad`] scales the loss gradient).
+/// backward (how [`element_grad()`] scales the loss gradient).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Reduce {
     /// PyTorch's `reduction='none'`: the loss of each element; element `i`'s gradient is
@@ -60,6 +60,11 @@ pub(super) enum MeanOver {
     TotalWeight,
     /// The number of elements, a host scalar (class probabilities, binary losses).
     Count,
+    /// The total weight of the targets, known before the forward (class indices with the
+    /// gradient in the forward, which needs it first): `partial_weight[0]` of
+    /// [`finalize_kernel()`]; a mean over zero total weight is NaN, as for
+    /// [`MeanOver::TotalWeight`].
+    Known,
 }
 
 /// The gradient of one element's loss, from the op's loss gradient `grad` (`[N * S]` or
@@ -79,20 +84,21 @@ pub(super) fn element_grad<F: Float>(
     }
 }
 
-/// Adds the `width` slots `slot - lane, …` of each group in `sums` into the group's first slot
-/// by a tree (`width` a power of two, `lane` the unit's place in its group), one barrier per
-/// level.
+/// Adds the `width` slots `slot - lane * step, …` (`step` apart) of each group in `sums` into
+/// the group's first slot by a tree (`width` a power of two, `lane` the unit's place in its
+/// group), one barrier per level.
 #[cube]
 pub(super) fn tree_sum<F: Float>(
     sums: &mut SharedMemory<F>,
     slot: usize,
     lane: usize,
     width: usize,
+    step: usize,
 ) {
     let mut stride = width / 2;
     while stride > 0 {
         if lane < stride {
-            let other = sums[slot + stride];
+            let other = sums[slot + stride * step];
             sums[slot] += other;
         }
         sync_cube();
@@ -112,8 +118,9 @@ pub(super) fn ordered_sum<F: Float>(sums: &SharedMemory<F>, count: usize) -> F {
 
 /// Adds the forward cubes' `count` partial sums in one cube and writes the reduced outputs:
 /// `loss[0]` (unless [`Reduce::PerElement`]) and, for [`MeanOver::TotalWeight`],
-/// `total_weight[0]`. A mean over [`MeanOver::Count`] divides by `divisor`; one over zero
-/// total weight writes `nan` (a run-time NaN: WGSL rejects NaN literals).
+/// `total_weight[0]`. A mean over [`MeanOver::Count`] divides by `divisor`, one over
+/// [`MeanOver::Known`] by `partial_weight[0]`; one over zero total weight writes `nan` (a
+/// run-time NaN: WGSL rejects NaN literals).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn finalize_kernel<F: Float>(
@@ -150,11 +157,14 @@ fn finalize_kernel<F: Float>(
     sh_loss[unit] = acc_loss;
     sh_weight[unit] = acc_weight;
     sync_cube();
-    tree_sum::<F>(&mut sh_loss, unit, unit, units);
-    tree_sum::<F>(&mut sh_weight, unit, unit, units);
+    tree_sum::<F>(&mut sh_loss, unit, unit, units, 1);
+    tree_sum::<F>(&mut sh_weight, unit, unit, units, 1);
     if unit == 0 {
         let sum = sh_loss[0];
-        let tw = sh_weight[0];
+        let mut tw = sh_weight[0];
+        if comptime!(mean_over == MeanOver::Known) {
+            tw = partial_weight[0];
+        }
         if with_weight {
             total_weight[0] = tw;
         }
@@ -162,7 +172,7 @@ fn finalize_kernel<F: Float>(
             Reduce::PerElement => {}
             Reduce::Sum => loss[0] = sum,
             Reduce::Mean => match mean_over {
-                MeanOver::TotalWeight => {
+                MeanOver::TotalWeight | MeanOver::Known => {
                     let mut mean = sum / tw;
                     if tw == F::new(0.0) && sum == F::new(0.0) {
                         mean = nan.get::<F>();
@@ -195,7 +205,8 @@ pub(super) fn loss_buffer<R: CubeRuntime>(
 /// [`MeanOver::TotalWeight`], `partial_weight` (one per cube): the op's loss (`loss` itself
 /// per element, `[1]` reduced) and the total weight (`[1]`, [`MeanOver::TotalWeight`] only).
 /// Launches [`finalize_kernel()`] when there is something to add; a mean over
-/// [`MeanOver::Count`] divides by `count`.
+/// [`MeanOver::Count`] divides by `count`, one over [`MeanOver::Known`] by the total weight
+/// passed as `partial_weight` (`[1]`).
 pub(super) fn finish<R: CubeRuntime>(
     like: &CubeTensor<R>,
     loss: CubeTensor<R>,
@@ -215,7 +226,10 @@ pub(super) fn finish<R: CubeRuntime>(
     }
     let partial_weight = match (mean_over, partial_weight) {
         (MeanOver::TotalWeight, Some(partial)) => partial,
-        (MeanOver::TotalWeight, None) => panic!("a mean over the total weight without partials"),
+        (MeanOver::Known, Some(total)) => total,
+        (MeanOver::TotalWeight | MeanOver::Known, None) => {
+            panic!("a mean over the total weight without partials")
+        }
         (MeanOver::Count, _) => dummy(like),
     };
     finalize_kernel::launch::<R>(

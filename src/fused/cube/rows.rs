@@ -1,9 +1,14 @@
 //! The row layout of the class kernels and the online softmax of their forwards.
 //!
 //! A row kernel gives each element `i` of `[N, S]` (a row of `C` logits at stride `S`) to a
-//! row of `tx` units of a `tx × ty` cube ([`RowUnit`]); the cube works through blocks of `ty`
-//! rows (grid-stride). A row's units stride over its classes and merge their partial results
-//! by a tree in shared memory (one slot per unit).
+//! row of `tx` units of a cube of `tx × ty` units ([`RowUnit`]); the cube works through blocks
+//! of `ty` rows (grid-stride). A row's units stride over its classes and merge their partial
+//! results by a tree in shared memory (one slot per unit).
+//!
+//! The cube's units are numbered (hence grouped into warps) along the row's lanes, or, for
+//! `[N, C, S]` inputs laid out along the spatial positions ([`RowShape::along_spatial`]),
+//! along the rows: consecutive units then take consecutive rows, which are consecutive
+//! positions, so a warp reads each class in a run of consecutive addresses.
 
 use cubecl::prelude::*;
 
@@ -20,6 +25,9 @@ pub(super) struct RowShape {
     pub spatial: u32,
     /// `N × S`.
     pub elements: u32,
+    /// 1 when the cube's units are numbered along its rows (the cube is `ty × tx`: `x` the
+    /// row, `y` the lane), 0 when along each row's lanes (`tx × ty`).
+    pub along_spatial: u32,
 }
 
 /// Where a unit of a row kernel stands in its `tx × ty` cube, and the shape of the work.
@@ -33,10 +41,14 @@ pub(super) struct RowUnit {
     pub lane: usize,
     /// The unit's row in the cube, `0..ty`.
     pub row: usize,
-    /// The unit's shared-memory slot, `row * tx + lane`.
+    /// The unit's shared-memory slot, its number in the cube: `row * tx + lane`, or
+    /// `lane * ty + row` along the spatial positions.
     pub slot: usize,
     /// The slot of lane 0 of the unit's row, where the tree leaves the row's result.
     pub first: usize,
+    /// How far apart the slots of a row's consecutive lanes are: 1, or `ty` along the
+    /// spatial positions.
+    pub lane_step: usize,
     /// `C`.
     pub classes: usize,
     /// `S`.
@@ -49,16 +61,23 @@ pub(super) struct RowUnit {
 impl RowUnit {
     /// The calling unit's place, for work of `shape`.
     pub fn here(shape: &RowShape) -> RowUnit {
-        let width = CUBE_DIM_X as usize;
-        let lane = UNIT_POS_X as usize;
-        let row = UNIT_POS_Y as usize;
+        let along = shape.along_spatial == 1;
+        let (x, y) = (UNIT_POS_X as usize, UNIT_POS_Y as usize);
+        let (dim_x, dim_y) = (CUBE_DIM_X as usize, CUBE_DIM_Y as usize);
+        let width = select(along, dim_y, dim_x);
+        let rows = select(along, dim_x, dim_y);
+        let lane = select(along, y, x);
+        let row = select(along, x, y);
+        let lane_step = select(along, rows, 1usize);
+        let first = select(along, row, row * width);
         RowUnit {
             width,
-            rows: CUBE_DIM_Y as usize,
+            rows,
             lane,
             row,
-            slot: row * width + lane,
-            first: row * width,
+            slot: first + lane * lane_step,
+            first,
+            lane_step,
             classes: shape.classes as usize,
             spatial: shape.spatial as usize,
             elements: shape.elements as usize,
@@ -91,7 +110,7 @@ impl RowUnit {
 
 /// What a forward row adds up beside its softmax, with a per-class weight `a_c`: `Σ_c a_c`
 /// and `Σ_c a_c (x_c - x0)` (relative to the row's first logit `x0`, so that large logits do
-/// not cancel). A comptime choice of [`row_softmax`].
+/// not cancel). A comptime choice of [`row_softmax()`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum RowSums {
     /// Nothing: cross-entropy without label smoothing.
@@ -123,7 +142,7 @@ pub(super) fn target_weight<F: Float>(
 }
 
 /// The shared memory of a row forward, one slot per unit of the cube for each running
-/// quantity of [`row_softmax`]; the tree leaves a row's results at its `first` slot.
+/// quantity of [`row_softmax()`]; the tree leaves a row's results at its `first` slot.
 #[derive(CubeType)]
 pub(super) struct RowMemory<F: Float> {
     /// The running maxima.
@@ -250,7 +269,7 @@ pub(super) fn row_softmax<F: Float>(
     let mut stride = unit.width / 2;
     while stride > 0 {
         if unit.lane < stride {
-            let other = unit.slot + stride;
+            let other = unit.slot + stride * unit.lane_step;
             merge_softmax::<F>(&mut memory.max, &mut memory.sum, unit.slot, other);
             if with_sums {
                 let a = memory.a_sum[other];

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::layout::{Logits, Row, Share, Task, Walk};
-use super::real::{Real, max, max_of, sum_map, sum_map2};
+use super::real::{LANES, Real, max, max_of, sum_map, sum_map2};
 use super::{Element, TASK_ELEMENTS};
 use crate::fused::kernels::{BadValue, ClassIndexKind, ClassIndexParams, ClassProbsParams};
 
@@ -140,50 +140,61 @@ pub(super) fn class_index<T: Element>(
     }
     walk.run(logits, None, None, loss, |task: Task<'_, T>| {
         let Task { first, logits, per_row, .. } = task;
-        logits.each(classes, |i, row| {
+        logits.each(classes, |i, mut row| {
             let target = target_of(targets[first + i]);
             match params.kind {
                 ClassIndexKind::CrossEntropy => {
                     // Every row's softmax, ignored ones too: their gradient is PyTorch's
-                    // `0 · softmax`, NaN where the row holds a NaN.
-                    let softmax = Softmax::of(row.values());
-                    let Some((t, wt)) = target else {
+                    // `0 · softmax`, NaN where the row holds a NaN. The loss's terms are read
+                    // before the exponentials overwrite the row.
+                    let values = row.values();
+                    let max = max_of(values);
+                    let picked = target.map(|(t, _)| values[t]);
+                    // `Σ_c w[c] (max - x_c)`: with `log_sum Σ_c w[c]`, the smoothing term.
+                    let spread = match (smoothing, weight) {
+                        (false, _) => T::ZERO,
+                        (true, Some(w)) => sum_map2(values, w, |x, w| w * (max - x)),
+                        (true, None) => sum_map(values, |x| max - x),
+                    };
+                    let sum = match row {
+                        Row::Read(values) => sum_map(values, |x| (x - max).exp_nonpositive()),
+                        Row::Write(ref mut row) => store_exps(None, row, max),
+                        Row::Into(values, ref mut out) => store_exps(Some(values), out, max),
+                    };
+                    let softmax = Softmax {
+                        max,
+                        log_sum: sum.ln(),
+                    };
+                    let (Some((t, wt)), Some(picked)) = (target, picked) else {
                         per_row[i] = T::ZERO;
-                        if let Row::Write(row) = row {
-                            for x in row.iter_mut() {
-                                *x = softmax.p(*x) * T::ZERO;
+                        if let Row::Write(out) | Row::Into(_, out) = row {
+                            for e in out.iter_mut() {
+                                *e = (*e / sum) * T::ZERO;
                             }
                         }
                         return;
                     };
                     let terms = RowTerms::new(all_weights, wt, params);
-                    let values = row.values();
-                    let mut value = terms.target_scale * softmax.neg_log_p(values[t]);
-                    if smoothing {
-                        let smooth = match weight {
-                            Some(w) => sum_map2(values, w, |x, w| w * softmax.neg_log_p(x)),
-                            None => sum_map(values, |x| softmax.neg_log_p(x)),
-                        };
-                        value = value + terms.smoothing_scale * smooth;
-                    }
-                    per_row[i] = value;
-                    if let Row::Write(row) = row {
+                    per_row[i] = terms.target_scale * softmax.neg_log_p(picked)
+                        + terms.smoothing_scale * (spread + softmax.log_sum * all_weights);
+                    if let Row::Write(out) | Row::Into(_, out) = row {
+                        // `out` holds `exp(x - max)`: `p = e / sum`, one rounding from it.
                         let p_scale =
                             scale * (terms.target_scale + terms.smoothing_scale * terms.weight_sum);
                         let uniform = scale * terms.smoothing_scale;
                         match weight {
                             Some(w) => {
-                                for (x, &w) in row.iter_mut().zip(w) {
-                                    *x = p_scale * softmax.p(*x) - uniform * w;
+                                for (e, &w) in out.iter_mut().zip(w) {
+                                    *e = p_scale * (*e / sum) - uniform * w;
                                 }
                             }
                             None => {
-                                for x in row.iter_mut() {
-                                    *x = p_scale * softmax.p(*x) - uniform;
+                                for e in out.iter_mut() {
+                                    *e = p_scale * (*e / sum) - uniform;
                                 }
                             }
                         }
-                        row[t] = row[t] - scale * terms.target_scale;
+                        out[t] = out[t] - scale * terms.target_scale;
                     }
                 }
                 ClassIndexKind::Nll => {
@@ -191,10 +202,10 @@ pub(super) fn class_index<T: Element>(
                         Some((t, wt)) => -(wt * row.values()[t]),
                         None => T::ZERO,
                     };
-                    if let Row::Write(row) = row {
-                        row.fill(T::ZERO);
+                    if let Row::Write(out) | Row::Into(_, out) = row {
+                        out.fill(T::ZERO);
                         if let Some((t, wt)) = target {
-                            row[t] = -(wt * scale);
+                            out[t] = -(wt * scale);
                         }
                     }
                 }
@@ -202,6 +213,46 @@ pub(super) fn class_index<T: Element>(
         });
     });
 }
+}
+
+/// Writes `exp(x - max)` of each logit (read from `logits`, or from `out` itself) into `out`
+/// and returns their sum, accumulated in lanes as `sum_map` does.
+#[inline(always)]
+fn store_exps<T: Real>(logits: Option<&[T]>, out: &mut [T], max: T) -> T {
+    let mut lanes = [T::ZERO; LANES];
+    let mut total = T::ZERO;
+    match logits {
+        Some(logits) => {
+            let mut outs = out.chunks_exact_mut(LANES);
+            let mut ins = logits.chunks_exact(LANES);
+            for (o, x) in (&mut outs).zip(&mut ins) {
+                for k in 0..LANES {
+                    let e = (x[k] - max).exp_nonpositive();
+                    o[k] = e;
+                    lanes[k] = lanes[k] + e;
+                }
+            }
+            for (o, &x) in outs.into_remainder().iter_mut().zip(ins.remainder()) {
+                *o = (x - max).exp_nonpositive();
+                total = total + *o;
+            }
+        }
+        None => {
+            let mut outs = out.chunks_exact_mut(LANES);
+            for o in &mut outs {
+                for k in 0..LANES {
+                    let e = (o[k] - max).exp_nonpositive();
+                    o[k] = e;
+                    lanes[k] = lanes[k] + e;
+                }
+            }
+            for o in outs.into_remainder() {
+                *o = (*o - max).exp_nonpositive();
+                total = total + *o;
+            }
+        }
+    }
+    lanes.iter().fold(total, |a, &b| a + b)
 }
 
 /// Positions of one run of [`Columns`]: each class's run of the logits is read in one
@@ -224,84 +275,98 @@ impl<T: Real> Columns<'_, T> {
     fn block(&self, first: usize, mut block: Share<'_, T>, loss: &mut [T]) {
         let (classes, spatial) = (self.params.classes, self.params.spatial);
         let weight_of = |c: usize| self.weight.map_or(T::ONE, |w| w[c]);
-        let epsilon = self.params.label_smoothing;
+        let smoothing = self.params.label_smoothing > 0.0;
         let mut start = 0;
         while start < spatial {
             let count = COLUMN_RUN.min(spatial - start);
             let column = |c: usize| c * spatial + start..c * spatial + start + count;
-            let x = block.source();
-            // Each position's softmax, as `Softmax::of` computes a row's.
-            let mut softmax = [Softmax {
-                max: T::NEG_INFINITY,
-                log_sum: T::ZERO,
-            }; COLUMN_RUN];
-            let softmax = &mut softmax[..count];
-            for c in 0..classes {
-                for (s, &v) in softmax.iter_mut().zip(&x[column(c)]) {
-                    s.max = max(s.max, v);
+            // Per position, as a row's: the maximum, the terms of the loss, then the sum of
+            // the exponentials (stored over the gradient's place when there is one).
+            let mut maxes = [T::NEG_INFINITY; COLUMN_RUN];
+            let mut sums = [T::ZERO; COLUMN_RUN];
+            let mut spread = [T::ZERO; COLUMN_RUN];
+            let mut picked = [T::ZERO; COLUMN_RUN];
+            let (maxes, sums) = (&mut maxes[..count], &mut sums[..count]);
+            let (spread, picked) = (&mut spread[..count], &mut picked[..count]);
+            {
+                let x = block.source();
+                for c in 0..classes {
+                    for (m, &v) in maxes.iter_mut().zip(&x[column(c)]) {
+                        *m = max(*m, v);
+                    }
+                }
+                if smoothing {
+                    for c in 0..classes {
+                        let w = weight_of(c);
+                        for ((acc, &m), &v) in spread.iter_mut().zip(&*maxes).zip(&x[column(c)]) {
+                            *acc = *acc + w * (m - v);
+                        }
+                    }
+                }
+                for (j, p) in picked.iter_mut().enumerate() {
+                    let t = self.targets[first + start + j];
+                    if t != self.params.ignore_index {
+                        *p = x[t as usize * spatial + start + j];
+                    }
                 }
             }
             for c in 0..classes {
-                for (s, &v) in softmax.iter_mut().zip(&x[column(c)]) {
-                    s.log_sum = s.log_sum + (v - s.max).exp_nonpositive();
+                let range = column(c);
+                match &mut block {
+                    Share::Read(x) => {
+                        for ((s, &m), &v) in sums.iter_mut().zip(&*maxes).zip(&x[range]) {
+                            *s = *s + (v - m).exp_nonpositive();
+                        }
+                    }
+                    Share::InPlace(x) => {
+                        for ((s, &m), v) in sums.iter_mut().zip(&*maxes).zip(&mut x[range]) {
+                            *v = (*v - m).exp_nonpositive();
+                            *s = *s + *v;
+                        }
+                    }
+                    Share::Into(x, out) => {
+                        let pairs = out[range.clone()].iter_mut().zip(&x[range]);
+                        for ((s, &m), (o, &v)) in sums.iter_mut().zip(&*maxes).zip(pairs) {
+                            *o = (v - m).exp_nonpositive();
+                            *s = *s + *o;
+                        }
+                    }
                 }
-            }
-            for s in softmax.iter_mut() {
-                s.log_sum = s.log_sum.ln();
             }
             // The losses, and each position's gradient factors (0 where ignored).
             let mut p_scale = [T::ZERO; COLUMN_RUN];
             let mut uniform = [T::ZERO; COLUMN_RUN];
-            let mut smooth = [T::ZERO; COLUMN_RUN];
-            if epsilon > 0.0 {
-                for c in 0..classes {
-                    let w = weight_of(c);
-                    for ((acc, s), &v) in smooth.iter_mut().zip(&*softmax).zip(&x[column(c)]) {
-                        *acc = *acc + w * s.neg_log_p(v);
-                    }
-                }
-            }
             for j in 0..count {
-                let r = first + start + j;
-                let t = self.targets[r];
+                let t = self.targets[first + start + j];
                 if t == self.params.ignore_index {
                     loss[start + j] = T::ZERO;
                     continue;
                 }
-                let t = t as usize;
-                let terms = RowTerms::new(self.all_weights, weight_of(t), self.params);
-                let picked = x[t * spatial + start + j];
-                loss[start + j] = terms.target_scale * softmax[j].neg_log_p(picked)
-                    + terms.smoothing_scale * smooth[j];
+                let terms = RowTerms::new(self.all_weights, weight_of(t as usize), self.params);
+                let softmax = Softmax {
+                    max: maxes[j],
+                    log_sum: sums[j].ln(),
+                };
+                loss[start + j] = terms.target_scale * softmax.neg_log_p(picked[j])
+                    + terms.smoothing_scale * (spread[j] + softmax.log_sum * self.all_weights);
                 p_scale[j] =
                     self.scale * (terms.target_scale + terms.smoothing_scale * terms.weight_sum);
                 uniform[j] = self.scale * terms.smoothing_scale;
             }
-            // The gradient, class by class, then the target's term.
-            let write =
-                |c: usize, x: T, j: usize| p_scale[j] * softmax[j].p(x) - uniform[j] * weight_of(c);
-            match &mut block {
-                Share::Read(_) => {
-                    start += count;
-                    continue;
-                }
-                Share::InPlace(values) => {
-                    for c in 0..classes {
-                        for (j, v) in values[column(c)].iter_mut().enumerate() {
-                            *v = write(c, *v, j);
-                        }
-                    }
-                }
-                Share::Into(logits, gradient) => {
-                    for c in 0..classes {
-                        let out = &mut gradient[column(c)];
-                        for (j, (o, &v)) in out.iter_mut().zip(&logits[column(c)]).enumerate() {
-                            *o = write(c, v, j);
-                        }
-                    }
+            let Some(out) = block.target() else {
+                start += count;
+                continue;
+            };
+            // The gradient, class by class, over the stored exponentials; then the target's
+            // term.
+            let (p_scale, uniform) = (&p_scale[..count], &uniform[..count]);
+            for c in 0..classes {
+                let w = weight_of(c);
+                let factors = p_scale.iter().zip(&*sums).zip(uniform);
+                for (e, ((&ps, &s), &u)) in out[column(c)].iter_mut().zip(factors) {
+                    *e = ps * (*e / s) - u * w;
                 }
             }
-            let gradient = block.target().expect("a gradient is written");
             for j in 0..count {
                 let t = self.targets[first + start + j];
                 if t != self.params.ignore_index {
@@ -309,7 +374,7 @@ impl<T: Real> Columns<'_, T> {
                         RowTerms::new(self.all_weights, weight_of(t as usize), self.params)
                             .target_scale;
                     let at = t as usize * spatial + start + j;
-                    gradient[at] = gradient[at] - self.scale * target_scale;
+                    out[at] = out[at] - self.scale * target_scale;
                 }
             }
             start += count;
@@ -367,7 +432,7 @@ pub(super) fn class_probs<T: Element>(
                 probs_row_sums(row.values(), y, weight, keep, uniform, softmax);
             per_row[i] = value;
             let mut dy = other_grad.as_deref_mut().map(|dy| &mut dy[i * classes..][..classes]);
-            match row {
+            match row.settled() {
                 Row::Write(row) => {
                     for c in 0..classes {
                         let x = row[c];
@@ -378,6 +443,7 @@ pub(super) fn class_probs<T: Element>(
                         row[c] = scale * (softmax.p(x) * wq_sum - weight_at(c) * q);
                     }
                 }
+                Row::Into(..) => unreachable!("settled"),
                 Row::Read(row) => {
                     if let Some(dy) = dy {
                         for c in 0..classes {

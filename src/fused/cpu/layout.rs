@@ -35,26 +35,43 @@ pub(super) enum Logits<'a, T> {
     },
 }
 
-/// A task's rows of logits, `[count, C]` row-major: read only, or to overwrite with their
-/// gradient (after reading them).
+/// A task's rows of logits, `[count, C]` row-major: read only, to overwrite with their
+/// gradient (after reading them), or read from the input with their gradient going to a
+/// buffer of its own.
 pub(super) enum Rows<'a, T> {
     Read(&'a [T]),
     Write(&'a mut [T]),
+    Into(&'a [T], &'a mut [T]),
 }
 
 /// One row of [`Rows`].
 pub(super) enum Row<'a, T> {
     Read(&'a [T]),
     Write(&'a mut [T]),
+    Into(&'a [T], &'a mut [T]),
 }
 
-impl<T> Row<'_, T> {
+impl<'a, T: Copy> Row<'a, T> {
     /// The row's logits (before any gradient is written).
     #[inline(always)]
     pub(super) fn values(&self) -> &[T] {
         match self {
             Row::Read(values) => values,
             Row::Write(values) => values,
+            Row::Into(values, _) => values,
+        }
+    }
+
+    /// The row as one to overwrite: an `Into` row's logits copied to its gradient first, for
+    /// kernels whose gradient pass reads each logit where it writes its gradient.
+    #[inline(always)]
+    pub(super) fn settled(self) -> Row<'a, T> {
+        match self {
+            Row::Into(values, gradient) => {
+                gradient.copy_from_slice(values);
+                Row::Write(gradient)
+            }
+            row => row,
         }
     }
 }
@@ -72,6 +89,12 @@ impl<T> Rows<'_, T> {
             Rows::Write(values) => {
                 for (i, row) in values.chunks_exact_mut(classes).enumerate() {
                     step(i, Row::Write(row));
+                }
+            }
+            Rows::Into(values, gradient) => {
+                let rows = values.chunks_exact(classes);
+                for (i, (row, out)) in rows.zip(gradient.chunks_exact_mut(classes)).enumerate() {
+                    step(i, Row::Into(row, out));
                 }
             }
         }
@@ -194,10 +217,7 @@ impl Walk {
                     let logits = match share {
                         Share::Read(values) => Rows::Read(values),
                         Share::InPlace(values) => Rows::Write(values),
-                        Share::Into(logits, gradient) => {
-                            gradient.copy_from_slice(logits);
-                            Rows::Write(gradient)
-                        }
+                        Share::Into(logits, gradient) => Rows::Into(logits, gradient),
                     };
                     kernel(Task {
                         first,

@@ -3,8 +3,6 @@
 //! (over the input or into its gradient buffer, [`Logits`]) and of the target, for a unit
 //! upstream gradient.
 
-use std::borrow::Cow;
-
 use rayon::prelude::*;
 
 use super::layout::Logits;
@@ -82,58 +80,38 @@ fn max_floor<T: Real>(value: T, floor: T) -> T {
     if value < floor { floor } else { value }
 }
 
-/// The per-element weight and positive weight of one task's elements (`None` without).
-struct ChunkWeights<T> {
-    weight: Option<Vec<T>>,
-    pos_weight: Option<Vec<T>>,
-}
-
-impl<T: Real> ChunkWeights<T> {
-    fn new(
-        weight: Option<(&[T], usize)>,
-        pos_weight: Option<(&[T], usize)>,
-        first: usize,
-        len: usize,
-    ) -> Self {
-        let fill = |w: Option<(&[T], usize)>| {
-            w.map(|(values, period)| {
-                let mut out = vec![T::ZERO; len];
-                fill_periodic(values, period, first, &mut out);
-                out
-            })
-        };
-        Self {
-            weight: fill(weight),
-            pos_weight: fill(pos_weight),
-        }
-    }
-}
-
-/// `pick` of `(loss, ∂/∂x, ∂/∂t)` (before the upstream gradient and the weight) for each of
-/// one task's elements: one vectorised loop per kind and presence of a positive weight.
+/// The loss and the slopes `∂/∂x`, `∂/∂t` (before the upstream gradient and the weight) of
+/// each element: one vectorised loop per kind and presence of a positive weight.
 #[inline(always)]
 fn binary_map<T: Real>(
     kind: BinaryKind,
     xs: &[T],
     ts: &[T],
     pos_weight: Option<&[T]>,
-    out: &mut [T],
-    pick: impl Fn((T, T, T)) -> T,
+    loss: &mut [T],
+    dx: &mut [T],
+    dt: &mut [T],
 ) {
+    let outs = loss.iter_mut().zip(dx.iter_mut()).zip(dt.iter_mut());
+    let put = |((l, gx), gt): ((&mut T, &mut T), &mut T), (value, slope_x, slope_t): (T, T, T)| {
+        *l = value;
+        *gx = slope_x;
+        *gt = slope_t;
+    };
     match (kind, pos_weight) {
         (BinaryKind::WithLogits, Some(pw)) => {
-            for (((o, &x), &t), &pw) in out.iter_mut().zip(xs).zip(ts).zip(pw) {
-                *o = pick(with_logits(x, t, pw));
+            for (((o, &x), &t), &pw) in outs.zip(xs).zip(ts).zip(pw) {
+                put(o, with_logits(x, t, pw));
             }
         }
         (BinaryKind::WithLogits, None) => {
-            for ((o, &x), &t) in out.iter_mut().zip(xs).zip(ts) {
-                *o = pick(with_logits(x, t, T::ONE));
+            for ((o, &x), &t) in outs.zip(xs).zip(ts) {
+                put(o, with_logits(x, t, T::ONE));
             }
         }
         (BinaryKind::Probabilities, _) => {
-            for ((o, &x), &t) in out.iter_mut().zip(xs).zip(ts) {
-                *o = pick(on_probabilities(x, t));
+            for ((o, &x), &t) in outs.zip(xs).zip(ts) {
+                put(o, on_probabilities(x, t));
             }
         }
     }
@@ -172,6 +150,9 @@ pub(super) struct BinaryInputs<'a, T> {
     pub weight: Option<(&'a [T], usize)>,
     pub pos_weight: Option<(&'a [T], usize)>,
 }
+
+/// Elements of one run of a binary task: its values stay on the stack.
+const BINARY_RUN: usize = 256;
 
 /// Checks that the probabilities and the targets of BCE lie in `[0, 1]`.
 pub(super) fn check_binary<T: Element>(
@@ -234,33 +215,61 @@ pub(super) fn binary<T: Element>(
         .zip(target_grads)
         .zip(loss.par_chunks_mut(loss_width))
         .enumerate()
-        .for_each(|(task, ((share, mut dt), loss))| {
+        .for_each(|(task, ((mut share, mut dt), loss))| {
             let first = task * TASK_ELEMENTS;
-            let (xs, dx): (Cow<'_, [T]>, Option<&mut [T]>) = match share {
-                Share::Read(values) => (Cow::Borrowed(values), None),
-                // The gradient overwrites the elements: read them from a copy.
-                Share::InPlace(values) => (Cow::Owned(values.to_vec()), Some(values)),
-                Share::Into(values, gradient) => (Cow::Borrowed(values), Some(gradient)),
+            let count = match &share {
+                Share::Read(values) | Share::Into(values, _) => values.len(),
+                Share::InPlace(values) => values.len(),
             };
-            let count = xs.len();
-            let ts = &inputs.targets[first..][..count];
-            let weights = ChunkWeights::new(inputs.weight, inputs.pos_weight, first, count);
-            let pos_weight = weights.pos_weight.as_deref();
-            let mut losses = vec![T::ZERO; if per_element { 0 } else { count }];
-            let out = if per_element { &mut loss[..] } else { &mut losses[..] };
-            binary_map(kind, &xs, ts, pos_weight, out, |(value, _, _)| value);
-            apply_weight(weights.weight.as_deref(), out);
+            let mut sum = T::ZERO;
+            // Runs of `BINARY_RUN` elements: the losses and both slopes of a run in one loop
+            // into buffers on the stack, then written out (each input element is read before
+            // its gradient is written over it).
+            let mut start = 0;
+            while start < count {
+                let n = BINARY_RUN.min(count - start);
+                let mut values = [[T::ZERO; BINARY_RUN]; 3];
+                let mut weights = [[T::ZERO; BINARY_RUN]; 2];
+                let [l, gx, gt] = &mut values;
+                let (l, gx, gt) = (&mut l[..n], &mut gx[..n], &mut gt[..n]);
+                let at = first + start;
+                let [weight_run, pos_weight_run] = &mut weights;
+                let weight = inputs.weight.map(|(values, period)| {
+                    fill_periodic(values, period, at, &mut weight_run[..n]);
+                    &weight_run[..n]
+                });
+                let pos_weight = inputs.pos_weight.map(|(values, period)| {
+                    fill_periodic(values, period, at, &mut pos_weight_run[..n]);
+                    &pos_weight_run[..n]
+                });
+                let ts = &inputs.targets[at..][..n];
+                let xs = match &share {
+                    Share::Read(values) | Share::Into(values, _) => &values[start..][..n],
+                    Share::InPlace(values) => &values[start..][..n],
+                };
+                binary_map(kind, xs, ts, pos_weight, l, gx, gt);
+                apply_weight(weight, l);
+                if per_element {
+                    loss[start..][..n].copy_from_slice(l);
+                } else {
+                    sum = sum + sum_map(l, |v| v);
+                }
+                let dx = match &mut share {
+                    Share::Read(_) => None,
+                    Share::InPlace(values) | Share::Into(_, values) => Some(&mut values[start..][..n]),
+                };
+                for (out, slopes) in [(dx, &*gx), (dt.as_deref_mut().map(|dt| &mut dt[start..][..n]), &*gt)] {
+                    if let Some(out) = out {
+                        for (o, &slope) in out.iter_mut().zip(slopes) {
+                            *o = scale * slope;
+                        }
+                        apply_weight(weight, out);
+                    }
+                }
+                start += n;
+            }
             if !per_element {
-                loss[0] = sum_map(&losses, |v| v);
-            }
-            // The slopes, one loop per wanted gradient, then the scale and the weight.
-            if let Some(dx) = dx {
-                binary_map(kind, &xs, ts, pos_weight, dx, |(_, slope, _)| scale * slope);
-                apply_weight(weights.weight.as_deref(), dx);
-            }
-            if let Some(dt) = dt.as_deref_mut() {
-                binary_map(kind, &xs, ts, pos_weight, dt, |(_, _, slope)| scale * slope);
-                apply_weight(weights.weight.as_deref(), dt);
+                loss[0] = sum;
             }
         });
 }

@@ -65,8 +65,10 @@ mod checks;
 mod class_layout;
 mod class_shapes;
 mod cross_entropy;
+mod denominator;
 mod fused;
 pub mod gradcheck;
+mod linear_cross_entropy;
 mod nll;
 mod path;
 mod picked_targets;
@@ -85,8 +87,15 @@ pub use bce_with_logits::{
 };
 pub use broadcast::BroadcastWeight;
 pub use cross_entropy::{
-    CrossEntropyLoss, CrossEntropyLossConfig, CrossEntropyOptions, cross_entropy,
+    CrossEntropyLoss, CrossEntropyLossConfig, CrossEntropyOptions, LossWithZLoss, cross_entropy,
     cross_entropy_no_reduction, cross_entropy_with_probs, cross_entropy_with_probs_no_reduction,
+    cross_entropy_with_z_loss,
+};
+pub use denominator::mean_denominator;
+pub use linear_cross_entropy::{
+    LinearCrossEntropyLoss, LinearCrossEntropyLossConfig, LinearCrossEntropyOptions,
+    linear_cross_entropy, linear_cross_entropy_no_reduction, linear_cross_entropy_with_z_loss,
+    linear_layer_cross_entropy,
 };
 pub use nll::{NllLoss, NllLossConfig, NllLossOptions, nll_loss, nll_loss_no_reduction};
 pub use path::{LossPath, fused_kernels_available, loss_path, with_loss_path};

@@ -235,7 +235,12 @@ pub(crate) fn softcap<B: Backend, const D: usize>(
     cap: Option<f64>,
 ) -> Tensor<B, D> {
     match cap {
-        Some(cap) => x.div_scalar(cap).tanh().mul_scalar(cap),
+        Some(cap) =>
+        // Times 1 / cap, not divided by cap: Burn 0.21's `div_scalar` gradient rounds the
+        // divisor's reciprocal to f32.
+        {
+            x.mul_scalar(1.0 / cap).tanh().mul_scalar(cap)
+        }
         None => x,
     }
 }

@@ -276,7 +276,8 @@ fn chunk_loss<X: Kernels>(
     let per_row = p.output == Output::PerElement;
     let (capped, tanh) = match p.softcap {
         Some(cap) => {
-            let tanh = logits.div_scalar(cap).tanh();
+            // `softcap`'s formula (times 1 / cap), for the same values as the composite path.
+            let tanh = logits.mul_scalar(1.0 / cap).tanh();
             (tanh.clone().mul_scalar(cap), Some(tanh))
         }
         None => (logits, None),

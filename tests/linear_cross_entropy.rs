@@ -172,7 +172,7 @@ impl<B: AutodiffBackend> Inputs<B> {
             }
         };
         let grads = objective.backward();
-        let grad = |t: &Tensor<B, 2>| t.grad(&grads).map(|g| values(g));
+        let grad = |t: &Tensor<B, 2>| t.grad(&grads).map(values);
         Evaluation {
             value,
             grads: [
@@ -180,7 +180,7 @@ impl<B: AutodiffBackend> Inputs<B> {
                 grad(&self.weight),
                 self.bias
                     .as_ref()
-                    .and_then(|b| b.grad(&grads).map(|g| values(g))),
+                    .and_then(|b| b.grad(&grads).map(values)),
             ],
         }
     }

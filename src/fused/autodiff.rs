@@ -264,7 +264,7 @@ impl<X: Kernels, const P: usize> Backward<X, P> for LinearNode {
                 // The output is [loss, z-loss term]; the term is handed out detached, so only
                 // the loss's upstream gradient counts.
                 let scale =
-                    Tensor::<X, 1>::from_primitive(TensorPrimitive::Float(grad)).slice([0..1]);
+                    Tensor::<X, 1>::from_primitive(TensorPrimitive::Float(grad)).narrow(0, 0, 1);
                 computed.map(|g| g.map(|g| scaled::<X>(g, &scale)))
             }
             LinearState::PerRow(inputs, wants) => chunked::backward_per_row(&inputs, grad, wants),

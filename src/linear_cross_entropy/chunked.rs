@@ -89,7 +89,7 @@ pub(crate) fn forward<X: Kernels>(
             let upstream = match &divisor {
                 _ if !wants.contains(&true) => Upstream::None,
                 Some(divisor) => Upstream::Scalar(divisor.ones_like().div(divisor.clone())),
-                None => Upstream::Scalar(sweep.target_weight.ones_like().slice([0..1])),
+                None => Upstream::Scalar(sweep.target_weight.ones_like().narrow(0, 0, 1)),
             };
             let swept = sweep.run(upstream, wants)?;
             let loss = swept.losses.into_iter().reduce(|a, b| a + b)?;
@@ -310,7 +310,7 @@ fn chunk_loss<X: Kernels>(
     let lse = (p.z_loss > 0.0).then(|| {
         let parts: Tensor<X, 1> =
             tensor(saved.log_sum_exp.clone().expect("cross-entropy saves it"));
-        parts.clone().slice([0..rows]) + parts.slice([rows..2 * rows])
+        parts.clone().narrow(0, 0, rows) + parts.narrow(0, rows, rows)
     });
     let mut z = None;
     if let Some(lse) = &lse {

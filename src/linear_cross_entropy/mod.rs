@@ -205,8 +205,8 @@ pub fn linear_cross_entropy_with_z_loss<B: Backend, const D: usize, const DT: us
     let call = Call::new(hidden, weight, bias, target, options);
     match call.fused(Output::Reduced(reduction)) {
         Some(out) => LossWithZLoss {
-            loss: out.clone().slice([0..1]),
-            z_loss: out.slice([1..2]).detach(),
+            loss: out.clone().narrow(0, 0, 1),
+            z_loss: out.narrow(0, 1, 1).detach(),
         },
         None => cross_entropy_with_z_loss(
             call.logits(),

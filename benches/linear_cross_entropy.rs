@@ -1,6 +1,7 @@
-//! `linear_cross_entropy` on `Autodiff<NdArray<f32>>`, fused (chunked) against composite
-//! (`linear` then `cross_entropy`, the `[N, V]` logits whole): forward + backward time and peak
-//! extra memory. PyTorch's side is `python3 tools/bench_torch.py --losses linear_cross_entropy`.
+//! `linear_cross_entropy` on `Autodiff<NdArray<f32>>`, fused (chunked) against the composite
+//! path (`linear` then the composite `cross_entropy`, the `[N, V]` logits whole) and against
+//! what a user writes without it (`logits+ce`: the logits whole, then `cross_entropy` on its
+//! fused path): forward + backward time and peak extra memory. PyTorch's side is `python3 tools/bench_torch.py --losses linear_cross_entropy`.
 //!
 //! ```sh
 //! cargo bench --bench linear_cross_entropy                      # the issue's shapes, then criterion
@@ -22,67 +23,26 @@
 //! **Criterion** then times both paths at `[1024, 256]` with `V = 32,000` (`--no-criterion`
 //! skips it). Under `cargo test --benches` everything runs once on a tiny shape.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use burn::tensor::{Int, Tensor, TensorData};
-use burn_xent::{LinearCrossEntropyOptions, LossPath, Reduction, linear_cross_entropy, with_loss_path};
+use burn_xent::{
+    CrossEntropyOptions, LinearCrossEntropyOptions, LossPath, Reduction, cross_entropy,
+    linear_cross_entropy, with_loss_path,
+};
 use criterion::Criterion;
 
-type B = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
+type Inner = burn_ndarray::NdArray<f32>;
+type B = burn_autodiff::Autodiff<Inner>;
 
-/// The system allocator, counting the bytes live now and at the peak.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(bytes: usize) {
-    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(live, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded to `System` unchanged; the counters are only bookkeeping.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract is passed on to `System`.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            grew(layout.size());
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as above.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            grew(layout.size());
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as above.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            grew(new_size);
-        }
-        new
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
+use counting::{LIVE, PEAK};
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 /// Hidden `[rows, width]`, weight `[width, classes]`, bias and targets, made once.
 struct Case {
@@ -133,24 +93,38 @@ impl Case {
         format!("{}x{}x{}", self.rows, self.width, self.classes)
     }
 
-    /// One forward + backward on `path`, the three gradients read back (one element each).
-    fn run(&self, path: LossPath) -> f32 {
-        with_loss_path(path, || {
+    /// One forward + backward by `imp`, the three gradients read back (one element each).
+    fn run(&self, imp: Impl) -> f32 {
+        with_loss_path(imp.path(), || {
             let hidden = self.hidden.clone().detach().require_grad();
             let weight = self.weight.clone().detach().require_grad();
             let bias = self.bias.clone().detach().require_grad();
-            let loss = linear_cross_entropy(
-                hidden.clone(),
-                weight.clone(),
-                Some(bias.clone()),
-                self.target.clone(),
-                Reduction::Mean,
-                &LinearCrossEntropyOptions::new(),
-            );
+            let loss = match imp {
+                Impl::Fused | Impl::Composite => linear_cross_entropy(
+                    hidden.clone(),
+                    weight.clone(),
+                    Some(bias.clone()),
+                    self.target.clone(),
+                    Reduction::Mean,
+                    &LinearCrossEntropyOptions::new(),
+                ),
+                Impl::Materialised => cross_entropy(
+                    hidden.clone().matmul(weight.clone()) + bias.clone().unsqueeze(),
+                    self.target.clone(),
+                    Reduction::Mean,
+                    &CrossEntropyOptions::new(),
+                ),
+            };
             let grads = loss.backward();
-            let first = |t: Tensor<B, 1>| t.slice(0..1).into_scalar();
-            let g_h = hidden.grad(&grads).expect("hidden's gradient").reshape([-1]);
-            let g_w = weight.grad(&grads).expect("weight's gradient").reshape([-1]);
+            let first = |t: Tensor<Inner, 1>| t.narrow(0, 0, 1).into_scalar();
+            let g_h = hidden
+                .grad(&grads)
+                .expect("hidden's gradient")
+                .reshape([-1]);
+            let g_w = weight
+                .grad(&grads)
+                .expect("weight's gradient")
+                .reshape([-1]);
             let g_b = bias.grad(&grads).expect("bias's gradient");
             first(g_h) + first(g_w) + first(g_b)
         })
@@ -162,8 +136,37 @@ impl Case {
     }
 }
 
+/// What computes the loss.
+#[derive(Clone, Copy, Debug)]
+enum Impl {
+    /// `linear_cross_entropy`, fused (chunked).
+    Fused,
+    /// `linear_cross_entropy` under `LossPath::Composite`: `linear`, then the composite
+    /// cross-entropy.
+    Composite,
+    /// What a user writes without `linear_cross_entropy`: the logits whole
+    /// (`hidden.matmul(weight) + bias`), then `cross_entropy` on its fused path.
+    Materialised,
+}
+
+impl Impl {
+    const ALL: [(&'static str, Impl); 3] = [
+        ("fused", Impl::Fused),
+        ("composite", Impl::Composite),
+        ("logits+ce", Impl::Materialised),
+    ];
+
+    fn path(self) -> LossPath {
+        match self {
+            Impl::Fused => LossPath::Fused,
+            Impl::Composite => LossPath::Composite,
+            Impl::Materialised => LossPath::Auto,
+        }
+    }
+}
+
 /// Times of `runs` runs after one untimed run, and the peak extra bytes of one run.
-fn measure(case: &Case, path: LossPath, runs: usize) -> (Vec<Duration>, usize) {
+fn measure(case: &Case, path: Impl, runs: usize) -> (Vec<Duration>, usize) {
     black_box(case.run(path));
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
@@ -217,8 +220,8 @@ fn main() {
     for label in shapes.split(',') {
         let (rows, width, classes) = parse(label);
         let case = Case::new(rows, width, classes);
-        for (name, path) in [("fused", LossPath::Fused), ("composite", LossPath::Composite)] {
-            let (times, extra) = measure(&case, path, runs);
+        for (name, imp) in Impl::ALL {
+            let (times, extra) = measure(&case, imp, runs);
             let median = times[times.len() / 2].as_secs_f64() * 1e3;
             let min = times[0].as_secs_f64() * 1e3;
             let mib = extra as f64 / (1 << 20) as f64;
@@ -261,8 +264,8 @@ fn main() {
         "linear_cross_entropy/{}/forward_backward",
         case.label()
     ));
-    for (name, path) in [("fused", LossPath::Fused), ("composite", LossPath::Composite)] {
-        group.bench_function(name, |b| b.iter(|| black_box(case.run(path))));
+    for (name, imp) in Impl::ALL {
+        group.bench_function(name, |b| b.iter(|| black_box(case.run(imp))));
     }
     group.finish();
     criterion.final_summary();

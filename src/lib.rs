@@ -9,6 +9,11 @@
 //! | `nn.BCEWithLogitsLoss` | `F.binary_cross_entropy_with_logits` | [`BceWithLogitsLoss`] | [`binary_cross_entropy_with_logits`] |
 //! | `nn.CrossEntropyLoss` | `F.cross_entropy` | [`CrossEntropyLoss`] | [`cross_entropy`], [`cross_entropy_with_probs`] |
 //! | `nn.NLLLoss` | `F.nll_loss` | [`NllLoss`] | [`nll_loss`] |
+//! | none (`F.cross_entropy(F.linear(h, W.T, b), t)`) | | [`LinearCrossEntropyLoss`] | [`linear_cross_entropy`] |
+//!
+//! [`linear_cross_entropy`] computes the classifier head and the cross-entropy together, in
+//! chunks of rows on the fused backends, so the `[N, V]` logits never exist whole;
+//! [`mean_denominator`] gives the mean's denominator for gradient accumulation.
 //!
 //! Each module is built from its `#[derive(Config)]` configuration and its `forward` calls the
 //! function, so the two agree bit for bit, values and gradients. Following burn-nn's

@@ -178,9 +178,7 @@ impl<B: AutodiffBackend> Inputs<B> {
             grads: [
                 grad(&self.hidden),
                 grad(&self.weight),
-                self.bias
-                    .as_ref()
-                    .and_then(|b| b.grad(&grads).map(values)),
+                self.bias.as_ref().and_then(|b| b.grad(&grads).map(values)),
             ],
         }
     }
@@ -869,27 +867,37 @@ fn mean_denominator_makes_accumulation_exact() {
     assert_close(&grad, &whole_grad, 1e-10, 1e-14, "accumulated gradient");
 }
 
+#[derive(Module, Debug)]
+struct Model<B: burn::tensor::backend::Backend> {
+    body: Linear<B>,
+    head: Linear<B>,
+}
+
+#[test]
+fn ndarray_training_step_with_32k_vocabulary_matches_composite() {
+    training_step_with_32k_vocabulary_matches_composite::<NdArrayAd>(&Default::default());
+}
+
+#[test]
+fn wgpu_training_step_with_32k_vocabulary_matches_composite() {
+    if wgpu_ready("wgpu_training_step_with_32k_vocabulary_matches_composite") {
+        training_step_with_32k_vocabulary_matches_composite::<WgpuAd>(&Default::default());
+    }
+}
+
 /// A two-layer model with a `Linear` head of V = 32,000 classes: one SGD step with the fused
 /// loss moves every parameter as the composite loss does.
-#[test]
-fn training_step_with_32k_vocabulary_matches_composite() {
-    type B = NdArrayAd;
-    #[derive(Module, Debug)]
-    struct Model<B: burn::tensor::backend::Backend> {
-        body: Linear<B>,
-        head: Linear<B>,
-    }
-    let device = Default::default();
+fn training_step_with_32k_vocabulary_matches_composite<B: AutodiffBackend>(device: &B::Device) {
     let (rows, input, width, classes) = (48, 16, 32, 32_000);
     let model = Model::<B> {
-        body: LinearConfig::new(input, width).init(&device),
-        head: LinearConfig::new(width, classes).init(&device),
+        body: LinearConfig::new(input, width).init(device),
+        head: LinearConfig::new(width, classes).init(device),
     };
     let mut s = Stream::new(23);
-    let features = float::<B, 2>(&s.normals(rows * input, 1.0), [rows, input], &device);
+    let features = float::<B, 2>(&s.normals(rows * input, 1.0), [rows, input], device);
     let mut target = s.classes(rows, classes);
     target[5] = -100;
-    let target = int::<B, 1>(&target, [rows], &device);
+    let target = int::<B, 1>(&target, [rows], device);
     let options = LinearCrossEntropyOptions::new()
         .with_label_smoothing(0.1)
         .with_z_loss(1e-4);

@@ -137,6 +137,23 @@ impl<B: Backend> LinearCrossEntropyOptions<B> {
 /// soft cap the logits are `cap · tanh(z / cap)` first; with a z-loss `scale · w[t] · lse²` is
 /// added per row (see [`CrossEntropyOptions`] and [`linear_cross_entropy_with_z_loss`]).
 ///
+/// ```
+/// use burn::tensor::{Int, Tensor};
+/// use burn_xent::{CrossEntropyOptions, LinearCrossEntropyOptions, Reduction, cross_entropy, linear_cross_entropy};
+/// type B = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
+/// let device = Default::default();
+/// let hidden = Tensor::<B, 2>::from_floats([[0.5, -1.0], [2.0, 0.1], [0.3, 0.3]], &device);
+/// let weight = Tensor::<B, 2>::from_floats([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]], &device); // [D, V]
+/// let bias = Tensor::<B, 1>::from_floats([0.1, 0.0, -0.1], &device);
+/// let target = Tensor::<B, 1, Int>::from_ints([2, 0, -100], &device);
+/// let options = LinearCrossEntropyOptions::new().with_chunk_size(2);
+/// let fused = linear_cross_entropy(hidden.clone(), weight.clone(), Some(bias.clone()), target.clone(), Reduction::Mean, &options);
+/// // The definition: the logits whole, then cross-entropy.
+/// let logits = hidden.matmul(weight) + bias.unsqueeze();
+/// let reference = cross_entropy(logits, target, Reduction::Mean, &CrossEntropyOptions::new());
+/// assert!((fused.into_scalar() - reference.into_scalar()).abs() < 1e-6);
+/// ```
+///
 /// **Fused path** (`NdArray`, the wgpu cube backends, and `Autodiff` of them): the rows of
 /// `hidden` are taken `chunk_size` at a time; each chunk's logits come from one matrix product
 /// (plus the bias), its loss and logit gradient from the fused cross-entropy kernel, and its

@@ -22,6 +22,8 @@
 //!
 //! **Criterion** then times both paths at `[1024, 256]` with `V = 32,000` (`--no-criterion`
 //! skips it). Under `cargo test --benches` everything runs once on a tiny shape.
+//! `BURN_XENT_LCE_IMPLS` (`all`, or a comma list of `fused`, `composite`, `logits+ce`)
+//! chooses the implementations of the issue's shapes.
 
 use std::hint::black_box;
 use std::sync::atomic::Ordering;
@@ -207,6 +209,7 @@ fn main() {
     } else {
         std::env::var("BURN_XENT_LCE_RUNS").map_or(3, |r| r.parse().expect("a number of runs"))
     };
+    let impls = std::env::var("BURN_XENT_LCE_IMPLS").unwrap_or_else(|_| "all".into());
     eprintln!(
         "linear_cross_entropy bench: Autodiff<NdArray<f32>>, rayon threads {}, median of {runs} \
          run(s) after one untimed run",
@@ -221,6 +224,9 @@ fn main() {
         let (rows, width, classes) = parse(label);
         let case = Case::new(rows, width, classes);
         for (name, imp) in Impl::ALL {
+            if !impls.split(',').any(|i| i == "all" || i == name) {
+                continue;
+            }
             let (times, extra) = measure(&case, imp, runs);
             let median = times[times.len() / 2].as_secs_f64() * 1e3;
             let min = times[0].as_secs_f64() * 1e3;

@@ -162,9 +162,9 @@ impl<B: Backend> LinearCrossEntropyOptions<B> {
 /// forward (when any of the three requires one) and the backward only scales them, so the
 /// extra memory is one chunk's logits and gradient, not `[N, V]`; on a backend without
 /// autodiff (or when none of the three is tracked) no gradient work is done. The mean's
-/// denominator is computed from the targets first. The default chunk holds about as many
-/// logits as `hidden` holds values (at least 2^20, at most 2^24 logits). The whole op is one
-/// autodiff node.
+/// denominator is computed from the targets first. The default chunk holds at most twice as
+/// many logits as `hidden` holds values (at least 2^20, at most 2^24 logits; 256 rows at
+/// `[4096, 1024]` and `V = 32,000`), a multiple of 8 rows. The whole op is one autodiff node.
 ///
 /// **Composite path** (every other backend, or under [`LossPath::Composite`]): `linear` then
 /// [`cross_entropy`](crate::cross_entropy), with the same numbers; it holds the full logits

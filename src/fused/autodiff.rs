@@ -7,7 +7,7 @@
 //! checkpointing strategy of the graph around them.
 
 use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
+use burn::tensor::{ElementConversion, Tensor, TensorPrimitive};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::{base::Checkpointer, strategy::NoCheckpointing};
 use burn_autodiff::grads::Gradients;
@@ -263,9 +263,11 @@ impl<X: Kernels, const P: usize> Backward<X, P> for LinearNode {
             LinearState::Computed(computed) => {
                 // The output is [loss, z-loss term]; the term is handed out detached, so only
                 // the loss's upstream gradient counts.
-                let scale =
-                    Tensor::<X, 1>::from_primitive(TensorPrimitive::Float(grad)).narrow(0, 0, 1);
-                computed.map(|g| g.map(|g| scaled::<X>(g, &scale)))
+                let scale: f64 = Tensor::<X, 1>::from_primitive(TensorPrimitive::Float(grad))
+                    .narrow(0, 0, 1)
+                    .into_scalar()
+                    .elem();
+                computed.map(|g| g.map(|g| scaled::<X>(g, scale)))
             }
             LinearState::PerRow(inputs, wants) => chunked::backward_per_row(&inputs, grad, wants),
         };
@@ -277,17 +279,15 @@ impl<X: Kernels, const P: usize> Backward<X, P> for LinearNode {
     }
 }
 
-/// `gradient` (rank 1 or 2) times the `[1]` `scale`.
-fn scaled<X: Kernels>(gradient: FloatTensor<X>, scale: &Tensor<X, 1>) -> FloatTensor<X> {
-    let float = |tensor: Tensor<X, 2>| tensor.into_primitive().tensor();
-    match gradient.shape().num_dims() {
-        1 => (Tensor::<X, 1>::from_primitive(TensorPrimitive::Float(gradient)) * scale.clone())
-            .into_primitive()
-            .tensor(),
-        _ => float(
-            Tensor::<X, 2>::from_primitive(TensorPrimitive::Float(gradient))
-                * scale.clone().unsqueeze(),
-        ),
+/// `gradient` times the upstream value `scale`, read to the host (one read, which waits for
+/// the queued work): a gradient as large as the weight is then scaled in place, and not at
+/// all for the usual upstream gradient of 1, where a product with a `[1]` tensor would
+/// allocate a second gradient-sized buffer.
+fn scaled<X: Kernels>(gradient: FloatTensor<X>, scale: f64) -> FloatTensor<X> {
+    if scale == 1.0 {
+        gradient
+    } else {
+        X::float_mul_scalar(gradient, scale.into())
     }
 }
 

@@ -13,7 +13,8 @@
 mod common;
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::module::Param;
+use burn::nn::Linear;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
@@ -246,6 +247,32 @@ fn reference(data: &Data, setup: Setup, mode: Mode) -> Evaluation {
         Mode::PerRow => cross_entropy_no_reduction(logits, x.target.clone(), &options),
     });
     x.evaluate(loss, mode)
+}
+
+/// A `Linear` layer `[d_in, d_out]` with a bias, initialised as `LinearConfig` does
+/// (uniform in `±1/√d_in`) but in `B`'s own dtype: `LinearConfig::init` takes the device's
+/// default dtype, which in this process (f32 and f64 tests share `NdArrayDevice`) depends on
+/// which test ran first.
+fn linear_layer<B: burn::tensor::backend::Backend>(
+    d_in: usize,
+    d_out: usize,
+    seed: u64,
+    device: &B::Device,
+) -> Linear<B> {
+    let mut s = Stream::new(seed);
+    let k = 1.0 / (d_in as f64).sqrt();
+    Linear {
+        weight: Param::from_tensor(float(
+            &s.uniforms(d_in * d_out, -k, k),
+            [d_in, d_out],
+            device,
+        )),
+        bias: Some(Param::from_tensor(float(
+            &s.uniforms(d_out, -k, k),
+            [d_out],
+            device,
+        ))),
+    }
 }
 
 /// Asserts `got` equals `want` within `k` units of f32 round-off times each result's scale.
@@ -700,7 +727,7 @@ fn bad_input_is_refused() {
 fn module_and_layer_helper_equal_the_function() {
     let device = Default::default();
     type B = NdArrayAd;
-    let layer: Linear<B> = LinearConfig::new(D, V).init(&device);
+    let layer: Linear<B> = linear_layer(D, V, 41, &device);
     let data = Data::new(N, D, V, -100, 13);
     let hidden = float::<B, 2>(&data.hidden, [N, D], &device);
     let target = int::<B, 1>(&data.target, [N], &device);
@@ -890,8 +917,8 @@ fn wgpu_training_step_with_32k_vocabulary_matches_composite() {
 fn training_step_with_32k_vocabulary_matches_composite<B: AutodiffBackend>(device: &B::Device) {
     let (rows, input, width, classes) = (48, 16, 32, 32_000);
     let model = Model::<B> {
-        body: LinearConfig::new(input, width).init(device),
-        head: LinearConfig::new(width, classes).init(device),
+        body: linear_layer(input, width, 42, device),
+        head: linear_layer(width, classes, 43, device),
     };
     let mut s = Stream::new(23);
     let features = float::<B, 2>(&s.normals(rows * input, 1.0), [rows, input], device);
@@ -901,14 +928,7 @@ fn training_step_with_32k_vocabulary_matches_composite<B: AutodiffBackend>(devic
     let options = LinearCrossEntropyOptions::new()
         .with_label_smoothing(0.1)
         .with_z_loss(1e-4);
-    // Burn initialises parameters lazily, per clone: read them once so both steps start from
-    // the same values.
     let before = values(model.head.weight.val());
-    let _ = (
-        model.head.bias.as_ref().map(|b| b.val()),
-        model.body.weight.val(),
-    );
-    let _ = model.body.bias.as_ref().map(|b| b.val());
     let step = |path: LossPath| {
         with_loss_path(path, || {
             let model = model.clone();

@@ -577,12 +577,21 @@ fn gradcheck_f64_fused() {
 /// Every bad argument is refused with a message naming the function, the argument, what was
 /// expected and what came, on both paths.
 #[test]
-fn bad_input_is_refused() {
-    let device = Default::default();
-    type B = NdArrayAd;
-    let h = || Tensor::<B, 2>::zeros([4, 3], &device);
-    let w = || Tensor::<B, 2>::zeros([3, 5], &device);
-    let t = || int::<B, 1>(&[0, 1, 2, 4], [4], &device);
+fn ndarray_bad_input_is_refused() {
+    bad_input_is_refused::<NdArrayAd>(&Default::default());
+}
+
+#[test]
+fn wgpu_bad_input_is_refused() {
+    if wgpu_ready("wgpu_bad_input_is_refused") {
+        bad_input_is_refused::<WgpuAd>(&Default::default());
+    }
+}
+
+fn bad_input_is_refused<B: AutodiffBackend>(device: &B::Device) {
+    let h = || Tensor::<B, 2>::zeros([4, 3], device);
+    let w = || Tensor::<B, 2>::zeros([3, 5], device);
+    let t = || int::<B, 1>(&[0, 1, 2, 4], [4], device);
     let o = LinearCrossEntropyOptions::<B>::new;
     let mean = Reduction::Mean;
     for path in [LossPath::Fused, LossPath::Composite] {
@@ -591,7 +600,7 @@ fn bad_input_is_refused() {
                 || {
                     linear_cross_entropy(
                         h(),
-                        Tensor::<B, 2>::zeros([4, 5], &device),
+                        Tensor::<B, 2>::zeros([4, 5], device),
                         None,
                         t(),
                         mean,
@@ -608,7 +617,7 @@ fn bad_input_is_refused() {
                     linear_cross_entropy(
                         h(),
                         w(),
-                        Some(Tensor::zeros([4], &device)),
+                        Some(Tensor::zeros([4], device)),
                         t(),
                         mean,
                         &o(),
@@ -622,7 +631,7 @@ fn bad_input_is_refused() {
                         h(),
                         w(),
                         None,
-                        int::<B, 1>(&[0, 1, 2], [3], &device),
+                        int::<B, 1>(&[0, 1, 2], [3], device),
                         mean,
                         &o(),
                     )
@@ -638,7 +647,7 @@ fn bad_input_is_refused() {
                         h(),
                         w(),
                         None,
-                        int::<B, 1>(&[0, 1, 5, 2], [4], &device),
+                        int::<B, 1>(&[0, 1, 5, 2], [4], device),
                         mean,
                         &o(),
                     )
@@ -656,7 +665,7 @@ fn bad_input_is_refused() {
                         None,
                         t(),
                         mean,
-                        &o().with_class_weight(Tensor::ones([4], &device)),
+                        &o().with_class_weight(Tensor::ones([4], device)),
                     )
                 },
                 &[
@@ -683,7 +692,7 @@ fn bad_input_is_refused() {
             assert_panics_with(
                 || {
                     linear_cross_entropy(
-                        Tensor::<B, 3>::zeros([2, 2, 3], &device),
+                        Tensor::<B, 3>::zeros([2, 2, 3], device),
                         w(),
                         None,
                         t(),
@@ -702,7 +711,7 @@ fn bad_input_is_refused() {
         || {
             cross_entropy(
                 h(),
-                int::<B, 1>(&[0, 1, 2, 0], [4], &device),
+                int::<B, 1>(&[0, 1, 2, 0], [4], device),
                 mean,
                 &CrossEntropyOptions::new().with_softcap(-1.0),
             )
@@ -713,7 +722,7 @@ fn bad_input_is_refused() {
         || {
             cross_entropy(
                 h(),
-                int::<B, 1>(&[0, 1, 2, 0], [4], &device),
+                int::<B, 1>(&[0, 1, 2, 0], [4], device),
                 mean,
                 &CrossEntropyOptions::new().with_z_loss(f64::NAN),
             )

@@ -37,19 +37,19 @@ pub(crate) struct LinearParams {
     pub output: Output,
 }
 
-/// The default rows per chunk: a chunk's logits hold about as many values as `hidden` (the
-/// memory a caller already gave the activations), at least 2^20 and at most 2^24 of them.
-/// The chunk's logits come to at most twice `hidden`'s values (at least 2^20, at most 2^24
-/// logits), rounded down to a multiple of 8 rows where that leaves 8 or more: 256 rows for
-/// `hidden` `[4096, 1024]` and `V = 32,000`, 64 for `[2048, 2048]` and `V = 128,256`.
-/// Fewer rows would save little memory and cost time: burn-ndarray's matrix product over
-/// `W` is 3× slower per row at 32 rows than at 256 (measured).
+/// The default rows per chunk. A chunk's logits come to at most twice `hidden`'s values (at
+/// least 2^20, at most 2^24 logits), but a chunk has at least 128 rows where that keeps it
+/// within 2^24 logits; rounded down to a multiple of 8 rows where that leaves 8 or more: 256
+/// rows for `hidden` `[4096, 1024]` and `V = 32,000`, 128 for `[2048, 2048]` and
+/// `V = 128,256`. Fewer rows save little memory and cost time: burn-ndarray's matrix product
+/// over `W` is 3× slower per row at 32 rows than at 256 (measured).
 pub(crate) fn default_chunk_rows(rows: usize, width: usize, classes: usize) -> usize {
     let budget = rows
         .saturating_mul(width)
         .saturating_mul(2)
         .clamp(1 << 20, 1 << 24);
-    let chunk = budget / classes.max(1);
+    let classes = classes.max(1);
+    let chunk = (budget / classes).max(((1 << 24) / classes).min(128));
     let chunk = if chunk >= 8 { chunk / 8 * 8 } else { chunk };
     chunk.clamp(1, rows.max(1))
 }
@@ -182,7 +182,10 @@ impl<'a, X: Kernels> Sweep<'a, X> {
         let wants_grad = !matches!(upstream, Upstream::None);
         let [want_h, want_w, want_b] = wants.map(|want| want && wants_grad);
         let mut grad_h = want_h.then(|| self.hidden.zeros_like());
-        let mut grad_w = want_w.then(|| self.weight.zeros_like());
+        // Made by the first chunk's product: zeros from Burn's `zeros` are host data on
+        // burn-ndarray, which the first in-place update would copy (a second weight-sized
+        // buffer for a moment).
+        let mut grad_w: Option<Tensor<X, 2>> = None;
         let mut grad_b = self
             .bias
             .as_ref()
@@ -235,7 +238,9 @@ impl<'a, X: Kernels> Sweep<'a, X> {
                     .transpose();
                 grad_h = Some(grad.slice_assign([rows.clone()], part));
             }
-            if let Some(mut grad) = grad_w.take() {
+            if want_w && grad_w.is_none() {
+                grad_w = Some(h.clone().transpose().matmul(dlogits.clone()));
+            } else if let Some(mut grad) = grad_w.take() {
                 let h_t = h.transpose();
                 for first in (0..p.classes).step_by(block) {
                     let columns = first..(first + block).min(p.classes);

@@ -25,6 +25,25 @@ use common::{
     wgpu_ready,
 };
 
+/// Two tests of the generic `$test`: on `Autodiff<NdArray<f32>>`, and on `Autodiff<Wgpu>` when
+/// an adapter exists (`SKIPPED` otherwise). `$test` runs both paths itself where it compares
+/// them (`matrix_tests!` would run it once per path).
+macro_rules! on_both_backends {
+    ($ndarray:ident, $wgpu:ident, $test:ident) => {
+        #[test]
+        fn $ndarray() {
+            $test::<NdArrayAd>(&Default::default());
+        }
+
+        #[test]
+        fn $wgpu() {
+            if wgpu_ready(stringify!($wgpu)) {
+                $test::<WgpuAd>(&Default::default());
+            }
+        }
+    };
+}
+
 const N: usize = 12;
 const D: usize = 16;
 const V: usize = 37;
@@ -576,17 +595,11 @@ fn gradcheck_f64_fused() {
 
 /// Every bad argument is refused with a message naming the function, the argument, what was
 /// expected and what came, on both paths.
-#[test]
-fn ndarray_bad_input_is_refused() {
-    bad_input_is_refused::<NdArrayAd>(&Default::default());
-}
-
-#[test]
-fn wgpu_bad_input_is_refused() {
-    if wgpu_ready("wgpu_bad_input_is_refused") {
-        bad_input_is_refused::<WgpuAd>(&Default::default());
-    }
-}
+on_both_backends!(
+    ndarray_bad_input_is_refused,
+    wgpu_bad_input_is_refused,
+    bad_input_is_refused
+);
 
 fn bad_input_is_refused<B: AutodiffBackend>(device: &B::Device) {
     let h = || Tensor::<B, 2>::zeros([4, 3], device);
@@ -909,17 +922,11 @@ struct Model<B: burn::tensor::backend::Backend> {
     head: Linear<B>,
 }
 
-#[test]
-fn ndarray_training_step_with_32k_vocabulary_matches_composite() {
-    training_step_with_32k_vocabulary_matches_composite::<NdArrayAd>(&Default::default());
-}
-
-#[test]
-fn wgpu_training_step_with_32k_vocabulary_matches_composite() {
-    if wgpu_ready("wgpu_training_step_with_32k_vocabulary_matches_composite") {
-        training_step_with_32k_vocabulary_matches_composite::<WgpuAd>(&Default::default());
-    }
-}
+on_both_backends!(
+    ndarray_training_step_with_32k_vocabulary_matches_composite,
+    wgpu_training_step_with_32k_vocabulary_matches_composite,
+    training_step_with_32k_vocabulary_matches_composite
+);
 
 /// A two-layer model with a `Linear` head of V = 32,000 classes: one SGD step with the fused
 /// loss moves every parameter as the composite loss does.

@@ -593,14 +593,14 @@ fn gradcheck_f64_fused() {
     }
 }
 
-/// Every bad argument is refused with a message naming the function, the argument, what was
-/// expected and what came, on both paths.
 on_both_backends!(
     ndarray_bad_input_is_refused,
     wgpu_bad_input_is_refused,
     bad_input_is_refused
 );
 
+/// Every bad argument is refused with a message naming the function, the argument, what was
+/// expected and what came, on both paths.
 fn bad_input_is_refused<B: AutodiffBackend>(device: &B::Device) {
     let h = || Tensor::<B, 2>::zeros([4, 3], device);
     let w = || Tensor::<B, 2>::zeros([3, 5], device);

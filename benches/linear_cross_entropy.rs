@@ -119,8 +119,9 @@ impl Case {
                 ),
             };
             let grads = loss.backward();
-            // One element each, sliced out: a `reshape([-1])` of the weight gradient (which
-            // the gradients still share) would copy it and count a weight-sized buffer.
+            // One element each, sliced out: burn-ndarray's `reshape` copies, so a
+            // `reshape([-1])` would copy the weight gradient inside the measured run (the
+            // peaks measured here did not change: they come earlier).
             let first = |t: Tensor<Inner, 2>| t.slice([0..1, 0..1]).into_scalar();
             let g_h = hidden.grad(&grads).expect("hidden's gradient");
             let g_w = weight.grad(&grads).expect("weight's gradient");

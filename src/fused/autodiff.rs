@@ -280,9 +280,9 @@ impl<X: Kernels, const P: usize> Backward<X, P> for LinearNode {
 }
 
 /// `gradient` times the upstream value `scale`, read to the host (one read, which waits for
-/// the queued work): a gradient as large as the weight is then scaled in place, and not at
-/// all for the usual upstream gradient of 1, where a product with a `[1]` tensor would
-/// allocate a second gradient-sized buffer.
+/// the queued work): not scaled at all for the usual upstream gradient of 1, and otherwise by
+/// a scalar product, which burn-ndarray can do in place, rather than by a broadcast product
+/// with a `[1]` tensor, which allocates its output (a second weight-sized gradient).
 fn scaled<X: Kernels>(gradient: FloatTensor<X>, scale: f64) -> FloatTensor<X> {
     if scale == 1.0 {
         gradient

@@ -281,8 +281,9 @@ impl<X: Kernels, const P: usize> Backward<X, P> for LinearNode {
 
 /// `gradient` times the upstream value `scale`, read to the host (one read, which waits for
 /// the queued work): not scaled at all for the usual upstream gradient of 1, and otherwise by
-/// a scalar product, which burn-ndarray can do in place, rather than by a broadcast product
-/// with a `[1]` tensor, which allocates its output (a second weight-sized gradient).
+/// a scalar product, which backends can do in place on a gradient they hold alone (whether
+/// a broadcast product with a `[1]` tensor would allocate a second weight-sized gradient was
+/// not measured).
 fn scaled<X: Kernels>(gradient: FloatTensor<X>, scale: f64) -> FloatTensor<X> {
     if scale == 1.0 {
         gradient

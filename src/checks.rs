@@ -22,6 +22,24 @@ pub(crate) fn label_smoothing(function: &str, smoothing: f64) {
     );
 }
 
+/// Panics unless the logit soft cap, when set, is positive and finite.
+pub(crate) fn softcap(function: &str, cap: Option<f64>) {
+    if let Some(cap) = cap {
+        assert!(
+            cap > 0.0 && cap.is_finite(),
+            "{function}: softcap: expected a positive finite cap, got {cap}"
+        );
+    }
+}
+
+/// Panics unless the z-loss scale is non-negative and finite.
+pub(crate) fn z_loss(function: &str, scale: f64) {
+    assert!(
+        scale >= 0.0 && scale.is_finite(),
+        "{function}: z_loss: expected a non-negative finite scale, got {scale}"
+    );
+}
+
 /// Panics unless the per-class `weight` has one entry per class.
 pub(crate) fn class_weight<B: Backend>(function: &str, weight: &Tensor<B, 1>, classes: usize) {
     let got = weight.dims()[0];

@@ -18,7 +18,8 @@ const FUNCTION_PROBS: &str = "cross_entropy_with_probs";
 const KIND: ClassIndexKind = ClassIndexKind::CrossEntropy;
 
 /// Options of [`cross_entropy`] and [`cross_entropy_with_probs`]: PyTorch's `weight`,
-/// `ignore_index` and `label_smoothing`, plus the value check.
+/// `ignore_index` and `label_smoothing`, the value check, and two options PyTorch's function
+/// lacks: a logit soft cap (Gemma 2) and a z-loss term (PaLM).
 #[derive(Clone, Debug)]
 pub struct CrossEntropyOptions<B: Backend> {
     /// One weight per class, shape `[C]` (PyTorch's `weight`); zeros allowed.
@@ -32,6 +33,15 @@ pub struct CrossEntropyOptions<B: Backend> {
     pub label_smoothing: f64,
     /// Check that every class index lies in `[0, C)` or equals `ignore_index` (default `true`).
     pub check_values: bool,
+    /// Caps the logits before the loss: `x ↦ cap · tanh(x / cap)` (Gemma 2's logit soft
+    /// capping; PyTorch: `cap * torch.tanh(x / cap)` on the input first). `None` (the default)
+    /// leaves them; a cap must be positive and finite.
+    pub softcap: Option<f64>,
+    /// The scale of the z-loss term added to each element's loss, `scale · w[t] · lse²`, where
+    /// `lse = log Σ_c exp(x_c)` of the (capped) logits and `w[t]` the target's class weight (1
+    /// without weights, 0 where ignored), reduced with the loss (PaLM's auxiliary loss,
+    /// `1e-4` there). 0 (the default) adds nothing; class-index targets only.
+    pub z_loss: f64,
 }
 
 impl<B: Backend> Default for CrossEntropyOptions<B> {
@@ -41,6 +51,8 @@ impl<B: Backend> Default for CrossEntropyOptions<B> {
             ignore_index: -100,
             label_smoothing: 0.0,
             check_values: true,
+            softcap: None,
+            z_loss: 0.0,
         }
     }
 }
@@ -74,6 +86,18 @@ impl<B: Backend> CrossEntropyOptions<B> {
         self.check_values = check_values;
         self
     }
+
+    /// Sets the logit soft cap `cap` (`x ↦ cap · tanh(x / cap)`), positive and finite.
+    pub fn with_softcap(mut self, cap: f64) -> Self {
+        self.softcap = Some(cap);
+        self
+    }
+
+    /// Sets the z-loss scale (`scale · w[t] · lse²` per element), non-negative.
+    pub fn with_z_loss(mut self, scale: f64) -> Self {
+        self.z_loss = scale;
+        self
+    }
 }
 
 impl<B: Backend> CrossEntropyOptions<B> {
@@ -85,6 +109,23 @@ impl<B: Backend> CrossEntropyOptions<B> {
         output: Output,
     ) -> Request<'a, B, D, DT> {
         Request::class_index(FUNCTION, KIND, input, target, self.index(), output)
+    }
+
+    /// Checks the soft cap and the z-loss scale, then caps `input` when asked.
+    fn capped<const D: usize>(&self, function: &str, input: Tensor<B, D>) -> Tensor<B, D> {
+        checks::softcap(function, self.softcap);
+        checks::z_loss(function, self.z_loss);
+        softcap(input, self.softcap)
+    }
+
+    /// [`Self::capped`] for probability targets, which refuse a z-loss.
+    fn capped_probs<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
+        assert!(
+            self.z_loss == 0.0,
+            "{FUNCTION_PROBS}: z_loss: expected 0 (the z-loss is for class-index targets), got {}",
+            self.z_loss
+        );
+        self.capped(FUNCTION_PROBS, input)
     }
 
     /// The options as the protocol takes them.
@@ -132,13 +173,110 @@ pub fn cross_entropy<B: Backend, const D: usize, const DT: usize>(
     reduction: Reduction,
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, 1> {
+    cross_entropy_with_z_loss(input, target, reduction, options).loss
+}
+
+/// [`cross_entropy`], also returning its z-loss term apart, for logging: the value of
+/// `options.z_loss` (0 when the scale is 0).
+///
+/// `loss` is what [`cross_entropy`] returns (the z-loss included); `z_loss` is the z-loss term
+/// alone, reduced the same way (for `Mean`: `Σ scale · w[t] · lse² / Σ w[t]`). Both carry
+/// gradients; log `z_loss` with `into_scalar()` or `detach()` it.
+///
+/// | PyTorch | burn-xent |
+/// |---|---|
+/// | `x = 30 * torch.tanh(x / 30); lse = x.logsumexp(1); F.cross_entropy(x, t) + 1e-4 * (lse ** 2).mean()` | `cross_entropy_with_z_loss(x, t, Reduction::Mean, &CrossEntropyOptions::new().with_softcap(30.0).with_z_loss(1e-4))` |
+///
+/// # Shapes and panics
+/// Those of [`cross_entropy`]; also panics if `softcap` is not positive and finite or
+/// `z_loss` is negative or not finite.
+pub fn cross_entropy_with_z_loss<B: Backend, const D: usize, const DT: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, DT, Int>,
+    reduction: Reduction,
+    options: &CrossEntropyOptions<B>,
+) -> LossWithZLoss<B> {
+    let input = options.capped(FUNCTION, input);
     let output = Output::Reduced(reduction);
-    match options.request(input, &target, output).fused() {
+    let z = (options.z_loss > 0.0).then(|| z_loss_terms(&input, &target, options));
+    let loss = match options.request(input, &target, output).fused() {
         Ok(loss) => loss,
         Err(input) => {
             let terms = composite_index_terms(input, target, options);
             reduce_by(terms.loss, reduction, || terms.target_weight.sum())
         }
+    };
+    match z {
+        Some(z) => {
+            let z = reduce_by(z.loss, reduction, || z.target_weight.sum());
+            LossWithZLoss {
+                loss: loss + z.clone(),
+                z_loss: z,
+            }
+        }
+        None => LossWithZLoss {
+            z_loss: loss.zeros_like(),
+            loss,
+        },
+    }
+}
+
+/// A reduced loss with a z-loss term, and the term alone (for logging): what
+/// [`cross_entropy_with_z_loss`] and `linear_cross_entropy_with_z_loss` return.
+#[derive(Clone, Debug)]
+pub struct LossWithZLoss<B: Backend> {
+    /// The loss, z-loss included, `[1]`.
+    pub loss: Tensor<B, 1>,
+    /// The z-loss term alone, reduced as the loss is, `[1]` (0 without a z-loss).
+    pub z_loss: Tensor<B, 1>,
+}
+
+/// `cap · tanh(x / cap)` when a cap is set, `x` otherwise.
+pub(crate) fn softcap<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    cap: Option<f64>,
+) -> Tensor<B, D> {
+    match cap {
+        Some(cap) =>
+        // Times 1 / cap, not divided by cap: Burn 0.21's `div_scalar` gradient rounds the
+        // divisor's reciprocal to f32.
+        {
+            x.mul_scalar(1.0 / cap).tanh().mul_scalar(cap)
+        }
+        None => x,
+    }
+}
+
+/// The z-loss per element, `scale · w[t] · lse²` on the `[N, S]` grid (0 where ignored), and
+/// the target weights the mean divides by; Burn's generic operations on every path.
+fn z_loss_terms<B: Backend, const D: usize, const DT: usize>(
+    input: &Tensor<B, D>,
+    target: &Tensor<B, DT, Int>,
+    options: &CrossEntropyOptions<B>,
+) -> IndexTerms<B> {
+    let layout = ClassLayout::new(input.clone());
+    if layout.is_empty() {
+        return IndexTerms {
+            loss: layout.empty_grid(),
+            target_weight: layout.empty_grid(),
+        };
+    }
+    let target = flat_index_target(&layout, target.clone());
+    let lse = crate::workarounds::log_sum_exp(layout.input.clone(), 1)
+        .reshape([layout.batch, layout.spatial]);
+    let target_weight = crate::picked_targets::index_target_weights(
+        &target,
+        options.weight.as_ref(),
+        options.ignore_index,
+        lse.dtype(),
+    );
+    let loss = lse
+        .powi_scalar(2)
+        .mul(target_weight.clone())
+        .mul_scalar(options.z_loss);
+    IndexTerms {
+        loss,
+        target_weight,
     }
 }
 
@@ -156,9 +294,16 @@ pub fn cross_entropy_no_reduction<B: Backend, const D: usize, const DT: usize>(
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, DT> {
     let dims = target.dims();
-    match options.request(input, &target, Output::PerElement).fused() {
+    let input = options.capped(FUNCTION, input);
+    let nonempty = input.shape().num_elements() > 0;
+    let z = (options.z_loss > 0.0 && nonempty).then(|| z_loss_terms(&input, &target, options));
+    let loss = match options.request(input, &target, Output::PerElement).fused() {
         Ok(loss) => loss.reshape(dims),
         Err(input) => ClassLayout::output(composite_index_terms(input, target, options).loss, dims),
+    };
+    match z {
+        Some(z) => loss + ClassLayout::output(z.loss, dims),
+        None => loss,
     }
 }
 
@@ -241,6 +386,7 @@ pub fn cross_entropy_with_probs<B: Backend, const D: usize>(
     reduction: Reduction,
     options: &CrossEntropyOptions<B>,
 ) -> Tensor<B, 1> {
+    let input = options.capped_probs(input);
     let output = Output::Reduced(reduction);
     let request = Request::class_probs(FUNCTION_PROBS, input, &target, options.index(), output);
     match request.fused() {
@@ -271,6 +417,7 @@ pub fn cross_entropy_with_probs_no_reduction<B: Backend, const D: usize, const D
     let dims: [usize; DO] = index_target_shape(&input.dims())
         .try_into()
         .expect("rank checked above");
+    let input = options.capped_probs(input);
     let request = Request::class_probs(
         FUNCTION_PROBS,
         input,
@@ -330,6 +477,12 @@ pub struct CrossEntropyLossConfig {
     /// Check that every class index is a class or `ignore_index` before computing.
     #[config(default = true)]
     pub check_values: bool,
+    /// The logit soft cap (`x ↦ cap · tanh(x / cap)`), positive; none by default.
+    #[config(default = "None")]
+    pub softcap: Option<f64>,
+    /// The z-loss scale (`scale · w[t] · lse²` per element), non-negative; 0 by default.
+    #[config(default = 0.0)]
+    pub z_loss: f64,
 }
 
 impl CrossEntropyLossConfig {
@@ -338,7 +491,10 @@ impl CrossEntropyLossConfig {
     /// # Panics
     /// If `label_smoothing` is outside `[0, 1]`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> CrossEntropyLoss<B> {
-        checks::label_smoothing("CrossEntropyLossConfig::init", self.label_smoothing);
+        let function = "CrossEntropyLossConfig::init";
+        checks::label_smoothing(function, self.label_smoothing);
+        checks::softcap(function, self.softcap);
+        checks::z_loss(function, self.z_loss);
         CrossEntropyLoss {
             weight: self
                 .weight
@@ -347,6 +503,8 @@ impl CrossEntropyLossConfig {
             ignore_index: self.ignore_index,
             label_smoothing: self.label_smoothing,
             check_values: self.check_values,
+            softcap: self.softcap,
+            z_loss: self.z_loss,
         }
     }
 }
@@ -371,6 +529,10 @@ pub struct CrossEntropyLoss<B: Backend> {
     pub label_smoothing: f64,
     /// Whether class indices are checked.
     pub check_values: bool,
+    /// The logit soft cap.
+    pub softcap: Option<f64>,
+    /// The z-loss scale.
+    pub z_loss: f64,
 }
 
 impl<B: Backend> CrossEntropyLoss<B> {
@@ -381,6 +543,8 @@ impl<B: Backend> CrossEntropyLoss<B> {
             ignore_index: self.ignore_index,
             label_smoothing: self.label_smoothing,
             check_values: self.check_values,
+            softcap: self.softcap,
+            z_loss: self.z_loss,
         }
     }
 
@@ -392,6 +556,16 @@ impl<B: Backend> CrossEntropyLoss<B> {
         reduction: Reduction,
     ) -> Tensor<B, 1> {
         cross_entropy(input, target, reduction, &self.options())
+    }
+
+    /// The reduced loss and its z-loss term apart; see [`cross_entropy_with_z_loss`].
+    pub fn forward_with_z_loss<const D: usize, const DT: usize>(
+        &self,
+        input: Tensor<B, D>,
+        target: Tensor<B, DT, Int>,
+        reduction: Reduction,
+    ) -> LossWithZLoss<B> {
+        cross_entropy_with_z_loss(input, target, reduction, &self.options())
     }
 
     /// The per-element loss with class-index targets; see [`cross_entropy_no_reduction`].

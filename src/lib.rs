@@ -9,6 +9,11 @@
 //! | `nn.BCEWithLogitsLoss` | `F.binary_cross_entropy_with_logits` | [`BceWithLogitsLoss`] | [`binary_cross_entropy_with_logits`] |
 //! | `nn.CrossEntropyLoss` | `F.cross_entropy` | [`CrossEntropyLoss`] | [`cross_entropy`], [`cross_entropy_with_probs`] |
 //! | `nn.NLLLoss` | `F.nll_loss` | [`NllLoss`] | [`nll_loss`] |
+//! | none (`F.cross_entropy(F.linear(h, W.T, b), t)`) | | [`LinearCrossEntropyLoss`] | [`linear_cross_entropy`] |
+//!
+//! [`linear_cross_entropy`] computes the classifier head and the cross-entropy together, in
+//! chunks of rows on the fused backends, so the `[N, V]` logits never exist whole;
+//! [`mean_denominator`] gives the mean's denominator for gradient accumulation.
 //!
 //! Each module is built from its `#[derive(Config)]` configuration and its `forward` calls the
 //! function, so the two agree bit for bit, values and gradients. Following burn-nn's
@@ -67,8 +72,10 @@ mod checks;
 mod class_layout;
 mod class_shapes;
 mod cross_entropy;
+mod denominator;
 mod fused;
 pub mod gradcheck;
+mod linear_cross_entropy;
 mod nll;
 mod path;
 mod picked_targets;
@@ -87,8 +94,15 @@ pub use bce_with_logits::{
 };
 pub use broadcast::BroadcastWeight;
 pub use cross_entropy::{
-    CrossEntropyLoss, CrossEntropyLossConfig, CrossEntropyOptions, cross_entropy,
+    CrossEntropyLoss, CrossEntropyLossConfig, CrossEntropyOptions, LossWithZLoss, cross_entropy,
     cross_entropy_no_reduction, cross_entropy_with_probs, cross_entropy_with_probs_no_reduction,
+    cross_entropy_with_z_loss,
+};
+pub use denominator::mean_denominator;
+pub use linear_cross_entropy::{
+    LinearCrossEntropyLoss, LinearCrossEntropyLossConfig, LinearCrossEntropyOptions,
+    linear_cross_entropy, linear_cross_entropy_no_reduction, linear_cross_entropy_with_z_loss,
+    linear_layer_cross_entropy,
 };
 pub use nll::{NllLoss, NllLossConfig, NllLossOptions, nll_loss, nll_loss_no_reduction};
 pub use path::{LossPath, fused_kernels_available, loss_path, with_loss_path};

@@ -357,27 +357,12 @@ impl<B: Backend, const D: usize, const DT: usize> Call<'_, B, D, DT> {
     }
     /// The fused kernels the current path allows for `B` (the backend probe).
     fn kernels(&self) -> Option<&'static dyn FusedLosses<B>> {
-        match loss_path() {
-            LossPath::Composite => None,
-            LossPath::Auto => {
-                let kernels = fused::kernels_for::<B>();
-                if kernels.is_none() {
-                    notice_feature_off::<B>();
-                }
-                kernels
-            }
-            LossPath::Fused => Some(fused::kernels_for::<B>().unwrap_or_else(|| self.no_kernel())),
-        }
+        path_kernels::<B>(self.function)
     }
 
     /// Panics for [`LossPath::Fused`] where no kernel covers the backend or the case.
     fn no_kernel(&self) -> ! {
-        panic!(
-            "{}: LossPath::Fused: no fused kernel for backend {} and this case (see the README \
-             for the backends and cases the fused path covers)",
-            self.function,
-            core::any::type_name::<B>()
-        )
+        no_kernel::<B>(self.function)
     }
 
     /// The generic value check on the device, when asked for and there is anything to check.
@@ -486,8 +471,37 @@ impl<B: Backend, const D: usize, const DT: usize> Call<'_, B, D, DT> {
     }
 }
 
+/// The fused kernels the current path allows for `B` (the backend probe): none on
+/// [`LossPath::Composite`], `B`'s kernels if any on [`LossPath::Auto`] (saying once when a
+/// feature would have given some), and `B`'s kernels or a panic naming `function` on
+/// [`LossPath::Fused`].
+pub(crate) fn path_kernels<B: Backend>(function: &str) -> Option<&'static dyn FusedLosses<B>> {
+    match loss_path() {
+        LossPath::Composite => None,
+        LossPath::Auto => {
+            let kernels = fused::kernels_for::<B>();
+            if kernels.is_none() {
+                notice_feature_off::<B>();
+            }
+            kernels
+        }
+        LossPath::Fused => {
+            Some(fused::kernels_for::<B>().unwrap_or_else(|| no_kernel::<B>(function)))
+        }
+    }
+}
+
+/// Panics for [`LossPath::Fused`] where no kernel covers the backend or the case.
+pub(crate) fn no_kernel<B: Backend>(function: &str) -> ! {
+    panic!(
+        "{function}: LossPath::Fused: no fused kernel for backend {} and this case (see the \
+         README for the backends and cases the fused path covers)",
+        core::any::type_name::<B>()
+    )
+}
+
 /// The float primitive of `tensor`; `None` for a quantized tensor (the composite path).
-fn float<B: Backend, const K: usize>(tensor: &Tensor<B, K>) -> Option<FloatTensor<B>> {
+pub(crate) fn float<B: Backend, const K: usize>(tensor: &Tensor<B, K>) -> Option<FloatTensor<B>> {
     match tensor.clone().into_primitive() {
         TensorPrimitive::Float(primitive) => Some(primitive),
         TensorPrimitive::QFloat(_) => None,

@@ -44,15 +44,7 @@ pub(crate) fn pick_targets<B: Backend>(
     let picked = log_probs
         .gather(1, safe_target.clone().reshape([n, 1, s]))
         .reshape([n, s]);
-    let target_weight = match weight {
-        Some(weight) => weight
-            .clone()
-            .cast(picked.dtype())
-            .gather(0, safe_target.reshape([n * s]))
-            .reshape([n, s])
-            .mask_fill(ignored.clone(), 0.0),
-        None => picked.ones_like().mask_fill(ignored.clone(), 0.0),
-    };
+    let target_weight = target_weights(&picked, safe_target, ignored.clone(), weight);
     let nll = picked
         .neg()
         .mul(target_weight.clone())
@@ -62,4 +54,42 @@ pub(crate) fn pick_targets<B: Backend>(
         target_weight,
         nll,
     }
+}
+
+/// The weight of each element's target class (1 without weights), 0 where `ignored`, on the
+/// grid of `like` (whose dtype it takes): `safe_target` holds class indices, with ignored
+/// targets already replaced by a valid class.
+pub(crate) fn target_weights<B: Backend, const D: usize>(
+    like: &Tensor<B, D>,
+    safe_target: Tensor<B, D, Int>,
+    ignored: Tensor<B, D, Bool>,
+    weight: Option<&Tensor<B, 1>>,
+) -> Tensor<B, D> {
+    match weight {
+        Some(weight) => {
+            let dims = safe_target.dims();
+            let count = safe_target.shape().num_elements();
+            weight
+                .clone()
+                .cast(like.dtype())
+                .gather(0, safe_target.reshape([count]))
+                .reshape(dims)
+                .mask_fill(ignored, 0.0)
+        }
+        None => like.ones_like().mask_fill(ignored, 0.0),
+    }
+}
+
+/// [`target_weights`] of a class-index `target` of any shape, in `dtype` on `target`'s device:
+/// each non-ignored target's class weight, 0 where the target is `ignore_index`.
+pub(crate) fn index_target_weights<B: Backend, const D: usize>(
+    target: &Tensor<B, D, Int>,
+    weight: Option<&Tensor<B, 1>>,
+    ignore_index: i64,
+    dtype: burn::tensor::DType,
+) -> Tensor<B, D> {
+    let ignored = target.clone().equal_elem(ignore_index);
+    let safe_target = target.clone().mask_fill(ignored.clone(), 0);
+    let like = Tensor::<B, D>::zeros(target.shape(), (&target.device(), dtype));
+    target_weights(&like, safe_target, ignored, weight)
 }

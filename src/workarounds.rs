@@ -86,10 +86,28 @@ pub(crate) fn empty_reduced<B: Backend, const DL: usize>(
 /// (its softmax is 0), as in PyTorch; a row whose logits are all `-inf`, or that holds `+inf`
 /// or NaN, gives NaN, as Burn's and PyTorch's do.
 pub fn log_softmax<B: Backend, const D: usize>(x: Tensor<B, D>, dim: usize) -> Tensor<B, D> {
-    let shifted = x.clone() - x.detach().max_dim(dim);
+    let (shifted, _, log_sum) = shifted_log_sum(x, dim);
+    shifted - log_sum
+}
+
+/// `log Σ exp(x)` over `dim` (kept, of size 1), with the exact gradient `softmax(x)` of
+/// [`log_softmax`]'s construction: the detached maximum plus the log of the shifted sum.
+pub(crate) fn log_sum_exp<B: Backend, const D: usize>(x: Tensor<B, D>, dim: usize) -> Tensor<B, D> {
+    let (_, max, log_sum) = shifted_log_sum(x, dim);
+    max + log_sum
+}
+
+/// `x - max`, the detached `max` and `log Σ exp(x - max)` over `dim`, the log differentiated
+/// without a reciprocal (see [`log_softmax`]).
+fn shifted_log_sum<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    dim: usize,
+) -> (Tensor<B, D>, Tensor<B, D>, Tensor<B, D>) {
+    let max = x.clone().detach().max_dim(dim);
+    let shifted = x - max.clone();
     let sum = shifted.clone().exp().sum_dim(dim);
     let constant = sum.clone().detach();
     let inverse = constant.ones_like().div(constant.clone());
     let log_sum = constant.clone().log() + (sum - constant) * inverse;
-    shifted - log_sum
+    (shifted, max, log_sum)
 }

@@ -49,9 +49,15 @@ SHAPES = {
     "nll_loss": [(65536, 10), (8192, 1000), (4096, 32000)],
     "bce": [(4096, 1024), (4194304,)],
     "bce_with_logits": [(4096, 1024), (4194304,)],
+    # hidden [N, D] and V classes: F.cross_entropy(F.linear(h, W, b), t), as
+    # benches/linear_cross_entropy.rs measures burn-xent's linear_cross_entropy.
+    "linear_cross_entropy": [(4096, 1024, 32000), (2048, 2048, 128256)],
 }
-TINY = {"cross_entropy": (128, 10), "nll_loss": (128, 10), "bce": (64, 16), "bce_with_logits": (64, 16)}
+TINY = {"cross_entropy": (128, 10), "nll_loss": (128, 10), "bce": (64, 16), "bce_with_logits": (64, 16),
+        "linear_cross_entropy": (64, 16, 100)}
 MODES = ["forward", "forward_backward"]
+# The linear loss is measured forward + backward only (the issue's target).
+LOSS_MODES = {"linear_cross_entropy": ["forward_backward"]}
 
 
 def label(shape):
@@ -65,8 +71,17 @@ def selected(shape, spec):
 
 def make_inputs(loss, shape, seed=0):
     """Logits (CE, BCE with logits), log-probabilities (NLL) or probabilities (BCE), and class
-    indices or hard 0/1 labels (as floats), drawn as benches/common/mod.rs draws them."""
+    indices or hard 0/1 labels (as floats), drawn as benches/common/mod.rs draws them; for the
+    linear loss, hidden states [N, D], a weight in nn.Linear's layout [V, D], a bias and class
+    indices."""
     g = torch.Generator().manual_seed(seed)
+    if loss == "linear_cross_entropy":
+        n, d, v = shape
+        hidden = torch.rand((n, d), generator=g) * 2 - 1
+        weight = (torch.rand((v, d), generator=g) * 2 - 1) / d ** 0.5
+        bias = (torch.rand((v,), generator=g) * 2 - 1) * 0.1
+        target = torch.randint(0, v, (n,), generator=g, dtype=torch.int64)
+        return (hidden, weight, bias), target
     x = torch.randn(shape, generator=g, dtype=torch.float32)
     if loss in ("cross_entropy", "nll_loss"):
         rows = (shape[0],) + tuple(shape[2:])
@@ -99,6 +114,13 @@ LOSSES = {
 def run(loss, mode, inputs):
     """One run: what benches/losses.rs times, ending with a read of one value."""
     x0, target = inputs
+    if loss == "linear_cross_entropy":
+        h, w, b = (t.detach().requires_grad_() for t in x0)
+        value = F.cross_entropy(F.linear(h, w, b), target)
+        if mode == "forward":
+            return value.item()
+        value.backward()
+        return h.grad.view(-1)[0].item() + w.grad.view(-1)[0].item() + b.grad[0].item()
     if mode == "forward":
         return LOSSES[loss](x0, target).item()
     x = x0.detach().requires_grad_()
@@ -143,10 +165,13 @@ def memory_child(loss, shape_label, mode):
     value = run(loss, mode, inputs)
     seconds = time.perf_counter() - t0
     peak = status_kib("VmHWM:")
+    # The linear loss's extra memory is counted beyond the three gradients too (N·D + V·D + V
+    # values), which every implementation returns.
+    gradients = 4 * (shape[0] * shape[1] + shape[2] * shape[1] + shape[2]) if loss == "linear_cross_entropy" else 0
     print(json.dumps({
         "loss": loss, "shape": list(shape), "mode": mode, "impl": "pytorch", "backend": "cpu",
         "input_rss_bytes": (base - rss_before_inputs) * 1024,
-        "rss_extra_bytes": max(peak - base, 0) * 1024,
+        "rss_extra_bytes": max(max(peak - base, 0) * 1024 - gradients, 0),
         "seconds": seconds, "value": value,
     }))
 
@@ -173,7 +198,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2: the Burn run's rayon threads on this machine)")
     p.add_argument("--shapes", default=os.environ.get("BURN_XENT_BENCH_SHAPES", "all"), help="all, small, or labels like 65536x10,4194304")
-    p.add_argument("--losses", default="all", help="comma list of cross_entropy,nll_loss,bce,bce_with_logits")
+    p.add_argument("--losses", default="all", help="comma list of cross_entropy,nll_loss,bce,bce_with_logits,linear_cross_entropy (all: the first four)")
     p.add_argument("--runs", type=int, default=10, help="at least this many timed runs (default 10, as criterion's samples)")
     p.add_argument("--time", type=float, default=3.0, help="and at least this many seconds of timed runs (default 3)")
     p.add_argument("--warm-up", type=float, default=1.0, help="seconds of untimed runs first (default 1)")
@@ -190,7 +215,7 @@ def main():
         return
     if args.quick:
         args.runs, args.time, args.warm_up = 3, 0.0, 0.0
-    losses = list(SHAPES) if args.losses == "all" else args.losses.split(",")
+    losses = [l for l in SHAPES if l != "linear_cross_entropy"] if args.losses == "all" else args.losses.split(",")
     cases = [(loss, shape) for loss in losses for shape in SHAPES[loss] if selected(shape, args.shapes)]
 
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, f32, CPU; median of "
@@ -198,7 +223,7 @@ def main():
     results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "times": [], "memory": [], "bandwidth_gbs": None}
     print(f"{'case':<44} {'median ms':>10} {'min ms':>10} {'runs':>6}")
     for loss, shape in cases:
-        for mode in MODES:
+        for mode in LOSS_MODES.get(loss, MODES):
             times = time_case(loss, shape, mode, args)
             median = statistics.median(times) * 1e3
             case = f"{loss}/{label(shape)}/{mode}"
@@ -210,7 +235,7 @@ def main():
         print("\nPeak memory beyond the inputs, one process per case (MiB, resident set)")
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
         for loss, shape in cases:
-            for mode in MODES:
+            for mode in LOSS_MODES.get(loss, MODES):
                 out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--case", loss, label(shape), mode],
                                      env=env, capture_output=True, text=True)
                 case = f"{loss}/{label(shape)}/{mode}"

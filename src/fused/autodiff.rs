@@ -11,6 +11,7 @@
 //! graph around them.
 
 use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{ElementConversion, Tensor, TensorPrimitive};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::{base::Checkpointer, strategy::NoCheckpointing};
 use burn_autodiff::grads::Gradients;
@@ -18,8 +19,9 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 
 use super::kernels::{
     BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexParams, ClassProbsArgs,
-    ClassProbsParams, Kernels, Periodic, Ran, Upstream,
+    ClassProbsParams, Kernels, Output, Periodic, Ran, Upstream,
 };
+use crate::linear_cross_entropy::chunked::{self, Grads, LinearInputs, LinearParams};
 
 /// An autodiff float primitive of `Autodiff<X>`.
 pub(crate) type AdFloat<X> = FloatTensor<Autodiff<X>>;
@@ -191,4 +193,107 @@ pub(crate) fn binary<X: Kernels>(
             })
         },
     )
+}
+
+#[derive(Debug)]
+struct LinearNode;
+
+/// What the backward of `linear_cross_entropy` needs.
+#[derive(Clone, Debug)]
+enum LinearState<X: Kernels> {
+    /// A reduced loss: the gradients its forward computed for an upstream gradient of 1,
+    /// which the backward scales.
+    Computed(Grads<X>),
+    /// A per-row loss: the inputs, swept again with the per-row upstream gradient, and which
+    /// gradients are wanted.
+    PerRow(LinearInputs<X>, [bool; 3]),
+}
+
+impl<X: Kernels, const P: usize> Backward<X, P> for LinearNode {
+    type State = LinearState<X>;
+
+    fn backward(self, ops: Ops<Self::State, P>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<X>(&ops.node);
+        let results = match ops.state {
+            LinearState::Computed(computed) => {
+                // The output is [loss, z-loss term]; the term is handed out detached, so only
+                // the loss's upstream gradient counts.
+                let scale: f64 = Tensor::<X, 1>::from_primitive(TensorPrimitive::Float(grad))
+                    .narrow(0, 0, 1)
+                    .into_scalar()
+                    .elem();
+                computed.map(|g| g.map(|g| scaled::<X>(g, scale)))
+            }
+            LinearState::PerRow(inputs, wants) => chunked::backward_per_row(&inputs, grad, wants),
+        };
+        for (parent, result) in ops.parents.into_iter().zip(results) {
+            if let (Some(parent), Some(result)) = (parent, result) {
+                grads.register::<X>(parent.id, result);
+            }
+        }
+    }
+}
+
+/// `gradient` times the upstream value `scale`, read to the host (one read, which waits for
+/// the queued work): not scaled at all for the usual upstream gradient of 1, and otherwise by
+/// a scalar product, which backends can do in place on a gradient they hold alone (whether
+/// a broadcast product with a `[1]` tensor would allocate a second weight-sized gradient was
+/// not measured).
+fn scaled<X: Kernels>(gradient: FloatTensor<X>, scale: f64) -> FloatTensor<X> {
+    if scale == 1.0 {
+        gradient
+    } else {
+        X::float_mul_scalar(gradient, scale.into())
+    }
+}
+
+/// `linear_cross_entropy` on `Autodiff<X>`: one node over `hidden`, `weight` and `bias` (two
+/// without a bias). A reduced loss computes the gradients of its tracked parents in the
+/// forward; a per-row loss sweeps again in the backward; nothing tracked, no gradient work.
+pub(crate) fn linear<X: Kernels>(
+    hidden: AdFloat<X>,
+    weight: AdFloat<X>,
+    bias: Option<AdFloat<X>>,
+    target: IntTensor<X>,
+    class_weight: Option<FloatTensor<X>>,
+    params: LinearParams,
+) -> Option<AdFloat<X>> {
+    let tracked = |tensor: &AdFloat<X>| !tensor.node.requirement.is_none();
+    let wants = [
+        tracked(&hidden),
+        tracked(&weight),
+        bias.as_ref().is_some_and(tracked),
+    ];
+    let inputs = LinearInputs {
+        hidden: hidden.primitive,
+        weight: weight.primitive,
+        bias: bias.as_ref().map(|bias| bias.primitive.clone()),
+        target,
+        class_weight,
+        params,
+    };
+    let (output, state) = match params.output {
+        Output::Reduced(_) => {
+            let (output, computed) = chunked::forward(&inputs, wants)?;
+            (output, LinearState::Computed(computed))
+        }
+        Output::PerElement => {
+            let (output, _) = chunked::forward(&inputs, [false; 3])?;
+            (output, LinearState::PerRow(inputs, wants))
+        }
+    };
+    // One node over the tracked tensors' parents (`NodeRef` is not nameable outside
+    // burn-autodiff, hence a macro rather than a function generic over the parent count).
+    macro_rules! finish {
+        ($($node:expr),*) => {
+            match LinearNode.prepare::<NoCheckpointing>([$($node),*]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish(state, output),
+                OpsKind::UnTracked(prep) => prep.finish(output),
+            }
+        };
+    }
+    Some(match bias {
+        Some(bias) => finish!(hidden.node, weight.node, bias.node),
+        None => finish!(hidden.node, weight.node),
+    })
 }

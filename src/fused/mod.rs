@@ -50,6 +50,7 @@ use core::marker::PhantomData;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
+use crate::linear_cross_entropy::chunked::LinearInputs;
 pub(crate) use kernels::{
     BadValue, BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, ClassProbsParams, Output,
     Periodic, Ran,
@@ -117,6 +118,21 @@ pub(crate) enum FusedOp<B: Backend> {
         Option<Periodic<B>>,
         BinaryParams,
     ),
+    /// `linear_cross_entropy`: the chunked linear layer and cross-entropy (values are checked
+    /// before, never in a kernel).
+    Linear(LinearOp<B>),
+}
+
+/// The inputs of `linear_cross_entropy` on `B`'s primitives: `hidden` `[N, D]`, `weight`
+/// `[D, V]`, `bias` `[V]`, `target` `[N]`, the class weight `[V]`. Its result is `[2]` (the
+/// loss and its z-loss term) or `[N]` (per row), as `params.output` says.
+pub(crate) struct LinearOp<B: Backend> {
+    pub hidden: FloatTensor<B>,
+    pub weight: FloatTensor<B>,
+    pub bias: Option<FloatTensor<B>>,
+    pub target: IntTensor<B>,
+    pub class_weight: Option<FloatTensor<B>>,
+    pub params: crate::linear_cross_entropy::chunked::LinearParams,
 }
 
 impl<B: Backend> FusedOp<B> {
@@ -125,7 +141,7 @@ impl<B: Backend> FusedOp<B> {
         match &mut self {
             Self::ClassIndex(.., params) => params.check_values = check,
             Self::Binary(.., params) => params.check_values = check,
-            Self::ClassProbs(..) => {}
+            Self::ClassProbs(..) | Self::Linear(..) => {}
         }
         self
     }
@@ -251,6 +267,22 @@ impl<B: Backend, X: Kernels> FusedLosses<B> for OnInner<X> {
                 });
                 ran::<X>(input, result)
             }
+            FusedOp::Linear(op) => {
+                let hidden: FloatTensor<X> = same(op.hidden);
+                let inputs = LinearInputs::<X> {
+                    hidden: hidden.clone(),
+                    weight: same(op.weight),
+                    bias: op.bias.map(same),
+                    target: same(op.target),
+                    class_weight: op.class_weight.map(same),
+                    params: op.params,
+                };
+                // No autodiff: the forward alone, without any gradient work.
+                match crate::linear_cross_entropy::chunked::forward(&inputs, [false; 3]) {
+                    Some((loss, ..)) => Ran::Done(loss),
+                    None => Ran::Uncovered(hidden),
+                }
+            }
         };
         on_b::<B, X>(loss)
     }
@@ -313,6 +345,23 @@ impl<B: Backend, X: Kernels> FusedLosses<B> for OnAutodiff<X> {
                     return Ran::Uncovered(input);
                 };
                 autodiff::binary::<X>(same(input), same(target), weight, pos_weight, params)
+            }
+            FusedOp::Linear(op) => {
+                let Some(class_weight) = all_some(op.class_weight.map(constant)) else {
+                    return Ran::Uncovered(op.hidden);
+                };
+                let hidden = op.hidden.clone();
+                match autodiff::linear::<X>(
+                    same(op.hidden),
+                    same(op.weight),
+                    op.bias.map(same),
+                    same(op.target),
+                    class_weight,
+                    op.params,
+                ) {
+                    Some(out) => Ran::Done(out),
+                    None => return Ran::Uncovered(hidden),
+                }
             }
         };
         on_b(ran)

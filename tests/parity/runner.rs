@@ -386,6 +386,7 @@ fn class_indices<B: AutodiffBackend, const D: usize, const DT: usize>(
                 ignore_index: case.ignore_index,
                 label_smoothing: case.label_smoothing,
                 check_values: true,
+                ..CrossEntropyOptions::new()
             };
             match reduced(case.reduction) {
                 Some(reduction) => {
@@ -435,6 +436,7 @@ fn class_probs<B: AutodiffBackend, const D: usize, const DO: usize>(
             ignore_index: case.ignore_index,
             label_smoothing: case.label_smoothing,
             check_values: true,
+            ..CrossEntropyOptions::new()
         };
         match reduced(case.reduction) {
             Some(reduction) => {

@@ -202,11 +202,19 @@ pub(super) fn class_index<T: Element>(
                         Some((t, wt)) => -(wt * row.values()[t]),
                         None => T::ZERO,
                     };
-                    if let Row::Write(out) | Row::Into(_, out) = row {
-                        out.fill(T::ZERO);
-                        if let Some((t, wt)) = target {
-                            out[t] = -(wt * scale);
+                    // A gradient zero but for the target: an `Into` row's buffer is zero-filled
+                    // already (and its untouched pages stay unmapped); a row written over
+                    // holds logits to clear.
+                    let out = match row {
+                        Row::Write(out) => {
+                            out.fill(T::ZERO);
+                            Some(out)
                         }
+                        Row::Into(_, out) => Some(out),
+                        Row::Read(_) => None,
+                    };
+                    if let (Some(out), Some((t, wt))) = (out, target) {
+                        out[t] = -(wt * scale);
                     }
                 }
             }

@@ -28,7 +28,8 @@ pub(super) enum Logits<'a, T> {
     Read(&'a [T]),
     /// The gradient written over the logits (storage nothing else holds).
     InPlace(&'a mut [T]),
-    /// The gradient written into `gradient`, the logits read from `logits`.
+    /// The gradient written into `gradient` (zero-filled: a kernel may write only its
+    /// non-zero elements), the logits read from `logits`.
     Into {
         logits: &'a [T],
         gradient: &'a mut [T],

@@ -26,8 +26,9 @@ use burn::tensor::{DType, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
 use super::kernels::{
-    BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexParams, ClassIndexSaved,
-    ClassProbsArgs, ClassProbsParams, Kernels, LossAndGrads, Output, Periodic, Ran, Upstream,
+    BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexKind, ClassIndexParams,
+    ClassIndexSaved, ClassProbsArgs, ClassProbsParams, Kernels, LossAndGrads, Output, Periodic,
+    Ran, Upstream,
 };
 use crate::reduction::Reduction;
 use layout::{Logits, Walk};
@@ -161,6 +162,17 @@ impl<X: CpuTensors> Input<'_, X> {
     /// wanted, and returns that gradient (the input's shape): the input itself when its
     /// storage is its own, a new tensor otherwise.
     fn run<T: Element>(self, kernel: impl FnOnce(Logits<'_, T>)) -> Option<FloatTensor<X>> {
+        self.run_into::<T>(true, kernel)
+    }
+
+    /// [`Input::run`], with `in_place` false for a gradient that is better written into a
+    /// fresh zero-filled buffer (NLL's: zero but for one element per row, so most of its pages
+    /// are never touched, while writing over the logits would clear them all).
+    fn run_into<T: Element>(
+        self,
+        in_place: bool,
+        kernel: impl FnOnce(Logits<'_, T>),
+    ) -> Option<FloatTensor<X>> {
         let mut input = match self {
             Input::Borrowed(input) => {
                 kernel(Logits::Read(&X::reals::<T>(input)));
@@ -168,7 +180,7 @@ impl<X: CpuTensors> Input<'_, X> {
             }
             Input::Owned(input) => input,
         };
-        if let Some(values) = X::unique_reals_mut::<T>(&mut input) {
+        if in_place && let Some(values) = X::unique_reals_mut::<T>(&mut input) {
             kernel(Logits::InPlace(values));
             return Some(input);
         }
@@ -201,7 +213,8 @@ fn class_index_op<T: Element, X: CpuTensors>(
     };
     let scale = unit_scale::<T>(params.output, total);
     let mut loss = vec![T::ZERO; targets.len()];
-    let grad = input.run::<T>(|logits| {
+    let in_place = params.kind == ClassIndexKind::CrossEntropy;
+    let grad = input.run_into::<T>(in_place, |logits| {
         class::class_index(walk, logits, &targets, weight, params, scale, &mut loss)
     });
     Ok((loss_output::<T, X>(loss, params.output, total), total, grad))

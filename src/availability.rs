@@ -11,11 +11,12 @@
 //! [`crate::gradcheck`]'s users can use them for theirs:
 //!
 //! ```
+//! use burn::tensor::Device;
 //! use burn_xent::availability::{REQUIRE_WGPU, required_by_env, run_or_skip};
-//! type B = burn_ndarray::NdArray<f32>;
+//! let device = Device::ndarray();
 //! // PyTorch has no counterpart; the nearest is `torch.cuda.is_available()`.
-//! if run_or_skip::<B>("my_check", &Default::default(), required_by_env(REQUIRE_WGPU)) {
-//!     // … the check, on B …
+//! if run_or_skip("my_check", &device, required_by_env(REQUIRE_WGPU)) {
+//!     // … the check, on `device` …
 //! }
 //! ```
 
@@ -24,29 +25,28 @@ use std::panic::{self, PanicHookInfo};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, Once, OnceLock};
 
-use burn::tensor::backend::Backend;
-use burn::tensor::{Element, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// The environment variable that turns a missing wgpu adapter from a skip into a failure in
 /// this crate's tests when it is `1` (CI sets it).
 pub const REQUIRE_WGPU: &str = "BURN_XENT_REQUIRE_WGPU";
 
-/// Why backend `B` cannot run on `device`, or `None` when it can.
+/// Why the backend of `device` cannot run on it, or `None` when it can.
 ///
-/// The first call for a backend type and device runs one small operation (two numbers
+/// The first call for a device runs one small operation (two numbers
 /// summed and read back) on a separate thread; later calls return the remembered answer. Any
 /// panic during that probe, on any thread, is caught and kept off the terminal (a driver
 /// thread's panic would otherwise print a message and a backtrace that read like a crash);
 /// panics outside the probe print as usual. Probes run one at a time and take well under a
 /// second; a panic of another thread in that window is not printed either.
 ///
-/// The reason is one line, e.g. `Autodiff<Wgpu>: no usable adapter (No possible adapter
+/// The reason is one line, e.g. `Autodiff<Cube(…)>: no usable adapter (No possible adapter
 /// available for backend. Falling back to first available.); on Debian install
 /// mesa-vulkan-drivers` for wgpu.
-pub fn backend_unavailable<B: Backend>(device: &B::Device) -> Option<String> {
-    type Answers = Mutex<HashMap<(core::any::TypeId, String), Option<String>>>;
+pub fn backend_unavailable(device: &Device) -> Option<String> {
+    type Answers = Mutex<HashMap<String, Option<String>>>;
     static ANSWERS: OnceLock<Answers> = OnceLock::new();
-    let key = (core::any::TypeId::of::<B>(), format!("{device:?}"));
+    let key = format!("{device:?}");
     // Held across the probe: one probe at a time, and a second caller waits for the answer.
     let mut answers = ANSWERS
         .get_or_init(Default::default)
@@ -54,19 +54,19 @@ pub fn backend_unavailable<B: Backend>(device: &B::Device) -> Option<String> {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     answers
         .entry(key)
-        .or_insert_with(|| probe::<B>(device))
+        .or_insert_with(|| probe(device))
         .clone()
 }
 
-/// True when backend `B` runs on `device`. Otherwise prints one line,
+/// True when the backend of `device` runs on it. Otherwise prints one line,
 /// `SKIPPED <what>: <reason>`, and returns false, or, when `required`, panics with that
 /// reason.
 ///
 /// This is the protocol of every wgpu test of this crate (with `required` from
 /// [`required_by_env`]`(`[`REQUIRE_WGPU`]`)`), so that a machine without a GPU driver passes
 /// the suite with `SKIPPED` lines and CI, which installs a driver, cannot skip silently.
-pub fn run_or_skip<B: Backend>(what: &str, device: &B::Device, required: bool) -> bool {
-    let Some(reason) = backend_unavailable::<B>(device) else {
+pub fn run_or_skip(what: &str, device: &Device, required: bool) -> bool {
+    let Some(reason) = backend_unavailable(device) else {
         return true;
     };
     if required {
@@ -110,30 +110,30 @@ fn install_quiet_hook() {
 }
 
 /// Runs the probe operation on its own thread; `Some(reason)` when it failed.
-fn probe<B: Backend>(device: &B::Device) -> Option<String> {
+fn probe(device: &Device) -> Option<String> {
     install_quiet_hook();
     PROBES_RUNNING.fetch_add(1, Ordering::SeqCst);
     if let Ok(mut first) = FIRST_PROBE_PANIC.lock() {
         *first = None;
     }
+    let name = device_name(device);
     let device = device.clone();
     let outcome = std::thread::Builder::new()
         .name(PROBE_THREAD.to_string())
         .spawn(move || {
-            // An explicit dtype: Burn 0.21 fixes a device type's default float dtype at its first
-            // tensor, and a probe must not choose it for the program.
-            let dtype = <B::FloatElem as Element>::dtype();
-            let data = TensorData::from([1.0f32, 2.0]).convert_dtype(dtype);
-            Tensor::<B, 1>::from_data(data, (&device, dtype))
+            // f32, which every backend has. (Burn 0.22 fixes a device's default dtypes at its
+            // first tensor even with an explicit dtype, as `Device::configure` says: a program
+            // that configures its device does so before its first loss.)
+            let data = TensorData::from([1.0f32, 2.0]);
+            Tensor::<1>::from_data(data, (&device, burn::tensor::DType::F32))
                 .sum()
                 .into_data()
                 .convert::<f64>()
-                .to_vec::<f64>()
+                .try_to_vec::<f64>()
         })
         .expect("spawning the probe thread")
         .join();
     PROBES_RUNNING.fetch_sub(1, Ordering::SeqCst);
-    let name = short_type_name::<B>();
     match outcome {
         Ok(Ok(sum)) if sum == [3.0] => None,
         Ok(Ok(sum)) => Some(format!("{name}: the probe summed [1, 2] to {sum:?}")),
@@ -147,7 +147,7 @@ fn probe<B: Backend>(device: &B::Device) -> Option<String> {
                 .and_then(|mut first| first.take());
             let message = first.unwrap_or_else(|| panic_text(&*panic));
             let first_line = message.lines().next().unwrap_or_default().trim();
-            Some(if name.contains("Wgpu") || name.contains("Cube") {
+            Some(if name.contains("Cube") {
                 format!(
                     "{name}: no usable wgpu adapter ({first_line}); on Debian install \
                      mesa-vulkan-drivers"
@@ -168,46 +168,34 @@ pub(crate) fn panic_text(payload: &(dyn core::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_string())
 }
 
-/// `B`'s type name without module paths, e.g. `Autodiff<NdArray<f32>>` or
-/// `Autodiff<Fusion<CubeBackend<…>>>`; it names backends in availability reasons and in
-/// [`crate::backend_check`]'s reports.
-pub(crate) fn short_type_name<B>() -> String {
-    let full = core::any::type_name::<B>();
-    let mut short = String::with_capacity(full.len());
-    let mut segment = String::new();
-    for ch in full.chars() {
-        match ch {
-            ':' => segment.clear(),
-            '<' | '>' | ',' | ' ' => {
-                short.push_str(&segment);
-                segment.clear();
-                short.push(ch);
-            }
-            _ => segment.push(ch),
-        }
+/// A short name of `device`'s backend, e.g. `NdArray(Cpu)` or `Autodiff<Cube(…)>`; it names
+/// backends in availability reasons and in [`crate::backend_check`]'s reports.
+pub(crate) fn device_name(device: &Device) -> String {
+    let inner = format!("{:?}", device.clone().inner().as_dispatch());
+    if device.is_autodiff() {
+        format!("Autodiff<{inner}>")
+    } else {
+        inner
     }
-    short.push_str(&segment);
-    short
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "fused-ndarray")]
     #[test]
-    fn short_names_drop_module_paths() {
-        assert_eq!(
-            short_type_name::<Option<std::vec::Vec<u8>>>(),
-            "Option<Vec<u8>>"
-        );
+    fn device_names_say_the_backend_and_autodiff() {
+        assert_eq!(device_name(&Device::ndarray()), "NdArray(Cpu)");
+        assert_eq!(device_name(&Device::ndarray().autodiff()), "Autodiff<NdArray(Cpu)>");
     }
 
     #[cfg(feature = "fused-ndarray")]
     #[test]
     fn ndarray_is_available_and_remembered() {
-        type B = burn_ndarray::NdArray<f32>;
-        assert_eq!(backend_unavailable::<B>(&Default::default()), None);
-        assert_eq!(backend_unavailable::<B>(&Default::default()), None);
-        assert!(run_or_skip::<B>("ndarray", &Default::default(), true));
+        let device = Device::ndarray();
+        assert_eq!(backend_unavailable(&device), None);
+        assert_eq!(backend_unavailable(&device), None);
+        assert!(run_or_skip("ndarray", &device, true));
     }
 }

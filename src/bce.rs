@@ -3,7 +3,7 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::{Device, Tensor};
 
 use crate::binary::{self, BinaryLoss};
 use crate::broadcast::BroadcastWeight;
@@ -18,15 +18,15 @@ const FUNCTION: &str = "binary_cross_entropy";
 
 /// Options of [`binary_cross_entropy`]: PyTorch's `weight`, plus the value check.
 #[derive(Clone, Debug)]
-pub struct BceOptions<B: Backend> {
+pub struct BceOptions {
     /// Rescales each element's loss; broadcast against the input (PyTorch's `weight`).
-    pub weight: Option<BroadcastWeight<B>>,
+    pub weight: Option<BroadcastWeight>,
     /// Check that every probability and every target lies in `[0, 1]` (default `true`); see
     /// [`binary_cross_entropy`] for what it costs.
     pub check_values: bool,
 }
 
-impl<B: Backend> Default for BceOptions<B> {
+impl Default for BceOptions {
     fn default() -> Self {
         Self {
             weight: None,
@@ -35,14 +35,14 @@ impl<B: Backend> Default for BceOptions<B> {
     }
 }
 
-impl<B: Backend> BceOptions<B> {
+impl BceOptions {
     /// No weight, values checked: `F.binary_cross_entropy(input, target)`.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Sets the element weight (any rank that broadcasts to the input).
-    pub fn with_weight(mut self, weight: impl Into<BroadcastWeight<B>>) -> Self {
+    pub fn with_weight(mut self, weight: impl Into<BroadcastWeight>) -> Self {
         self.weight = Some(weight.into());
         self
     }
@@ -54,13 +54,13 @@ impl<B: Backend> BceOptions<B> {
     }
 }
 
-impl<B: Backend> BinaryLoss<B> for BceOptions<B> {
+impl BinaryLoss for BceOptions {
     fn request<'a, const D: usize>(
         &'a self,
-        input: Tensor<B, D>,
-        target: &'a Tensor<B, D>,
+        input: Tensor<D>,
+        target: &'a Tensor<D>,
         output: Output,
-    ) -> Request<'a, B, D, D> {
+    ) -> Request<'a, D, D> {
         let weights = [self.weight.as_ref(), None];
         Request::binary(
             FUNCTION,
@@ -73,7 +73,7 @@ impl<B: Backend> BinaryLoss<B> for BceOptions<B> {
         )
     }
 
-    fn composite<const D: usize>(&self, input: Tensor<B, D>, target: Tensor<B, D>) -> Tensor<B, D> {
+    fn composite<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> Tensor<D> {
         composite_loss(input, target, self)
     }
 }
@@ -108,12 +108,12 @@ impl<B: Backend> BinaryLoss<B> for BceOptions<B> {
 ///   from the device, which waits for the work queued before it (the fused CPU kernel checks
 ///   while it reads); switch it off in a hot loop whose inputs come out of a sigmoid and whose
 ///   targets are known to be labels.
-pub fn binary_cross_entropy<B: Backend, const D: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
+pub fn binary_cross_entropy<const D: usize>(
+    input: Tensor<D>,
+    target: Tensor<D>,
     reduction: Reduction,
-    options: &BceOptions<B>,
-) -> Tensor<B, 1> {
+    options: &BceOptions,
+) -> Tensor<1> {
     binary::reduced(options, input, target, reduction)
 }
 
@@ -124,20 +124,20 @@ pub fn binary_cross_entropy<B: Backend, const D: usize>(
 /// | PyTorch | burn-xent |
 /// |---|---|
 /// | `F.binary_cross_entropy(p, t, reduction='none')` | `binary_cross_entropy_no_reduction(p, t, &BceOptions::new())` |
-pub fn binary_cross_entropy_no_reduction<B: Backend, const D: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
-    options: &BceOptions<B>,
-) -> Tensor<B, D> {
+pub fn binary_cross_entropy_no_reduction<const D: usize>(
+    input: Tensor<D>,
+    target: Tensor<D>,
+    options: &BceOptions,
+) -> Tensor<D> {
     binary::per_element(options, input, target)
 }
 
 /// The per-element loss from Burn's generic operations (the reference path).
-fn composite_loss<B: Backend, const D: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
-    options: &BceOptions<B>,
-) -> Tensor<B, D> {
+fn composite_loss<const D: usize>(
+    input: Tensor<D>,
+    target: Tensor<D>,
+    options: &BceOptions,
+) -> Tensor<D> {
     if workarounds::is_empty(&input) {
         return workarounds::empty_loss(input.dims(), &input);
     }
@@ -180,12 +180,12 @@ impl BceLossConfig {
     ///
     /// # Panics
     /// If `weight_shape` does not hold as many elements as `weight`.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> BceLoss<B> {
+    pub fn init(&self, device: &Device) -> BceLoss {
         BceLoss {
             weight: self
                 .weight
                 .as_ref()
-                .map(|w| Tensor::<B, 1>::from_floats(w.as_slice(), device)),
+                .map(|w| Tensor::<1>::from_floats(w.as_slice(), device)),
             weight_shape: crate::broadcast::config_shape(
                 "BceLossConfig",
                 "weight_shape",
@@ -208,9 +208,9 @@ impl BceLossConfig {
 /// | `nn.BCELoss()(p, t)` | `BceLossConfig::new().init(&device).forward(p, t, Reduction::Mean)` |
 /// | `nn.BCELoss(weight=w, reduction='none')(p, t)` | `BceLossConfig::new().with_weight(Some(w)).init(&device).forward_no_reduction(p, t)` |
 #[derive(Module, Debug)]
-pub struct BceLoss<B: Backend> {
+pub struct BceLoss {
     /// The element weights, flat (see `weight_shape`).
-    pub weight: Option<Tensor<B, 1>>,
+    pub weight: Option<Tensor<1>>,
     /// The shape the weights broadcast from.
     #[module(skip)]
     pub weight_shape: Vec<usize>,
@@ -218,9 +218,9 @@ pub struct BceLoss<B: Backend> {
     pub check_values: bool,
 }
 
-impl<B: Backend> BceLoss<B> {
+impl BceLoss {
     /// The function options this module stands for.
-    pub fn options(&self) -> BceOptions<B> {
+    pub fn options(&self) -> BceOptions {
         BceOptions {
             weight: self
                 .weight
@@ -233,19 +233,19 @@ impl<B: Backend> BceLoss<B> {
     /// The reduced loss; see [`binary_cross_entropy`] for shapes and panics.
     pub fn forward<const D: usize>(
         &self,
-        input: Tensor<B, D>,
-        target: Tensor<B, D>,
+        input: Tensor<D>,
+        target: Tensor<D>,
         reduction: Reduction,
-    ) -> Tensor<B, 1> {
+    ) -> Tensor<1> {
         binary_cross_entropy(input, target, reduction, &self.options())
     }
 
     /// The per-element loss in the input's shape; see [`binary_cross_entropy_no_reduction`].
     pub fn forward_no_reduction<const D: usize>(
         &self,
-        input: Tensor<B, D>,
-        target: Tensor<B, D>,
-    ) -> Tensor<B, D> {
+        input: Tensor<D>,
+        target: Tensor<D>,
+    ) -> Tensor<D> {
         binary_cross_entropy_no_reduction(input, target, &self.options())
     }
 }

@@ -3,7 +3,7 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::{Device, Tensor};
 
 use crate::binary::{self, BinaryLoss};
 use crate::broadcast::{BroadcastWeight, config_shape};
@@ -17,15 +17,15 @@ const FUNCTION: &str = "binary_cross_entropy_with_logits";
 
 /// Options of [`binary_cross_entropy_with_logits`]: PyTorch's `weight` and `pos_weight`.
 #[derive(Clone, Debug)]
-pub struct BceWithLogitsOptions<B: Backend> {
+pub struct BceWithLogitsOptions {
     /// Rescales each element's loss; broadcast against the input (PyTorch's `weight`).
-    pub weight: Option<BroadcastWeight<B>>,
+    pub weight: Option<BroadcastWeight>,
     /// Weight of the positive term, broadcast against the input; usually shape `[C]`, one
     /// per class of the last dimension (PyTorch's `pos_weight`).
-    pub pos_weight: Option<BroadcastWeight<B>>,
+    pub pos_weight: Option<BroadcastWeight>,
 }
 
-impl<B: Backend> Default for BceWithLogitsOptions<B> {
+impl Default for BceWithLogitsOptions {
     fn default() -> Self {
         Self {
             weight: None,
@@ -34,37 +34,37 @@ impl<B: Backend> Default for BceWithLogitsOptions<B> {
     }
 }
 
-impl<B: Backend> BceWithLogitsOptions<B> {
+impl BceWithLogitsOptions {
     /// No weights: `F.binary_cross_entropy_with_logits(x, t)`.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Sets the element weight (any rank that broadcasts to the input).
-    pub fn with_weight(mut self, weight: impl Into<BroadcastWeight<B>>) -> Self {
+    pub fn with_weight(mut self, weight: impl Into<BroadcastWeight>) -> Self {
         self.weight = Some(weight.into());
         self
     }
 
     /// Sets the positive-class weight (any rank that broadcasts to the input).
-    pub fn with_pos_weight(mut self, pos_weight: impl Into<BroadcastWeight<B>>) -> Self {
+    pub fn with_pos_weight(mut self, pos_weight: impl Into<BroadcastWeight>) -> Self {
         self.pos_weight = Some(pos_weight.into());
         self
     }
 }
 
-impl<B: Backend> BinaryLoss<B> for BceWithLogitsOptions<B> {
+impl BinaryLoss for BceWithLogitsOptions {
     fn request<'a, const D: usize>(
         &'a self,
-        input: Tensor<B, D>,
-        target: &'a Tensor<B, D>,
+        input: Tensor<D>,
+        target: &'a Tensor<D>,
         output: Output,
-    ) -> Request<'a, B, D, D> {
+    ) -> Request<'a, D, D> {
         let weights = [self.weight.as_ref(), self.pos_weight.as_ref()];
         Request::binary(FUNCTION, KIND, input, target, weights, false, output)
     }
 
-    fn composite<const D: usize>(&self, input: Tensor<B, D>, target: Tensor<B, D>) -> Tensor<B, D> {
+    fn composite<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> Tensor<D> {
         composite_loss(input, target, self)
     }
 }
@@ -91,12 +91,12 @@ impl<B: Backend> BinaryLoss<B> for BceWithLogitsOptions<B> {
 /// # Panics
 /// If `target`'s shape differs from `input`'s, or `weight` or `pos_weight` does not broadcast
 /// to it. No value is read from the device.
-pub fn binary_cross_entropy_with_logits<B: Backend, const D: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
+pub fn binary_cross_entropy_with_logits<const D: usize>(
+    input: Tensor<D>,
+    target: Tensor<D>,
     reduction: Reduction,
-    options: &BceWithLogitsOptions<B>,
-) -> Tensor<B, 1> {
+    options: &BceWithLogitsOptions,
+) -> Tensor<1> {
     binary::reduced(options, input, target, reduction)
 }
 
@@ -108,20 +108,20 @@ pub fn binary_cross_entropy_with_logits<B: Backend, const D: usize>(
 /// | PyTorch | burn-xent |
 /// |---|---|
 /// | `F.binary_cross_entropy_with_logits(x, t, reduction='none')` | `binary_cross_entropy_with_logits_no_reduction(x, t, &BceWithLogitsOptions::new())` |
-pub fn binary_cross_entropy_with_logits_no_reduction<B: Backend, const D: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
-    options: &BceWithLogitsOptions<B>,
-) -> Tensor<B, D> {
+pub fn binary_cross_entropy_with_logits_no_reduction<const D: usize>(
+    input: Tensor<D>,
+    target: Tensor<D>,
+    options: &BceWithLogitsOptions,
+) -> Tensor<D> {
     binary::per_element(options, input, target)
 }
 
 /// The per-element loss from Burn's generic operations (the reference path).
-fn composite_loss<B: Backend, const D: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
-    options: &BceWithLogitsOptions<B>,
-) -> Tensor<B, D> {
+fn composite_loss<const D: usize>(
+    input: Tensor<D>,
+    target: Tensor<D>,
+    options: &BceWithLogitsOptions,
+) -> Tensor<D> {
     if workarounds::is_empty(&input) {
         return workarounds::empty_loss(input.dims(), &input);
     }
@@ -182,8 +182,8 @@ impl BceWithLogitsLossConfig {
     ///
     /// # Panics
     /// If a `*_shape` does not hold as many elements as its weights.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> BceWithLogitsLoss<B> {
-        let tensor = |w: &Vec<f32>| Tensor::<B, 1>::from_floats(w.as_slice(), device);
+    pub fn init(&self, device: &Device) -> BceWithLogitsLoss {
+        let tensor = |w: &Vec<f32>| Tensor::<1>::from_floats(w.as_slice(), device);
         let config = "BceWithLogitsLossConfig";
         BceWithLogitsLoss {
             weight: self.weight.as_ref().map(tensor),
@@ -208,23 +208,23 @@ impl BceWithLogitsLossConfig {
 /// |---|---|
 /// | `nn.BCEWithLogitsLoss(pos_weight=pw)(x, t)` | `BceWithLogitsLossConfig::new().with_pos_weight(Some(pw)).init(&device).forward(x, t, Reduction::Mean)` |
 #[derive(Module, Debug)]
-pub struct BceWithLogitsLoss<B: Backend> {
+pub struct BceWithLogitsLoss {
     /// The element weights, flat (see `weight_shape`).
-    pub weight: Option<Tensor<B, 1>>,
+    pub weight: Option<Tensor<1>>,
     /// The shape the element weights broadcast from.
     #[module(skip)]
     pub weight_shape: Vec<usize>,
     /// The positive-class weights, flat (see `pos_weight_shape`).
-    pub pos_weight: Option<Tensor<B, 1>>,
+    pub pos_weight: Option<Tensor<1>>,
     /// The shape the positive-class weights broadcast from.
     #[module(skip)]
     pub pos_weight_shape: Vec<usize>,
 }
 
-impl<B: Backend> BceWithLogitsLoss<B> {
+impl BceWithLogitsLoss {
     /// The function options this module stands for.
-    pub fn options(&self) -> BceWithLogitsOptions<B> {
-        let broadcast = |w: &Option<Tensor<B, 1>>, shape: &Vec<usize>| {
+    pub fn options(&self) -> BceWithLogitsOptions {
+        let broadcast = |w: &Option<Tensor<1>>, shape: &Vec<usize>| {
             w.clone()
                 .map(|w| BroadcastWeight::from_flat(w, shape.clone()))
         };
@@ -237,10 +237,10 @@ impl<B: Backend> BceWithLogitsLoss<B> {
     /// The reduced loss; see [`binary_cross_entropy_with_logits`].
     pub fn forward<const D: usize>(
         &self,
-        input: Tensor<B, D>,
-        target: Tensor<B, D>,
+        input: Tensor<D>,
+        target: Tensor<D>,
         reduction: Reduction,
-    ) -> Tensor<B, 1> {
+    ) -> Tensor<1> {
         binary_cross_entropy_with_logits(input, target, reduction, &self.options())
     }
 
@@ -248,9 +248,9 @@ impl<B: Backend> BceWithLogitsLoss<B> {
     /// [`binary_cross_entropy_with_logits_no_reduction`].
     pub fn forward_no_reduction<const D: usize>(
         &self,
-        input: Tensor<B, D>,
-        target: Tensor<B, D>,
-    ) -> Tensor<B, D> {
+        input: Tensor<D>,
+        target: Tensor<D>,
+    ) -> Tensor<D> {
         binary_cross_entropy_with_logits_no_reduction(input, target, &self.options())
     }
 }

@@ -1,34 +1,34 @@
 //! The front the two binary losses share (BCE on probabilities, BCE with logits): the
 //! protocol's request, then the composite path when no kernel ran, reduced or per element.
 
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::{Tensor};
 
 use crate::fused::Output;
 use crate::path::Request;
 use crate::reduction::{Reduction, reduce_by_count};
 
 /// What a binary loss's options provide to the shared front.
-pub(crate) trait BinaryLoss<B: Backend> {
+pub(crate) trait BinaryLoss {
     /// The call as the protocol takes it (`crate::path`).
     fn request<'a, const D: usize>(
         &'a self,
-        input: Tensor<B, D>,
-        target: &'a Tensor<B, D>,
+        input: Tensor<D>,
+        target: &'a Tensor<D>,
         output: Output,
-    ) -> Request<'a, B, D, D>;
+    ) -> Request<'a, D, D>;
 
     /// The per-element loss from Burn's generic operations (the reference path).
-    fn composite<const D: usize>(&self, input: Tensor<B, D>, target: Tensor<B, D>) -> Tensor<B, D>;
+    fn composite<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> Tensor<D>;
 }
 
 /// The loss reduced to `[1]`: the fused kernel's, or the composite one's mean or sum over
 /// every element.
-pub(crate) fn reduced<B: Backend, const D: usize>(
-    loss: &impl BinaryLoss<B>,
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
+pub(crate) fn reduced<const D: usize>(
+    loss: &impl BinaryLoss,
+    input: Tensor<D>,
+    target: Tensor<D>,
     reduction: Reduction,
-) -> Tensor<B, 1> {
+) -> Tensor<1> {
     let count = input.shape().num_elements();
     match loss
         .request(input, &target, Output::Reduced(reduction))
@@ -40,11 +40,11 @@ pub(crate) fn reduced<B: Backend, const D: usize>(
 }
 
 /// The loss per element, in the input's shape.
-pub(crate) fn per_element<B: Backend, const D: usize>(
-    loss: &impl BinaryLoss<B>,
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
-) -> Tensor<B, D> {
+pub(crate) fn per_element<const D: usize>(
+    loss: &impl BinaryLoss,
+    input: Tensor<D>,
+    target: Tensor<D>,
+) -> Tensor<D> {
     let dims = input.dims();
     match loss.request(input, &target, Output::PerElement).fused() {
         Ok(fused) => fused.reshape(dims),

@@ -1,7 +1,8 @@
 //! Weights of any rank that broadcast against the input, as PyTorch's BCE `weight` and
 //! `pos_weight` do.
 
-use burn::tensor::{Tensor, backend::Backend};
+use burn::backend::Dispatch;
+use burn::tensor::Tensor;
 
 use crate::checks;
 use crate::fused::Periodic;
@@ -10,17 +11,17 @@ use crate::fused::Periodic;
 /// of a loss when the loss is computed (PyTorch's broadcasting rules: align the shapes from the
 /// right; each dimension equal to the input's or 1).
 ///
-/// Built from any `Tensor<B, K>` with [`BroadcastWeight::new`] or `From`; the usual shapes are
+/// Built from any `Tensor<K>` with [`BroadcastWeight::new`] or `From`; the usual shapes are
 /// `[C]` (one weight per position of the last dimension) and the input's own shape.
 #[derive(Clone, Debug)]
-pub struct BroadcastWeight<B: Backend> {
-    values: Tensor<B, 1>,
+pub struct BroadcastWeight {
+    values: Tensor<1>,
     shape: Vec<usize>,
 }
 
-impl<B: Backend> BroadcastWeight<B> {
+impl BroadcastWeight {
     /// Keeps `tensor` (any rank) for broadcasting against a loss's input.
-    pub fn new<const K: usize>(tensor: Tensor<B, K>) -> Self {
+    pub fn new<const K: usize>(tensor: Tensor<K>) -> Self {
         let shape = tensor.dims().to_vec();
         Self {
             values: tensor.flatten(0, K - 1),
@@ -32,7 +33,7 @@ impl<B: Backend> BroadcastWeight<B> {
     ///
     /// # Panics
     /// If `shape` does not hold as many elements as `values`.
-    pub fn from_flat(values: Tensor<B, 1>, shape: Vec<usize>) -> Self {
+    pub fn from_flat(values: Tensor<1>, shape: Vec<usize>) -> Self {
         let count: usize = shape.iter().product();
         assert!(
             count == values.dims()[0],
@@ -53,8 +54,8 @@ impl<B: Backend> BroadcastWeight<B> {
         &self,
         function: &str,
         argument: &str,
-        input: &Tensor<B, D>,
-    ) -> Tensor<B, D> {
+        input: &Tensor<D>,
+    ) -> Tensor<D> {
         let to = input.dims();
         checks::broadcasts_to(function, argument, &self.shape, &to);
         let mut padded = [1usize; D];
@@ -67,7 +68,7 @@ impl<B: Backend> BroadcastWeight<B> {
     }
 }
 
-impl<B: Backend> BroadcastWeight<B> {
+impl BroadcastWeight {
     /// The weight for a fused kernel: its values and the period with which they repeat over
     /// the input's row-major elements. A weight that varies along trailing dimensions only
     /// (`[C]` against `[N, C]`, or the input's own shape) keeps its values; any other shape
@@ -77,8 +78,8 @@ impl<B: Backend> BroadcastWeight<B> {
         &self,
         function: &str,
         argument: &str,
-        input: &Tensor<B, D>,
-    ) -> Periodic<B> {
+        input: &Tensor<D>,
+    ) -> Periodic<Dispatch> {
         let to = input.dims();
         checks::broadcasts_to(function, argument, &self.shape, &to);
         let first = self
@@ -97,14 +98,14 @@ impl<B: Backend> BroadcastWeight<B> {
             )
         };
         Periodic {
-            values: values.into_primitive().tensor(),
+            values: values.into_dispatch(),
             period,
         }
     }
 }
 
-impl<B: Backend, const K: usize> From<Tensor<B, K>> for BroadcastWeight<B> {
-    fn from(tensor: Tensor<B, K>) -> Self {
+impl<const K: usize> From<Tensor<K>> for BroadcastWeight {
+    fn from(tensor: Tensor<K>) -> Self {
         Self::new(tensor)
     }
 }

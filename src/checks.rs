@@ -2,7 +2,7 @@
 //! from the device). Each failure panics with a message that names the function, the
 //! argument, what was expected and what came, following Burn's convention.
 
-use burn::tensor::{Bool, Int, Tensor, backend::Backend};
+use burn::tensor::{Bool, Int, Tensor};
 
 use crate::fused::BadValue;
 
@@ -41,7 +41,7 @@ pub(crate) fn z_loss(function: &str, scale: f64) {
 }
 
 /// Panics unless the per-class `weight` has one entry per class.
-pub(crate) fn class_weight<B: Backend>(function: &str, weight: &Tensor<B, 1>, classes: usize) {
+pub(crate) fn class_weight(function: &str, weight: &Tensor<1>, classes: usize) {
     let got = weight.dims()[0];
     assert!(
         got == classes,
@@ -68,8 +68,8 @@ pub(crate) fn broadcasts_to(function: &str, argument: &str, from: &[usize], to: 
 ///
 /// `describe` turns the flat index of the first offender into the message; it is only
 /// called on failure, so the happy path costs one `any()` and one scalar read.
-pub(crate) fn none_set<B: Backend, const D: usize>(
-    bad: Tensor<B, D, Bool>,
+pub(crate) fn none_set<const D: usize>(
+    bad: Tensor<D, Bool>,
     describe: impl FnOnce(usize) -> String,
 ) {
     let any_set = bad
@@ -93,9 +93,9 @@ pub(crate) fn none_set<B: Backend, const D: usize>(
 ///
 /// This check is what stands between the user and a silent wrong loss: on wgpu an
 /// out-of-range `gather` returns 0 instead of failing.
-pub(crate) fn class_indices<B: Backend, const D: usize>(
+pub(crate) fn class_indices<const D: usize>(
     function: &str,
-    target: &Tensor<B, D, Int>,
+    target: &Tensor<D, Int>,
     classes: usize,
     ignore_index: i64,
 ) {
@@ -138,10 +138,10 @@ fn class_index_message(
 /// Panics unless every probability of BCE's `input` and every value of its `target` lies in
 /// `[0, 1]`; NaN is refused in both, as PyTorch 2.15's `F.binary_cross_entropy` does. The
 /// input is checked first.
-pub(crate) fn probabilities<B: Backend, const D: usize>(
+pub(crate) fn probabilities<const D: usize>(
     function: &str,
-    input: &Tensor<B, D>,
-    target: &Tensor<B, D>,
+    input: &Tensor<D>,
+    target: &Tensor<D>,
 ) {
     let (bad_input, bad_target) = (outside_unit(input), outside_unit(target));
     // One reduction and one read from the device for both tensors; which one holds the bad
@@ -169,7 +169,7 @@ enum Probabilities {
 }
 
 /// Where `values` lies outside `[0, 1]` or is NaN.
-fn outside_unit<B: Backend, const D: usize>(values: &Tensor<B, D>) -> Tensor<B, D, Bool> {
+fn outside_unit<const D: usize>(values: &Tensor<D>) -> Tensor<D, Bool> {
     values
         .clone()
         .lower_elem(0.0)
@@ -178,11 +178,11 @@ fn outside_unit<B: Backend, const D: usize>(values: &Tensor<B, D>) -> Tensor<B, 
 }
 
 /// Panics naming the first element of `values` (BCE's `which`) that `bad` marks, if any.
-fn refuse_first<B: Backend, const D: usize>(
+fn refuse_first<const D: usize>(
     function: &str,
     which: Probabilities,
-    values: &Tensor<B, D>,
-    bad: Tensor<B, D, Bool>,
+    values: &Tensor<D>,
+    bad: Tensor<D, Bool>,
 ) {
     none_set(bad, |first| {
         let data = values.to_data().convert::<f64>();

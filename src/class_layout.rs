@@ -1,7 +1,7 @@
 //! The composite path's view of a class-dimension input (cross-entropy, NLL): any rank seen
 //! as `[N, C, S]`, so the math is written once for every rank.
 
-use burn::tensor::{Int, Tensor, backend::Backend};
+use burn::tensor::{Int, Tensor};
 
 use crate::class_shapes::class_dims;
 use crate::workarounds;
@@ -9,17 +9,17 @@ use crate::workarounds;
 /// An input of shape `[C]`, `[N, C]` or `[N, C, d1, …, dk]` seen as `[N, C, S]`, where `S` is
 /// the product of the `d`s (1 when there are none). Every class-dimension loss is computed on
 /// this view and reshaped back, so the math is written once for every rank.
-pub(crate) struct ClassLayout<B: Backend> {
+pub(crate) struct ClassLayout {
     /// The input as `[N, C, S]`.
-    pub input: Tensor<B, 3>,
+    pub input: Tensor<3>,
     pub batch: usize,
     pub classes: usize,
     pub spatial: usize,
 }
 
-impl<B: Backend> ClassLayout<B> {
+impl ClassLayout {
     /// The `[N, C, S]` view of `input`; an unbatched `[C]` input becomes `[1, C, 1]`.
-    pub fn new<const D: usize>(input: Tensor<B, D>) -> Self {
+    pub fn new<const D: usize>(input: Tensor<D>) -> Self {
         let (batch, classes, spatial) = class_dims(&input.dims());
         Self {
             input: input.reshape([batch, classes, spatial]),
@@ -31,7 +31,7 @@ impl<B: Backend> ClassLayout<B> {
 
     /// `log_softmax` over the class dimension of the `[N, C, S]` input, with a backward that
     /// avoids Burn's approximate `log` gradient (see [`workarounds::log_softmax`]).
-    pub fn log_softmax(&self) -> Tensor<B, 3> {
+    pub fn log_softmax(&self) -> Tensor<3> {
         workarounds::log_softmax(self.input.clone(), 1)
     }
 
@@ -42,7 +42,7 @@ impl<B: Backend> ClassLayout<B> {
     }
 
     /// An empty `[N, S]` grid, for an empty input.
-    pub fn empty_grid(&self) -> Tensor<B, 2> {
+    pub fn empty_grid(&self) -> Tensor<2> {
         workarounds::empty_loss([self.batch, self.spatial], &self.input)
     }
 
@@ -53,7 +53,7 @@ impl<B: Backend> ClassLayout<B> {
 
     /// A `[1, C, 1]` view of a per-class weight in the input's dtype, for broadcasting
     /// against the input.
-    pub fn per_class(&self, weight: &Tensor<B, 1>) -> Tensor<B, 3> {
+    pub fn per_class(&self, weight: &Tensor<1>) -> Tensor<3> {
         weight
             .clone()
             .cast(self.input.dtype())
@@ -61,7 +61,7 @@ impl<B: Backend> ClassLayout<B> {
     }
 
     /// An `[N, S]` tensor reshaped to the loss's output shape `dims`.
-    pub fn output<const DO: usize>(loss: Tensor<B, 2>, dims: [usize; DO]) -> Tensor<B, DO> {
+    pub fn output<const DO: usize>(loss: Tensor<2>, dims: [usize; DO]) -> Tensor<DO> {
         if workarounds::is_empty(&loss) {
             return workarounds::empty_loss(dims, &loss);
         }
@@ -70,9 +70,9 @@ impl<B: Backend> ClassLayout<B> {
 }
 
 /// The class-index target as `[N, S]`.
-pub(crate) fn flat_index_target<B: Backend, const DT: usize>(
-    layout: &ClassLayout<B>,
-    target: Tensor<B, DT, Int>,
-) -> Tensor<B, 2, Int> {
+pub(crate) fn flat_index_target<const DT: usize>(
+    layout: &ClassLayout,
+    target: Tensor<DT, Int>,
+) -> Tensor<2, Int> {
     target.reshape([layout.batch, layout.spatial])
 }

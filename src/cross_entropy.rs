@@ -3,7 +3,7 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{Int, Tensor, backend::Backend};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::checks;
 use crate::class_layout::{ClassLayout, flat_index_target};
@@ -21,9 +21,9 @@ const KIND: ClassIndexKind = ClassIndexKind::CrossEntropy;
 /// `ignore_index` and `label_smoothing`, the value check, and two options PyTorch's function
 /// lacks: a logit soft cap (Gemma 2) and a z-loss term (PaLM).
 #[derive(Clone, Debug)]
-pub struct CrossEntropyOptions<B: Backend> {
+pub struct CrossEntropyOptions {
     /// One weight per class, shape `[C]` (PyTorch's `weight`); zeros allowed.
-    pub weight: Option<Tensor<B, 1>>,
+    pub weight: Option<Tensor<1>>,
     /// Class-index targets equal to this value get no loss and no gradient, and do not count
     /// in the mean (PyTorch's `ignore_index`, default -100). Any integer, never gathered.
     /// Probability targets refuse a non-negative value, as PyTorch does.
@@ -44,7 +44,7 @@ pub struct CrossEntropyOptions<B: Backend> {
     pub z_loss: f64,
 }
 
-impl<B: Backend> Default for CrossEntropyOptions<B> {
+impl Default for CrossEntropyOptions {
     fn default() -> Self {
         Self {
             weight: None,
@@ -57,14 +57,14 @@ impl<B: Backend> Default for CrossEntropyOptions<B> {
     }
 }
 
-impl<B: Backend> CrossEntropyOptions<B> {
+impl CrossEntropyOptions {
     /// PyTorch's defaults: no weight, `ignore_index=-100`, no smoothing, values checked.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Sets the per-class weight, shape `[C]`.
-    pub fn with_weight(mut self, weight: Tensor<B, 1>) -> Self {
+    pub fn with_weight(mut self, weight: Tensor<1>) -> Self {
         self.weight = Some(weight);
         self
     }
@@ -100,26 +100,26 @@ impl<B: Backend> CrossEntropyOptions<B> {
     }
 }
 
-impl<B: Backend> CrossEntropyOptions<B> {
+impl CrossEntropyOptions {
     /// The class-index call as the protocol takes it (`crate::path`).
     fn request<'a, const D: usize, const DT: usize>(
         &'a self,
-        input: Tensor<B, D>,
-        target: &'a Tensor<B, DT, Int>,
+        input: Tensor<D>,
+        target: &'a Tensor<DT, Int>,
         output: Output,
-    ) -> Request<'a, B, D, DT> {
+    ) -> Request<'a, D, DT> {
         Request::class_index(FUNCTION, KIND, input, target, self.index(), output)
     }
 
     /// Checks the soft cap and the z-loss scale, then caps `input` when asked.
-    fn capped<const D: usize>(&self, function: &str, input: Tensor<B, D>) -> Tensor<B, D> {
+    fn capped<const D: usize>(&self, function: &str, input: Tensor<D>) -> Tensor<D> {
         checks::softcap(function, self.softcap);
         checks::z_loss(function, self.z_loss);
         softcap(input, self.softcap)
     }
 
     /// [`Self::capped`] for probability targets, which refuse a z-loss.
-    fn capped_probs<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
+    fn capped_probs<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         assert!(
             self.z_loss == 0.0,
             "{FUNCTION_PROBS}: z_loss: expected 0 (the z-loss is for class-index targets), got {}",
@@ -129,7 +129,7 @@ impl<B: Backend> CrossEntropyOptions<B> {
     }
 
     /// The options as the protocol takes them.
-    fn index(&self) -> IndexOptions<'_, B> {
+    fn index(&self) -> IndexOptions<'_> {
         IndexOptions {
             weight: self.weight.as_ref(),
             ignore_index: self.ignore_index,
@@ -167,12 +167,12 @@ impl<B: Backend> CrossEntropyOptions<B> {
 ///   check costs one pass over the target and a read of one value from the device (it waits
 ///   for the queued work). Switched off, an out-of-range target gives a wrong number on
 ///   backends whose `gather` does not fail (wgpu returns 0).
-pub fn cross_entropy<B: Backend, const D: usize, const DT: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, DT, Int>,
+pub fn cross_entropy<const D: usize, const DT: usize>(
+    input: Tensor<D>,
+    target: Tensor<DT, Int>,
     reduction: Reduction,
-    options: &CrossEntropyOptions<B>,
-) -> Tensor<B, 1> {
+    options: &CrossEntropyOptions,
+) -> Tensor<1> {
     cross_entropy_with_z_loss(input, target, reduction, options).loss
 }
 
@@ -190,12 +190,12 @@ pub fn cross_entropy<B: Backend, const D: usize, const DT: usize>(
 /// # Shapes and panics
 /// Those of [`cross_entropy`]; also panics if `softcap` is not positive and finite or
 /// `z_loss` is negative or not finite.
-pub fn cross_entropy_with_z_loss<B: Backend, const D: usize, const DT: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, DT, Int>,
+pub fn cross_entropy_with_z_loss<const D: usize, const DT: usize>(
+    input: Tensor<D>,
+    target: Tensor<DT, Int>,
     reduction: Reduction,
-    options: &CrossEntropyOptions<B>,
-) -> LossWithZLoss<B> {
+    options: &CrossEntropyOptions,
+) -> LossWithZLoss {
     let input = options.capped(FUNCTION, input);
     let output = Output::Reduced(reduction);
     let z = (options.z_loss > 0.0).then(|| z_loss_terms(&input, &target, options));
@@ -224,18 +224,18 @@ pub fn cross_entropy_with_z_loss<B: Backend, const D: usize, const DT: usize>(
 /// A reduced loss with a z-loss term, and the term alone (for logging): what
 /// [`cross_entropy_with_z_loss`] and `linear_cross_entropy_with_z_loss` return.
 #[derive(Clone, Debug)]
-pub struct LossWithZLoss<B: Backend> {
+pub struct LossWithZLoss {
     /// The loss, z-loss included, `[1]`.
-    pub loss: Tensor<B, 1>,
+    pub loss: Tensor<1>,
     /// The z-loss term alone, reduced as the loss is, `[1]` (0 without a z-loss).
-    pub z_loss: Tensor<B, 1>,
+    pub z_loss: Tensor<1>,
 }
 
 /// `cap · tanh(x / cap)` when a cap is set, `x` otherwise.
-pub(crate) fn softcap<B: Backend, const D: usize>(
-    x: Tensor<B, D>,
+pub(crate) fn softcap<const D: usize>(
+    x: Tensor<D>,
     cap: Option<f64>,
-) -> Tensor<B, D> {
+) -> Tensor<D> {
     match cap {
         Some(cap) =>
         // Times 1 / cap, not divided by cap: Burn 0.21's `div_scalar` gradient rounds the
@@ -249,11 +249,11 @@ pub(crate) fn softcap<B: Backend, const D: usize>(
 
 /// The z-loss per element, `scale · w[t] · lse²` on the `[N, S]` grid (0 where ignored), and
 /// the target weights the mean divides by; Burn's generic operations on every path.
-fn z_loss_terms<B: Backend, const D: usize, const DT: usize>(
-    input: &Tensor<B, D>,
-    target: &Tensor<B, DT, Int>,
-    options: &CrossEntropyOptions<B>,
-) -> IndexTerms<B> {
+fn z_loss_terms<const D: usize, const DT: usize>(
+    input: &Tensor<D>,
+    target: &Tensor<DT, Int>,
+    options: &CrossEntropyOptions,
+) -> IndexTerms {
     let layout = ClassLayout::new(input.clone());
     if layout.is_empty() {
         return IndexTerms {
@@ -288,11 +288,11 @@ fn z_loss_terms<B: Backend, const D: usize, const DT: usize>(
 /// | PyTorch | burn-xent |
 /// |---|---|
 /// | `F.cross_entropy(x, t, reduction='none')` | `cross_entropy_no_reduction(x, t, &CrossEntropyOptions::new())` |
-pub fn cross_entropy_no_reduction<B: Backend, const D: usize, const DT: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, DT, Int>,
-    options: &CrossEntropyOptions<B>,
-) -> Tensor<B, DT> {
+pub fn cross_entropy_no_reduction<const D: usize, const DT: usize>(
+    input: Tensor<D>,
+    target: Tensor<DT, Int>,
+    options: &CrossEntropyOptions,
+) -> Tensor<DT> {
     let dims = target.dims();
     let input = options.capped(FUNCTION, input);
     let nonempty = input.shape().num_elements() > 0;
@@ -308,17 +308,17 @@ pub fn cross_entropy_no_reduction<B: Backend, const D: usize, const DT: usize>(
 }
 
 /// The per-element loss and the weights the mean divides by, on the `[N, S]` grid.
-struct IndexTerms<B: Backend> {
-    loss: Tensor<B, 2>,
-    target_weight: Tensor<B, 2>,
+struct IndexTerms {
+    loss: Tensor<2>,
+    target_weight: Tensor<2>,
 }
 
 /// Cross-entropy's terms from Burn's generic operations (the reference path).
-fn composite_index_terms<B: Backend, const D: usize, const DT: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, DT, Int>,
-    options: &CrossEntropyOptions<B>,
-) -> IndexTerms<B> {
+fn composite_index_terms<const D: usize, const DT: usize>(
+    input: Tensor<D>,
+    target: Tensor<DT, Int>,
+    options: &CrossEntropyOptions,
+) -> IndexTerms {
     let weight = options.weight.as_ref();
     let layout = ClassLayout::new(input);
     if layout.is_empty() {
@@ -380,12 +380,12 @@ fn composite_index_terms<B: Backend, const D: usize, const DT: usize>(
 /// If `target`'s shape differs from `input`'s, `weight` is not `[C]`, `label_smoothing` is
 /// outside `[0, 1]`, or `ignore_index` is not negative (PyTorch: "ignore_index is not
 /// supported for floating point target"). No value is read from the device.
-pub fn cross_entropy_with_probs<B: Backend, const D: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
+pub fn cross_entropy_with_probs<const D: usize>(
+    input: Tensor<D>,
+    target: Tensor<D>,
     reduction: Reduction,
-    options: &CrossEntropyOptions<B>,
-) -> Tensor<B, 1> {
+    options: &CrossEntropyOptions,
+) -> Tensor<1> {
     let input = options.capped_probs(input);
     let output = Output::Reduced(reduction);
     let request = Request::class_probs(FUNCTION_PROBS, input, &target, options.index(), output);
@@ -408,11 +408,11 @@ pub fn cross_entropy_with_probs<B: Backend, const D: usize>(
 /// | PyTorch | burn-xent |
 /// |---|---|
 /// | `F.cross_entropy(x, probs, reduction='none')` | `cross_entropy_with_probs_no_reduction::<_, 2, 1>(x, probs, &CrossEntropyOptions::new())` |
-pub fn cross_entropy_with_probs_no_reduction<B: Backend, const D: usize, const DO: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
-    options: &CrossEntropyOptions<B>,
-) -> Tensor<B, DO> {
+pub fn cross_entropy_with_probs_no_reduction<const D: usize, const DO: usize>(
+    input: Tensor<D>,
+    target: Tensor<D>,
+    options: &CrossEntropyOptions,
+) -> Tensor<DO> {
     check_output_rank::<D, DO>(FUNCTION_PROBS);
     let dims: [usize; DO] = index_target_shape(&input.dims())
         .try_into()
@@ -433,11 +433,11 @@ pub fn cross_entropy_with_probs_no_reduction<B: Backend, const D: usize, const D
 
 /// Cross-entropy's per-element loss with probability targets on the `[N, S]` grid and the
 /// number of elements, from Burn's generic operations (the reference path).
-fn composite_probs_terms<B: Backend, const D: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, D>,
-    options: &CrossEntropyOptions<B>,
-) -> (Tensor<B, 2>, usize) {
+fn composite_probs_terms<const D: usize>(
+    input: Tensor<D>,
+    target: Tensor<D>,
+    options: &CrossEntropyOptions,
+) -> (Tensor<2>, usize) {
     let layout = ClassLayout::new(input);
     if layout.is_empty() {
         return (layout.empty_grid(), 0);
@@ -490,7 +490,7 @@ impl CrossEntropyLossConfig {
     ///
     /// # Panics
     /// If `label_smoothing` is outside `[0, 1]`.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> CrossEntropyLoss<B> {
+    pub fn init(&self, device: &Device) -> CrossEntropyLoss {
         let function = "CrossEntropyLossConfig::init";
         checks::label_smoothing(function, self.label_smoothing);
         checks::softcap(function, self.softcap);
@@ -499,7 +499,7 @@ impl CrossEntropyLossConfig {
             weight: self
                 .weight
                 .as_ref()
-                .map(|w| Tensor::<B, 1>::from_floats(w.as_slice(), device)),
+                .map(|w| Tensor::<1>::from_floats(w.as_slice(), device)),
             ignore_index: self.ignore_index,
             label_smoothing: self.label_smoothing,
             check_values: self.check_values,
@@ -520,9 +520,9 @@ impl CrossEntropyLossConfig {
 /// |---|---|
 /// | `nn.CrossEntropyLoss(label_smoothing=0.1)(x, t)` | `CrossEntropyLossConfig::new().with_label_smoothing(0.1).init(&device).forward(x, t, Reduction::Mean)` |
 #[derive(Module, Debug)]
-pub struct CrossEntropyLoss<B: Backend> {
+pub struct CrossEntropyLoss {
     /// One weight per class.
-    pub weight: Option<Tensor<B, 1>>,
+    pub weight: Option<Tensor<1>>,
     /// The class-index target value that is ignored.
     pub ignore_index: i64,
     /// Label smoothing ε.
@@ -535,9 +535,9 @@ pub struct CrossEntropyLoss<B: Backend> {
     pub z_loss: f64,
 }
 
-impl<B: Backend> CrossEntropyLoss<B> {
+impl CrossEntropyLoss {
     /// The function options this module stands for.
-    pub fn options(&self) -> CrossEntropyOptions<B> {
+    pub fn options(&self) -> CrossEntropyOptions {
         CrossEntropyOptions {
             weight: self.weight.clone(),
             ignore_index: self.ignore_index,
@@ -551,29 +551,29 @@ impl<B: Backend> CrossEntropyLoss<B> {
     /// The reduced loss with class-index targets; see [`cross_entropy`].
     pub fn forward<const D: usize, const DT: usize>(
         &self,
-        input: Tensor<B, D>,
-        target: Tensor<B, DT, Int>,
+        input: Tensor<D>,
+        target: Tensor<DT, Int>,
         reduction: Reduction,
-    ) -> Tensor<B, 1> {
+    ) -> Tensor<1> {
         cross_entropy(input, target, reduction, &self.options())
     }
 
     /// The reduced loss and its z-loss term apart; see [`cross_entropy_with_z_loss`].
     pub fn forward_with_z_loss<const D: usize, const DT: usize>(
         &self,
-        input: Tensor<B, D>,
-        target: Tensor<B, DT, Int>,
+        input: Tensor<D>,
+        target: Tensor<DT, Int>,
         reduction: Reduction,
-    ) -> LossWithZLoss<B> {
+    ) -> LossWithZLoss {
         cross_entropy_with_z_loss(input, target, reduction, &self.options())
     }
 
     /// The per-element loss with class-index targets; see [`cross_entropy_no_reduction`].
     pub fn forward_no_reduction<const D: usize, const DT: usize>(
         &self,
-        input: Tensor<B, D>,
-        target: Tensor<B, DT, Int>,
-    ) -> Tensor<B, DT> {
+        input: Tensor<D>,
+        target: Tensor<DT, Int>,
+    ) -> Tensor<DT> {
         cross_entropy_no_reduction(input, target, &self.options())
     }
 
@@ -581,10 +581,10 @@ impl<B: Backend> CrossEntropyLoss<B> {
     /// module's `ignore_index` must be negative (the default -100 is).
     pub fn forward_probs<const D: usize>(
         &self,
-        input: Tensor<B, D>,
-        target: Tensor<B, D>,
+        input: Tensor<D>,
+        target: Tensor<D>,
         reduction: Reduction,
-    ) -> Tensor<B, 1> {
+    ) -> Tensor<1> {
         cross_entropy_with_probs(input, target, reduction, &self.options())
     }
 
@@ -592,9 +592,9 @@ impl<B: Backend> CrossEntropyLoss<B> {
     /// [`cross_entropy_with_probs_no_reduction`].
     pub fn forward_probs_no_reduction<const D: usize, const DO: usize>(
         &self,
-        input: Tensor<B, D>,
-        target: Tensor<B, D>,
-    ) -> Tensor<B, DO> {
+        input: Tensor<D>,
+        target: Tensor<D>,
+    ) -> Tensor<DO> {
         cross_entropy_with_probs_no_reduction(input, target, &self.options())
     }
 }

@@ -1,6 +1,6 @@
 //! The mean's denominator of the class-index losses, for gradient accumulation.
 
-use burn::tensor::{Element, Int, Tensor, TensorData, backend::Backend};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use crate::picked_targets::index_target_weights;
 
@@ -19,20 +19,18 @@ use crate::picked_targets::index_target_weights;
 /// PyTorch: `((t != ignore_index) * weight[t.clamp(min=0)]).sum()` (or `(t != ignore_index).sum()`).
 ///
 /// ```
-/// use burn::tensor::{Int, Tensor};
-/// use burn::tensor::backend::AutodiffBackend;
+/// use burn::tensor::{Device, Int, Tensor};
 /// use burn_xent::{CrossEntropyOptions, Reduction, cross_entropy, mean_denominator};
-/// type B = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
-/// let device = Default::default();
+/// let device = Device::ndarray().autodiff();
 /// let micro_batches = [
-///     (Tensor::<B, 2>::from_floats([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], &device),
-///      Tensor::<B, 1, Int>::from_ints([0, -100], &device)), // one real token
-///     (Tensor::<B, 2>::from_floats([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.3, 0.3, 0.3]], &device),
-///      Tensor::<B, 1, Int>::from_ints([0, 1, 2], &device)), // three real tokens
+///     (Tensor::<2>::from_floats([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], &device),
+///      Tensor::<1, Int>::from_ints([0, -100], &device)), // one real token
+///     (Tensor::<2>::from_floats([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.3, 0.3, 0.3]], &device),
+///      Tensor::<1, Int>::from_ints([0, 1, 2], &device)), // three real tokens
 /// ];
 /// let options = CrossEntropyOptions::new();
 /// // The global denominator first, from the targets alone (4 real tokens here).
-/// let total: Tensor<B, 1> = micro_batches
+/// let total: Tensor<1> = micro_batches
 ///     .iter()
 ///     .map(|(_, t)| mean_denominator(t.clone(), None, options.ignore_index))
 ///     .reduce(|a, b| a + b)
@@ -43,31 +41,31 @@ use crate::picked_targets::index_target_weights;
 ///     let logits = logits.require_grad();
 ///     let loss = cross_entropy(logits.clone(), target, Reduction::Sum, &options) / total.clone();
 ///     let _grads = loss.backward(); // accumulate these (burn::optim::GradientsAccumulator)
-///     accumulated += loss.into_scalar();
+///     accumulated += loss.into_scalar::<f32>();
 /// }
 /// // Equal to the mean over the whole batch of 5 rows (4 real tokens).
 /// let logits = Tensor::cat(micro_batches.iter().map(|(x, _)| x.clone()).collect(), 0);
 /// let target = Tensor::cat(micro_batches.iter().map(|(_, t)| t.clone()).collect(), 0);
-/// let whole = cross_entropy(logits, target, Reduction::Mean, &options).into_scalar();
+/// let whole = cross_entropy(logits, target, Reduction::Mean, &options).into_scalar::<f32>();
 /// assert!((accumulated - whole).abs() < 1e-6);
 /// ```
 ///
 /// # Shapes
 /// - `target`: class indices of any shape (`[N]`, `[N, d1, …, dk]`, `[1]`)
 /// - `weight`: `[C]`, the loss's class weight
-/// - output: `[1]`, in `weight`'s float dtype (`B`'s default without a weight)
+/// - output: `[1]`, in `weight`'s float dtype (the device's default float dtype without a weight)
 ///
 /// Class indices are not checked here (the loss checks them); with a weight, an index outside
 /// `[0, C)` that is not `ignore_index` gives an unspecified value on backends whose `gather`
 /// does not fail.
-pub fn mean_denominator<B: Backend, const D: usize>(
-    target: Tensor<B, D, Int>,
-    weight: Option<Tensor<B, 1>>,
+pub fn mean_denominator<const D: usize>(
+    target: Tensor<D, Int>,
+    weight: Option<Tensor<1>>,
     ignore_index: i64,
-) -> Tensor<B, 1> {
+) -> Tensor<1> {
     let dtype = weight
         .as_ref()
-        .map_or(<B::FloatElem as Element>::dtype(), |w| w.dtype());
+        .map_or(DType::from(target.device().settings().float_dtype), |w| w.dtype());
     if target.shape().num_elements() == 0 {
         return Tensor::from_data(TensorData::from([0.0f32]), (&target.device(), dtype));
     }

@@ -1,7 +1,7 @@
 //! # burn-xent
 //!
-//! PyTorch's cross-entropy family of losses for [Burn](https://burn.dev), with PyTorch's
-//! options and numbers, generic over every Burn [`Backend`](burn::tensor::backend::Backend):
+//! PyTorch's cross-entropy family of losses for [Burn](https://burn.dev) 0.22, with PyTorch's
+//! options and numbers, on every Burn backend (a `Tensor<D>` on any [`Device`](burn::tensor::Device)):
 //!
 //! | PyTorch module | PyTorch function | burn-xent module (+ `…Config`) | burn-xent function |
 //! |---|---|---|---|
@@ -18,23 +18,22 @@
 //! Each module is built from its `#[derive(Config)]` configuration and its `forward` calls the
 //! function, so the two agree bit for bit, values and gradients. Following burn-nn's
 //! `MseLoss`, a module's `forward(input, target, reduction)` returns the reduced loss as a
-//! `Tensor<B, 1>` of shape `[1]` ([`Reduction::Mean`] or [`Reduction::Sum`]) and
+//! `Tensor<1>` of shape `[1]` ([`Reduction::Mean`] or [`Reduction::Sum`]) and
 //! `forward_no_reduction(input, target)` returns PyTorch's `reduction='none'` per-element
 //! loss; the functions come in the same two forms (`*_no_reduction`).
 //!
 //! ```
-//! use burn::tensor::{Int, Tensor};
+//! use burn::tensor::{Device, Int, Tensor};
 //! use burn_xent::{CrossEntropyLossConfig, CrossEntropyOptions, Reduction, cross_entropy};
-//! type B = burn_ndarray::NdArray<f32>;
-//! let device = Default::default();
-//! let logits = Tensor::<B, 2>::from_floats([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], &device);
-//! let target = Tensor::<B, 1, Int>::from_ints([0, 2], &device);
+//! let device = Device::ndarray();
+//! let logits = Tensor::<2>::from_floats([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], &device);
+//! let target = Tensor::<1, Int>::from_ints([0, 2], &device);
 //!
 //! // PyTorch: nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5]), label_smoothing=0.1)
 //! let module = CrossEntropyLossConfig::new()
 //!     .with_weight(Some(vec![1.0, 2.0, 0.5]))
 //!     .with_label_smoothing(0.1)
-//!     .init::<B>(&device);
+//!     .init(&device);
 //! let loss = module.forward(logits.clone(), target.clone(), Reduction::Mean);
 //!
 //! // PyTorch: F.cross_entropy(logits, target, weight=w, label_smoothing=0.1)
@@ -42,7 +41,7 @@
 //!     .with_weight(Tensor::from_floats([1.0, 2.0, 0.5], &device))
 //!     .with_label_smoothing(0.1);
 //! let same = cross_entropy(logits, target, Reduction::Mean, &options);
-//! assert_eq!(loss.into_scalar(), same.into_scalar());
+//! assert_eq!(loss.into_scalar::<f32>(), same.into_scalar::<f32>());
 //! ```
 //!
 //! Bad input (mismatched shapes, a class weight of the wrong length, a target class out of
@@ -55,9 +54,9 @@
 //! autodiff node whose forward also computes the input gradient when autodiff tracks the
 //! input, writing it over the logits on the CPU when nothing else holds them; the backward
 //! only scales it) on `NdArray` and `Flex` (features `ndarray` and `flex`, on by default) and
-//! on the cube backends of wgpu (feature `wgpu`), and a composite path built from Burn's
+//! on the cube backend (wgpu; feature `wgpu`), and a composite path built from Burn's
 //! generic tensor operations on every other backend. The path is picked at
-//! run time from the backend's type; [`with_loss_path`] and [`LossPath`] choose it by hand,
+//! run time from the tensors' device; [`with_loss_path`] and [`LossPath`] choose it by hand,
 //! and [`fused_kernels_available`] tells whether a backend has kernels in this build.
 
 #![warn(missing_docs)]

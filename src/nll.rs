@@ -2,7 +2,7 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{Int, Tensor, backend::Backend};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::class_layout::{ClassLayout, flat_index_target};
 use crate::fused::{ClassIndexKind, Output};
@@ -15,9 +15,9 @@ const KIND: ClassIndexKind = ClassIndexKind::Nll;
 
 /// Options of [`nll_loss`]: PyTorch's `weight` and `ignore_index`, plus the value check.
 #[derive(Clone, Debug)]
-pub struct NllLossOptions<B: Backend> {
+pub struct NllLossOptions {
     /// One weight per class, shape `[C]` (PyTorch's `weight`); zeros allowed.
-    pub weight: Option<Tensor<B, 1>>,
+    pub weight: Option<Tensor<1>>,
     /// Targets equal to this value get no loss and no gradient, and do not count in the mean
     /// (PyTorch's `ignore_index`, default -100). Any integer, never gathered.
     pub ignore_index: i64,
@@ -25,7 +25,7 @@ pub struct NllLossOptions<B: Backend> {
     pub check_values: bool,
 }
 
-impl<B: Backend> Default for NllLossOptions<B> {
+impl Default for NllLossOptions {
     fn default() -> Self {
         Self {
             weight: None,
@@ -35,14 +35,14 @@ impl<B: Backend> Default for NllLossOptions<B> {
     }
 }
 
-impl<B: Backend> NllLossOptions<B> {
+impl NllLossOptions {
     /// PyTorch's defaults: no weight, `ignore_index=-100`, values checked.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Sets the per-class weight, shape `[C]`.
-    pub fn with_weight(mut self, weight: Tensor<B, 1>) -> Self {
+    pub fn with_weight(mut self, weight: Tensor<1>) -> Self {
         self.weight = Some(weight);
         self
     }
@@ -60,19 +60,19 @@ impl<B: Backend> NllLossOptions<B> {
     }
 }
 
-impl<B: Backend> NllLossOptions<B> {
+impl NllLossOptions {
     /// The class-index call as the protocol takes it (`crate::path`).
     fn request<'a, const D: usize, const DT: usize>(
         &'a self,
-        input: Tensor<B, D>,
-        target: &'a Tensor<B, DT, Int>,
+        input: Tensor<D>,
+        target: &'a Tensor<DT, Int>,
         output: Output,
-    ) -> Request<'a, B, D, DT> {
+    ) -> Request<'a, D, DT> {
         Request::class_index(FUNCTION, KIND, input, target, self.index(), output)
     }
 
     /// The options as the protocol takes them.
-    fn index(&self) -> IndexOptions<'_, B> {
+    fn index(&self) -> IndexOptions<'_> {
         IndexOptions {
             weight: self.weight.as_ref(),
             ignore_index: self.ignore_index,
@@ -107,12 +107,12 @@ impl<B: Backend> NllLossOptions<B> {
 ///   check costs one pass over the target and a read of one value from the device (it waits
 ///   for the queued work). Switched off, an out-of-range target gives a wrong number on
 ///   backends whose `gather` does not fail (wgpu returns 0).
-pub fn nll_loss<B: Backend, const D: usize, const DT: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, DT, Int>,
+pub fn nll_loss<const D: usize, const DT: usize>(
+    input: Tensor<D>,
+    target: Tensor<DT, Int>,
     reduction: Reduction,
-    options: &NllLossOptions<B>,
-) -> Tensor<B, 1> {
+    options: &NllLossOptions,
+) -> Tensor<1> {
     let output = Output::Reduced(reduction);
     match options.request(input, &target, output).fused() {
         Ok(loss) => loss,
@@ -131,11 +131,11 @@ pub fn nll_loss<B: Backend, const D: usize, const DT: usize>(
 /// | PyTorch | burn-xent |
 /// |---|---|
 /// | `F.nll_loss(logp, t, reduction='none')` | `nll_loss_no_reduction(logp, t, &NllLossOptions::new())` |
-pub fn nll_loss_no_reduction<B: Backend, const D: usize, const DT: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, DT, Int>,
-    options: &NllLossOptions<B>,
-) -> Tensor<B, DT> {
+pub fn nll_loss_no_reduction<const D: usize, const DT: usize>(
+    input: Tensor<D>,
+    target: Tensor<DT, Int>,
+    options: &NllLossOptions,
+) -> Tensor<DT> {
     let dims = target.dims();
     match options.request(input, &target, Output::PerElement).fused() {
         Ok(loss) => loss.reshape(dims),
@@ -144,11 +144,11 @@ pub fn nll_loss_no_reduction<B: Backend, const D: usize, const DT: usize>(
 }
 
 /// NLL's terms from Burn's generic operations (the reference path).
-fn composite_picked<B: Backend, const D: usize, const DT: usize>(
-    input: Tensor<B, D>,
-    target: Tensor<B, DT, Int>,
-    options: &NllLossOptions<B>,
-) -> PickedTargets<B> {
+fn composite_picked<const D: usize, const DT: usize>(
+    input: Tensor<D>,
+    target: Tensor<DT, Int>,
+    options: &NllLossOptions,
+) -> PickedTargets {
     let weight = options.weight.as_ref();
     let layout = ClassLayout::new(input);
     if layout.is_empty() {
@@ -179,12 +179,12 @@ pub struct NllLossConfig {
 
 impl NllLossConfig {
     /// Builds the module on `device`.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> NllLoss<B> {
+    pub fn init(&self, device: &Device) -> NllLoss {
         NllLoss {
             weight: self
                 .weight
                 .as_ref()
-                .map(|w| Tensor::<B, 1>::from_floats(w.as_slice(), device)),
+                .map(|w| Tensor::<1>::from_floats(w.as_slice(), device)),
             ignore_index: self.ignore_index,
             check_values: self.check_values,
         }
@@ -199,18 +199,18 @@ impl NllLossConfig {
 /// |---|---|
 /// | `nn.NLLLoss()(logp, t)` | `NllLossConfig::new().init(&device).forward(logp, t, Reduction::Mean)` |
 #[derive(Module, Debug)]
-pub struct NllLoss<B: Backend> {
+pub struct NllLoss {
     /// One weight per class.
-    pub weight: Option<Tensor<B, 1>>,
+    pub weight: Option<Tensor<1>>,
     /// The target value that is ignored.
     pub ignore_index: i64,
     /// Whether targets are checked to be classes or `ignore_index`.
     pub check_values: bool,
 }
 
-impl<B: Backend> NllLoss<B> {
+impl NllLoss {
     /// The function options this module stands for.
-    pub fn options(&self) -> NllLossOptions<B> {
+    pub fn options(&self) -> NllLossOptions {
         NllLossOptions {
             weight: self.weight.clone(),
             ignore_index: self.ignore_index,
@@ -221,19 +221,19 @@ impl<B: Backend> NllLoss<B> {
     /// The reduced loss; see [`nll_loss`] for shapes and panics.
     pub fn forward<const D: usize, const DT: usize>(
         &self,
-        input: Tensor<B, D>,
-        target: Tensor<B, DT, Int>,
+        input: Tensor<D>,
+        target: Tensor<DT, Int>,
         reduction: Reduction,
-    ) -> Tensor<B, 1> {
+    ) -> Tensor<1> {
         nll_loss(input, target, reduction, &self.options())
     }
 
     /// The per-element loss in the target's shape; see [`nll_loss_no_reduction`].
     pub fn forward_no_reduction<const D: usize, const DT: usize>(
         &self,
-        input: Tensor<B, D>,
-        target: Tensor<B, DT, Int>,
-    ) -> Tensor<B, DT> {
+        input: Tensor<D>,
+        target: Tensor<DT, Int>,
+    ) -> Tensor<DT> {
         nll_loss_no_reduction(input, target, &self.options())
     }
 }

@@ -3,17 +3,17 @@
 //! follows to get there ([`Request`]).
 //!
 //! Every loss picks its path when it is called: the fused path when the crate was built with
-//! the backend's `fused-*` feature (on by default), the backend is one the fused kernels know
-//! (`Autodiff<NdArray<f32 | f64>>`, `NdArray<f32 | f64>`, and the cube backends listed in the
-//! README) and the case is one they cover; the composite path otherwise. Both give PyTorch's
+//! the backend's feature (`ndarray` and `flex` on by default, `wgpu`), the input's device is
+//! one the fused kernels know (NdArray, Flex or a cube device, with or without autodiff, f32 or
+//! f64 tensors) and the case is one they cover; the composite path otherwise. Both give PyTorch's
 //! numbers; the composite path is the reference the tests hold the fused one to.
 //! [`with_loss_path`] overrides the choice for the current thread, for tests and for
 //! comparisons.
 
 use core::cell::Cell;
 
-use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Int, Tensor, TensorPrimitive, backend::Backend};
+use burn::backend::{Dispatch, DispatchTensor};
+use burn::tensor::{DType, Device, Int, Tensor};
 
 use crate::broadcast::BroadcastWeight;
 use crate::checks;
@@ -48,17 +48,16 @@ thread_local! {
 /// loss runs the gradient of the path its forward took.
 ///
 /// ```
-/// use burn::tensor::{Int, Tensor};
+/// use burn::tensor::{Device, Int, Tensor};
 /// use burn_xent::{CrossEntropyOptions, LossPath, Reduction, cross_entropy, with_loss_path};
-/// type B = burn_ndarray::NdArray<f32>;
-/// let device = Default::default();
-/// let logits = Tensor::<B, 2>::from_floats([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], &device);
-/// let target = Tensor::<B, 1, Int>::from_ints([0, 2], &device);
+/// let device = Device::ndarray();
+/// let logits = Tensor::<2>::from_floats([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], &device);
+/// let target = Tensor::<1, Int>::from_ints([0, 2], &device);
 /// let loss = |path| {
 ///     with_loss_path(path, || {
 ///         cross_entropy(logits.clone(), target.clone(), Reduction::Mean, &CrossEntropyOptions::new())
 ///     })
-///     .into_scalar()
+///     .into_scalar::<f32>()
 /// };
 /// assert!((loss(LossPath::Composite) - loss(LossPath::Auto)).abs() < 1e-6);
 /// ```
@@ -79,60 +78,59 @@ pub fn loss_path() -> LossPath {
     PATH.with(Cell::get)
 }
 
-/// True when this build of burn-xent has fused kernels for backend `B` (`Autodiff<X>` or `X`
-/// for a backend `X` whose feature is on: `ndarray` for `NdArray<f32 | f64>`, `flex` for
-/// `Flex`, `wgpu` for Burn's wgpu backends); false when every loss on `B` takes the composite path.
+/// True when this build of burn-xent has fused kernels for the backend of `device` (NdArray,
+/// Flex or a cube device, with or without autodiff, whose feature is on: `ndarray`, `flex`,
+/// `wgpu`); false when every loss on it takes the composite path. An autodiff device with
+/// gradient checkpointing has none (the fused nodes never recompute).
 ///
 /// A loss that runs on the composite path because the backend's feature is off also says so
-/// once per backend type, on standard error (`burn-xent: no fused kernels for …`).
+/// once per backend, on standard error (`burn-xent: no fused kernels for …`).
 ///
 /// ```
-/// type B = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
-/// assert!(burn_xent::fused_kernels_available::<B>()); // the default feature `ndarray`
+/// use burn::tensor::Device;
+/// assert!(burn_xent::fused_kernels_available(&Device::ndarray().autodiff())); // feature `ndarray`
 /// ```
-pub fn fused_kernels_available<B: Backend>() -> bool {
-    fused::kernels_for::<B>().is_some()
+pub fn fused_kernels_available(device: &Device) -> bool {
+    fused::kernels_for(device).is_some()
 }
 
-/// The backends with fused kernels in burn-xent: a pattern of their type names, the feature
-/// that compiles their kernels, and whether this build has it.
-const BACKEND_FEATURES: [(&str, &str, bool); 4] = [
+/// The backends with fused kernels in burn-xent: the name Burn gives their devices
+/// (`Debug`), the feature that compiles their kernels, and whether this build has it.
+const BACKEND_FEATURES: [(&str, &str, bool); 3] = [
     ("NdArray", "ndarray", cfg!(feature = "fused-ndarray")),
-    ("burn_flex::", "flex", cfg!(feature = "fused-flex")),
-    ("burn_wgpu::Wgpu", "wgpu", cfg!(feature = "fused-wgpu")),
-    (
-        "CubeBackend<cubecl_wgpu",
-        "wgpu",
-        cfg!(feature = "fused-wgpu"),
-    ),
+    ("Flex", "flex", cfg!(feature = "fused-flex")),
+    ("Cube", "wgpu", cfg!(feature = "fused-wgpu")),
 ];
 
+/// The backend a device runs on, as Burn's `Debug` of it names it (`Autodiff` looked through).
+fn backend_name(device: &Device) -> String {
+    let name = format!("{:?}", device.clone().inner().as_dispatch());
+    name.split(['(', ' ', '{']).next().unwrap_or_default().to_string()
+}
+
 /// The feature, switched off in `features`, that would give fused kernels to the backend named
-/// `type_name`.
-fn feature_off<'a>(type_name: &str, features: &[(&str, &'a str, bool)]) -> Option<&'a str> {
+/// `backend`.
+fn feature_off<'a>(backend: &str, features: &[(&str, &'a str, bool)]) -> Option<&'a str> {
     features
         .iter()
-        .find(|(pattern, _, on)| !on && type_name.contains(pattern))
+        .find(|(name, _, on)| !on && backend == *name)
         .map(|(_, feature, _)| *feature)
 }
 
-/// Prints, once per backend type, that `B` has fused kernels in burn-xent whose feature this
-/// build left off (the losses then take the slower composite path).
-fn notice_feature_off<B: Backend>() {
+/// Prints, once per backend, that the device's backend has fused kernels in burn-xent whose
+/// feature this build left off (the losses then take the slower composite path).
+fn notice_feature_off(device: &Device) {
     use std::collections::HashSet;
     use std::sync::Mutex;
-    static NOTICED: Mutex<Option<HashSet<core::any::TypeId>>> = Mutex::new(None);
-    let name = core::any::type_name::<B>();
-    let Some(feature) = feature_off(name, &BACKEND_FEATURES) else {
+    static NOTICED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let name = backend_name(device);
+    let Some(feature) = feature_off(&name, &BACKEND_FEATURES) else {
         return;
     };
     let mut noticed = NOTICED
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if noticed
-        .get_or_insert_with(HashSet::new)
-        .insert(core::any::TypeId::of::<B>())
-    {
+    if noticed.get_or_insert_with(HashSet::new).insert(name.clone()) {
         eprintln!(
             "burn-xent: no fused kernels for {name} in this build; the losses take the \
              composite path (enable burn-xent's feature `{feature}` for the fused one)"
@@ -147,56 +145,56 @@ fn notice_feature_off<B: Backend>() {
 /// The request owns the input: the fused kernels may then write its gradient over its
 /// storage when nothing else holds it, and the composite path gets it back when no kernel
 /// runs.
-pub(crate) struct Request<'a, B: Backend, const D: usize, const DT: usize> {
-    input: Tensor<B, D>,
-    call: Call<'a, B, D, DT>,
+pub(crate) struct Request<'a, const D: usize, const DT: usize> {
+    input: Tensor<D>,
+    call: Call<'a, D, DT>,
 }
 
 /// Everything of a [`Request`] but the input.
-struct Call<'a, B: Backend, const D: usize, const DT: usize> {
+struct Call<'a, const D: usize, const DT: usize> {
     function: &'static str,
     check_values: bool,
-    family: Family<'a, B, D, DT>,
+    family: Family<'a, D, DT>,
 }
 
 /// The three kernel families, with what each needs beyond the input.
-enum Family<'a, B: Backend, const D: usize, const DT: usize> {
+enum Family<'a, const D: usize, const DT: usize> {
     ClassIndex {
-        target: &'a Tensor<B, DT, Int>,
-        weight: Option<&'a Tensor<B, 1>>,
+        target: &'a Tensor<DT, Int>,
+        weight: Option<&'a Tensor<1>>,
         params: ClassIndexParams,
     },
     ClassProbs {
-        target: &'a Tensor<B, D>,
-        weight: Option<&'a Tensor<B, 1>>,
+        target: &'a Tensor<D>,
+        weight: Option<&'a Tensor<1>>,
         params: ClassProbsParams,
     },
     Binary {
-        target: &'a Tensor<B, D>,
-        weight: Option<&'a BroadcastWeight<B>>,
-        pos_weight: Option<&'a BroadcastWeight<B>>,
+        target: &'a Tensor<D>,
+        weight: Option<&'a BroadcastWeight>,
+        pos_weight: Option<&'a BroadcastWeight>,
         params: BinaryParams,
     },
 }
 
 /// The options of a class-index loss (cross-entropy, NLL) that the protocol needs.
-pub(crate) struct IndexOptions<'a, B: Backend> {
-    pub weight: Option<&'a Tensor<B, 1>>,
+pub(crate) struct IndexOptions<'a> {
+    pub weight: Option<&'a Tensor<1>>,
     pub ignore_index: i64,
     /// ε; 0 for NLL.
     pub label_smoothing: f64,
     pub check_values: bool,
 }
 
-impl<'a, B: Backend, const D: usize, const DT: usize> Request<'a, B, D, DT> {
+impl<'a, const D: usize, const DT: usize> Request<'a, D, DT> {
     /// Cross-entropy or NLL with class-index targets. Panics unless `target` has PyTorch's
     /// shape for `input`, the weight is `[C]` and the smoothing lies in `[0, 1]`.
     pub(crate) fn class_index(
         function: &'static str,
         kind: ClassIndexKind,
-        input: Tensor<B, D>,
-        target: &'a Tensor<B, DT, Int>,
-        options: IndexOptions<'a, B>,
+        input: Tensor<D>,
+        target: &'a Tensor<DT, Int>,
+        options: IndexOptions<'a>,
         output: Output,
     ) -> Self {
         checks::label_smoothing(function, options.label_smoothing);
@@ -228,15 +226,15 @@ impl<'a, B: Backend, const D: usize, const DT: usize> Request<'a, B, D, DT> {
     }
 }
 
-impl<'a, B: Backend, const D: usize> Request<'a, B, D, D> {
+impl<'a, const D: usize> Request<'a, D, D> {
     /// Cross-entropy with class probabilities. Panics unless `target` has the input's shape,
     /// the weight is `[C]`, the smoothing lies in `[0, 1]` and `ignore_index` is negative
     /// (PyTorch: "ignore_index is not supported for floating point target").
     pub(crate) fn class_probs(
         function: &'static str,
-        input: Tensor<B, D>,
-        target: &'a Tensor<B, D>,
-        options: IndexOptions<'a, B>,
+        input: Tensor<D>,
+        target: &'a Tensor<D>,
+        options: IndexOptions<'a>,
         output: Output,
     ) -> Self {
         checks::same_shape(function, &input.dims(), &target.dims());
@@ -276,9 +274,9 @@ impl<'a, B: Backend, const D: usize> Request<'a, B, D, D> {
     pub(crate) fn binary(
         function: &'static str,
         kind: BinaryKind,
-        input: Tensor<B, D>,
-        target: &'a Tensor<B, D>,
-        [weight, pos_weight]: [Option<&'a BroadcastWeight<B>>; 2],
+        input: Tensor<D>,
+        target: &'a Tensor<D>,
+        [weight, pos_weight]: [Option<&'a BroadcastWeight>; 2],
         check_values: bool,
         output: Output,
     ) -> Self {
@@ -303,7 +301,7 @@ impl<'a, B: Backend, const D: usize> Request<'a, B, D, D> {
     }
 }
 
-impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
+impl<const D: usize, const DT: usize> Request<'_, D, DT> {
     /// The protocol: the loss computed by the fused kernels when the path and the backend
     /// allow it, or `None` for the composite path. Either way the values have been checked
     /// when the request asks for it: inside the kernel where the backend's kernels check
@@ -316,9 +314,9 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
     ///
     /// The fused loss comes as `[N * S]`, `[L]` (per element) or `[1]` (reduced); `Err` hands
     /// the input back for the composite path.
-    pub(crate) fn fused(self) -> Result<Tensor<B, 1>, Tensor<B, D>> {
+    pub(crate) fn fused(self) -> Result<Tensor<1>, Tensor<D>> {
         let Self { input, call } = self;
-        let kernels = call.kernels();
+        let kernels = path_kernels(call.function, &input.device());
         let Some(kernels) = kernels.filter(|_| input.shape().num_elements() > 0) else {
             call.check_values(&input);
             return Err(input);
@@ -333,40 +331,29 @@ impl<B: Backend, const D: usize, const DT: usize> Request<'_, B, D, DT> {
             Err(input) => return call.uncovered(input, in_kernel),
         };
         match kernels.run(op) {
-            Ran::Done(loss) => Ok(Tensor::from_primitive(TensorPrimitive::Float(loss))),
+            Ran::Done(loss) => Ok(Tensor::from_dispatch(loss)),
             Ran::Refused(bad) => call.refuse(bad, &input_dims),
             Ran::Uncovered(input) => {
-                let input = Tensor::from_primitive(TensorPrimitive::Float(input));
-                call.uncovered(input, in_kernel)
+                call.uncovered(Tensor::from_dispatch(input), in_kernel)
             }
         }
     }
 }
 
-impl<B: Backend, const D: usize, const DT: usize> Call<'_, B, D, DT> {
+impl<const D: usize, const DT: usize> Call<'_, D, DT> {
     /// A case no kernel covers: the composite path gets the input back, its values checked
     /// now if the kernel was to check them; under [`LossPath::Fused`], a panic.
-    fn uncovered<T>(&self, input: Tensor<B, D>, in_kernel: bool) -> Result<T, Tensor<B, D>> {
+    fn uncovered<T>(&self, input: Tensor<D>, in_kernel: bool) -> Result<T, Tensor<D>> {
         if loss_path() == LossPath::Fused {
-            self.no_kernel();
+            no_kernel(self.function, &input.device());
         }
         if in_kernel {
             self.check_values(&input);
         }
         Err(input)
     }
-    /// The fused kernels the current path allows for `B` (the backend probe).
-    fn kernels(&self) -> Option<&'static dyn FusedLosses<B>> {
-        path_kernels::<B>(self.function)
-    }
-
-    /// Panics for [`LossPath::Fused`] where no kernel covers the backend or the case.
-    fn no_kernel(&self) -> ! {
-        no_kernel::<B>(self.function)
-    }
-
     /// The generic value check on the device, when asked for and there is anything to check.
-    fn check_values(&self, input: &Tensor<B, D>) {
+    fn check_values(&self, input: &Tensor<D>) {
         if !self.check_values {
             return;
         }
@@ -410,16 +397,16 @@ impl<B: Backend, const D: usize, const DT: usize> Call<'_, B, D, DT> {
         )
     }
 
-    /// The fused op on `B`'s primitives, taking the input; the input back for a quantized
+    /// The fused op on dispatch tensors, taking the input; the input back for a quantized
     /// tensor (the composite path).
-    fn op(&self, input: Tensor<B, D>) -> Result<FusedOp<B>, Tensor<B, D>> {
+    fn op(&self, input: Tensor<D>) -> Result<FusedOp<Dispatch>, Tensor<D>> {
         let Some(with_input) = self.op_around(&input) else {
             return Err(input);
         };
-        match input.into_primitive() {
-            TensorPrimitive::Float(primitive) => Ok(with_input(primitive)),
-            quantized => Err(Tensor::from_primitive(quantized)),
+        if matches!(input.dtype(), DType::QFloat(_)) {
+            return Err(input);
         }
+        Ok(with_input(input.into_dispatch()))
     }
 
     /// The fused op but for its input, which the returned function takes; `None` for a
@@ -427,15 +414,15 @@ impl<B: Backend, const D: usize, const DT: usize> Call<'_, B, D, DT> {
     #[allow(clippy::type_complexity)]
     fn op_around(
         &self,
-        input: &Tensor<B, D>,
-    ) -> Option<Box<dyn FnOnce(FloatTensor<B>) -> FusedOp<B>>> {
+        input: &Tensor<D>,
+    ) -> Option<Box<dyn FnOnce(DispatchTensor) -> FusedOp<Dispatch>>> {
         Some(match &self.family {
             Family::ClassIndex {
                 target,
                 weight,
                 params,
             } => {
-                let target = (*target).clone().into_primitive();
+                let target = (*target).clone().into_dispatch();
                 let weight = fused::all_some(weight.map(float))?;
                 let params = *params;
                 Box::new(move |input| FusedOp::ClassIndex(input, target, weight, params))
@@ -458,7 +445,7 @@ impl<B: Backend, const D: usize, const DT: usize> Call<'_, B, D, DT> {
             } => {
                 // Weights are broadcast (and their shapes checked) only now that the fused
                 // path runs; the composite path broadcasts them itself.
-                let periodic = |weight: &BroadcastWeight<B>, argument: &str| {
+                let periodic = |weight: &BroadcastWeight, argument: &str| {
                     weight.periodic(self.function, argument, input)
                 };
                 let target = float(target)?;
@@ -471,40 +458,38 @@ impl<B: Backend, const D: usize, const DT: usize> Call<'_, B, D, DT> {
     }
 }
 
-/// The fused kernels the current path allows for `B` (the backend probe): none on
-/// [`LossPath::Composite`], `B`'s kernels if any on [`LossPath::Auto`] (saying once when a
-/// feature would have given some), and `B`'s kernels or a panic naming `function` on
-/// [`LossPath::Fused`].
-pub(crate) fn path_kernels<B: Backend>(function: &str) -> Option<&'static dyn FusedLosses<B>> {
+/// The fused kernels the current path allows for `device` (the backend probe): none on
+/// [`LossPath::Composite`], the backend's kernels if any on [`LossPath::Auto`] (saying once
+/// when a feature would have given some), and the backend's kernels or a panic naming
+/// `function` on [`LossPath::Fused`].
+pub(crate) fn path_kernels(function: &str, device: &Device) -> Option<&'static dyn FusedLosses> {
     match loss_path() {
         LossPath::Composite => None,
         LossPath::Auto => {
-            let kernels = fused::kernels_for::<B>();
+            let kernels = fused::kernels_for(device);
             if kernels.is_none() {
-                notice_feature_off::<B>();
+                notice_feature_off(device);
             }
             kernels
         }
-        LossPath::Fused => {
-            Some(fused::kernels_for::<B>().unwrap_or_else(|| no_kernel::<B>(function)))
-        }
+        LossPath::Fused => Some(fused::kernels_for(device).unwrap_or_else(|| no_kernel(function, device))),
     }
 }
 
 /// Panics for [`LossPath::Fused`] where no kernel covers the backend or the case.
-pub(crate) fn no_kernel<B: Backend>(function: &str) -> ! {
+pub(crate) fn no_kernel(function: &str, device: &Device) -> ! {
     panic!(
-        "{function}: LossPath::Fused: no fused kernel for backend {} and this case (see the \
-         README for the backends and cases the fused path covers)",
-        core::any::type_name::<B>()
+        "{function}: LossPath::Fused: no fused kernel for device {device:?} and this case (see \
+         the README for the backends and cases the fused path covers)"
     )
 }
 
-/// The float primitive of `tensor`; `None` for a quantized tensor (the composite path).
-pub(crate) fn float<B: Backend, const K: usize>(tensor: &Tensor<B, K>) -> Option<FloatTensor<B>> {
-    match tensor.clone().into_primitive() {
-        TensorPrimitive::Float(primitive) => Some(primitive),
-        TensorPrimitive::QFloat(_) => None,
+/// The dispatch tensor of a float `tensor`; `None` for a quantized tensor (the composite
+/// path).
+pub(crate) fn float<const K: usize>(tensor: &Tensor<K>) -> Option<DispatchTensor> {
+    match tensor.dtype() {
+        DType::QFloat(_) => None,
+        _ => Some(tensor.clone().into_dispatch()),
     }
 }
 
@@ -512,33 +497,25 @@ pub(crate) fn float<B: Backend, const K: usize>(tensor: &Tensor<B, K>) -> Option
 mod tests {
     use super::feature_off;
 
-    #[cfg(all(feature = "fused-wgpu", feature = "fused-ndarray"))]
     #[test]
     fn names_the_feature_a_backend_misses() {
-        let wgpu_off = [
-            ("NdArray", "ndarray", true),
-            ("burn_wgpu::Wgpu", "wgpu", false),
-            ("CubeBackend<cubecl_wgpu", "wgpu", false),
-        ];
-        let wgpu = core::any::type_name::<burn_autodiff::Autodiff<burn_wgpu::Wgpu>>();
-        let cube = core::any::type_name::<
-            burn_cubecl::CubeBackend<burn_wgpu::WgpuRuntime, f32, i32, u32>,
-        >();
-        let ndarray = core::any::type_name::<burn_ndarray::NdArray<f64>>();
-        assert_eq!(feature_off(wgpu, &wgpu_off), Some("wgpu"), "{wgpu}");
-        assert_eq!(feature_off(cube, &wgpu_off), Some("wgpu"), "{cube}");
-        assert_eq!(feature_off(ndarray, &wgpu_off), None);
+        let wgpu_off = [("NdArray", "ndarray", true), ("Cube", "wgpu", false)];
+        assert_eq!(feature_off("Cube", &wgpu_off), Some("wgpu"));
+        assert_eq!(feature_off("NdArray", &wgpu_off), None);
         assert_eq!(
-            feature_off(ndarray, &[("NdArray", "ndarray", false)]),
+            feature_off("NdArray", &[("NdArray", "ndarray", false)]),
             Some("ndarray")
         );
-        // The pattern `BACKEND_FEATURES` holds for Flex, against Flex's real type name.
-        let (pattern, feature, _) = super::BACKEND_FEATURES[1];
-        let flex = core::any::type_name::<burn_autodiff::Autodiff<burn_flex::Flex>>();
-        assert_eq!(
-            feature_off(flex, &[(pattern, feature, false)]),
-            Some("flex")
-        );
-        assert_eq!(feature_off(ndarray, &[(pattern, feature, false)]), None);
+        let flex_off = (!cfg!(feature = "fused-flex")).then_some("flex");
+        assert_eq!(feature_off("Flex", &super::BACKEND_FEATURES), flex_off);
+    }
+
+    /// The names `BACKEND_FEATURES` holds are the names Burn's devices give.
+    #[cfg(all(feature = "fused-ndarray", feature = "fused-flex"))]
+    #[test]
+    fn backend_names_are_burns() {
+        use burn::tensor::Device;
+        assert_eq!(super::backend_name(&Device::ndarray()), "NdArray");
+        assert_eq!(super::backend_name(&Device::flex().autodiff()), "Flex");
     }
 }

@@ -21,45 +21,30 @@
 //! path differentiates through; it is written so that its backward needs no reciprocal, and
 //! it is public (`burn_xent::log_softmax`) for users who feed `nll_loss` themselves.
 
-use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
-
-use crate::reduction::Reduction;
+use burn::tensor::{Bool, Tensor, TensorData};
 
 /// True when `tensor` has no elements.
-pub(crate) fn is_empty<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
+pub(crate) fn is_empty<const D: usize>(tensor: &Tensor<D>) -> bool {
     tensor.shape().num_elements() == 0
 }
 
 /// An empty per-element loss of shape `dims` (which holds a 0), made from host data on the
 /// device and in the float dtype of `like`.
-pub(crate) fn empty_loss<B: Backend, const D: usize, const DL: usize>(
+pub(crate) fn empty_loss<const D: usize, const DL: usize>(
     dims: [usize; D],
-    like: &Tensor<B, DL>,
-) -> Tensor<B, D> {
+    like: &Tensor<DL>,
+) -> Tensor<D> {
     let data = TensorData::new(Vec::<f32>::new(), dims);
     Tensor::from_data(data, (&like.device(), like.dtype()))
 }
 
 /// An empty boolean mask of shape `dims` (which holds a 0), made from host data on the device
 /// of `like`.
-pub(crate) fn empty_mask<B: Backend, const D: usize, const DL: usize>(
+pub(crate) fn empty_mask<const D: usize, const DL: usize>(
     dims: [usize; D],
-    like: &Tensor<B, DL>,
-) -> Tensor<B, D, Bool> {
+    like: &Tensor<DL>,
+) -> Tensor<D, Bool> {
     Tensor::from_data(TensorData::new(Vec::<bool>::new(), dims), &like.device())
-}
-
-/// The reduction of an empty loss, PyTorch's: NaN for the mean, 0 for the sum, on the
-/// device and in the float dtype of `like`.
-pub(crate) fn empty_reduced<B: Backend, const DL: usize>(
-    reduction: Reduction,
-    like: &Tensor<B, DL>,
-) -> Tensor<B, 1> {
-    let value = match reduction {
-        Reduction::Mean => f32::NAN,
-        Reduction::Sum => 0.0,
-    };
-    Tensor::from_data(TensorData::from([value]), (&like.device(), like.dtype()))
 }
 
 /// `log_softmax(x, dim)` with PyTorch's gradient, `dy - softmax(x) Σ dy`, to f32 round-off on
@@ -85,24 +70,24 @@ pub(crate) fn empty_reduced<B: Backend, const DL: usize>(
 /// finite maximum, `s` lies in `[1, C]`; a `-inf` logit gets `-inf` and the gradient `dy`
 /// (its softmax is 0), as in PyTorch; a row whose logits are all `-inf`, or that holds `+inf`
 /// or NaN, gives NaN, as Burn's and PyTorch's do.
-pub fn log_softmax<B: Backend, const D: usize>(x: Tensor<B, D>, dim: usize) -> Tensor<B, D> {
+pub fn log_softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     let (shifted, _, log_sum) = shifted_log_sum(x, dim);
     shifted - log_sum
 }
 
 /// `log Σ exp(x)` over `dim` (kept, of size 1), with the exact gradient `softmax(x)` of
 /// [`log_softmax`]'s construction: the detached maximum plus the log of the shifted sum.
-pub(crate) fn log_sum_exp<B: Backend, const D: usize>(x: Tensor<B, D>, dim: usize) -> Tensor<B, D> {
+pub(crate) fn log_sum_exp<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     let (_, max, log_sum) = shifted_log_sum(x, dim);
     max + log_sum
 }
 
 /// `x - max`, the detached `max` and `log Σ exp(x - max)` over `dim`, the log differentiated
 /// without a reciprocal (see [`log_softmax`]).
-fn shifted_log_sum<B: Backend, const D: usize>(
-    x: Tensor<B, D>,
+fn shifted_log_sum<const D: usize>(
+    x: Tensor<D>,
     dim: usize,
-) -> (Tensor<B, D>, Tensor<B, D>, Tensor<B, D>) {
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
     let max = x.clone().detach().max_dim(dim);
     let shifted = x - max.clone();
     let sum = shifted.clone().exp().sum_dim(dim);

@@ -9,13 +9,18 @@
 //! a loss allocate nothing of the input's size. The nodes are prepared with
 //! `NoCheckpointing`: nothing is ever recomputed, under any checkpointing strategy of the
 //! graph around them.
+//!
+//! Burn 0.22 keeps an autodiff tensor's node private: a kernel that takes the input's
+//! primitive and then finds the case uncovered hands the primitive back, and the input is
+//! rebuilt as the output of an identity node over the input's node ([`Identity`]), so the
+//! composite path that follows stays in the graph without a copy.
 
-use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{ElementConversion, Tensor, TensorPrimitive};
+use burn::backend::Backend;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::{base::Checkpointer, strategy::NoCheckpointing};
 use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 
 use super::kernels::{
     BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexParams, ClassProbsArgs,
@@ -54,16 +59,40 @@ impl<X: Kernels, const N: usize> Backward<X, N> for ScaledGradients {
     }
 }
 
+/// The identity, as a node: gives back an input whose primitive a kernel took but did not use,
+/// still in the graph (its gradient passes to the input unchanged).
+#[derive(Debug)]
+struct Identity;
+
+impl<X: Backend> Backward<X, 1> for Identity {
+    type State = ();
+
+    fn backward(self, ops: Ops<(), 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<X>(&ops.node);
+        if let [Some(parent)] = ops.parents {
+            grads.register::<X>(parent.id, grad);
+        }
+    }
+}
+
+/// `primitive` (taken from a tensor whose node `guard` keeps) back in the graph.
+fn rejoin<X: Kernels>(primitive: FloatTensor<X>, guard: NodeGuard) -> AdFloat<X> {
+    Identity
+        .prepare::<NoCheckpointing>([guard])
+        .compute_bound()
+        .stateless(primitive)
+}
+
 /// Whether autodiff tracks `tensor` (it requires a gradient, or leads to one that does).
 fn tracked<X: Kernels>(tensor: &AdFloat<X>) -> bool {
-    !tensor.node.requirement.is_none()
+    tensor.is_tracked()
 }
 
 /// The node of a fused op whose parents are `$tensor`s (autodiff primitives): tracked or not.
 macro_rules! prepare {
     ($x:ty; $($tensor:expr),+) => {
         ScaledGradients
-            .prepare::<NoCheckpointing>([$($tensor.node.clone()),+])
+            .prepare::<NoCheckpointing>([$($tensor.node()),+])
             .compute_bound()
             .stateful()
     };
@@ -85,20 +114,17 @@ fn run<X: Kernels, const N: usize>(
 ) -> AdRan<X> {
     match prep {
         OpsKind::Tracked(prep) => {
-            let (node, rc) = (input.node, input.rc);
-            match with_grad(input.primitive) {
+            let (primitive, guard) = input.into_parts();
+            match with_grad(primitive) {
                 Ran::Done((loss, grads)) => {
+                    drop(guard);
                     Ran::Done(prep.finish(GradientState { grads, how }, loss))
                 }
                 Ran::Refused(bad) => Ran::Refused(bad),
-                Ran::Uncovered(primitive) => Ran::Uncovered(AdFloat::<X> {
-                    primitive,
-                    node,
-                    rc,
-                }),
+                Ran::Uncovered(primitive) => Ran::Uncovered(rejoin(primitive, guard)),
             }
         }
-        OpsKind::UnTracked(prep) => match plain(&input.primitive) {
+        OpsKind::UnTracked(prep) => match plain(input.primitive()) {
             Some(Ok(loss)) => Ran::Done(prep.finish(loss)),
             Some(Err(bad)) => Ran::Refused(bad),
             None => Ran::Uncovered(input),
@@ -147,7 +173,7 @@ pub(crate) fn class_probs<X: Kernels>(
     let prep = prepare!(X; input, target);
     let wants = [tracked(&input), tracked(&target)];
     let how = Upstream::of_class(params.output, params.classes, params.spatial);
-    let (target, weight) = (&target.primitive, weight.as_ref());
+    let (target, weight) = (target.primitive(), weight.as_ref());
     run(
         prep,
         input,
@@ -176,7 +202,7 @@ pub(crate) fn binary<X: Kernels>(
     let prep = prepare!(X; input, target);
     let wants = [tracked(&input), tracked(&target)];
     let how = Upstream::of_binary(params.output);
-    let target = &target.primitive;
+    let target = target.primitive();
     let (weight, pos_weight) = (weight.as_ref(), pos_weight.as_ref());
     run(
         prep,
@@ -218,10 +244,7 @@ impl<X: Kernels, const P: usize> Backward<X, P> for LinearNode {
             LinearState::Computed(computed) => {
                 // The output is [loss, z-loss term]; the term is handed out detached, so only
                 // the loss's upstream gradient counts.
-                let scale: f64 = Tensor::<X, 1>::from_primitive(TensorPrimitive::Float(grad))
-                    .narrow(0, 0, 1)
-                    .into_scalar()
-                    .elem();
+                let scale = first_value::<X>(grad);
                 computed.map(|g| g.map(|g| scaled::<X>(g, scale)))
             }
             LinearState::PerRow(inputs, wants) => chunked::backward_per_row(&inputs, grad, wants),
@@ -232,6 +255,15 @@ impl<X: Kernels, const P: usize> Backward<X, P> for LinearNode {
             }
         }
     }
+}
+
+/// The first element of `tensor`, read to the host (one read, which waits for the queued work).
+fn first_value<X: Backend>(tensor: FloatTensor<X>) -> f64 {
+    let first = X::float_slice(tensor, &[burn::tensor::Slice::new(0, Some(1), 1)]);
+    let data = burn::tensor::try_read_sync(X::float_into_data(first))
+        .expect("linear_cross_entropy: the backward reads its upstream gradient synchronously")
+        .expect("linear_cross_entropy: reading the upstream gradient");
+    data.iter::<f64>().next().unwrap_or(f64::NAN)
 }
 
 /// `gradient` times the upstream value `scale`, read to the host (one read, which waits for
@@ -257,33 +289,40 @@ pub(crate) fn linear<X: Kernels>(
     target: IntTensor<X>,
     class_weight: Option<FloatTensor<X>>,
     params: LinearParams,
-) -> Option<AdFloat<X>> {
-    let tracked = |tensor: &AdFloat<X>| !tensor.node.requirement.is_none();
+) -> Result<AdFloat<X>, AdFloat<X>> {
+    let tracked = |tensor: &AdFloat<X>| tensor.is_tracked();
     let wants = [
         tracked(&hidden),
         tracked(&weight),
         bias.as_ref().is_some_and(tracked),
     ];
+    let (hidden, hidden_node) = hidden.into_parts();
+    let (weight, weight_node) = weight.into_parts();
+    let (bias, bias_node) = match bias.map(AdFloat::<X>::into_parts) {
+        Some((bias, node)) => (Some(bias), Some(node)),
+        None => (None, None),
+    };
     let inputs = LinearInputs {
-        hidden: hidden.primitive,
-        weight: weight.primitive,
-        bias: bias.as_ref().map(|bias| bias.primitive.clone()),
+        hidden,
+        weight,
+        bias,
         target,
         class_weight,
         params,
     };
-    let (output, state) = match params.output {
-        Output::Reduced(_) => {
-            let (output, computed) = chunked::forward(&inputs, wants)?;
-            (output, LinearState::Computed(computed))
-        }
-        Output::PerElement => {
-            let (output, _) = chunked::forward(&inputs, [false; 3])?;
-            (output, LinearState::PerRow(inputs, wants))
-        }
+    let reduced = matches!(params.output, Output::Reduced(_));
+    // A per-row loss sweeps again in the backward: its forward computes no gradient.
+    let Some((output, computed)) = chunked::forward(&inputs, wants.map(|want| want && reduced))
+    else {
+        return Err(rejoin(inputs.hidden, hidden_node));
     };
-    // One node over the tracked tensors' parents (`NodeRef` is not nameable outside
-    // burn-autodiff, hence a macro rather than a function generic over the parent count).
+    let state = if reduced {
+        LinearState::Computed(computed)
+    } else {
+        LinearState::PerRow(inputs, wants)
+    };
+    // One node over the tracked tensors' parents (a macro: the parent count is the node's
+    // const parameter).
     macro_rules! finish {
         ($($node:expr),*) => {
             match LinearNode.prepare::<NoCheckpointing>([$($node),*]).compute_bound().stateful() {
@@ -292,8 +331,8 @@ pub(crate) fn linear<X: Kernels>(
             }
         };
     }
-    Some(match bias {
-        Some(bias) => finish!(hidden.node, weight.node, bias.node),
-        None => finish!(hidden.node, weight.node),
+    Ok(match bias_node {
+        Some(bias_node) => finish!(hidden_node, weight_node, bias_node),
+        None => finish!(hidden_node, weight_node),
     })
 }

@@ -17,9 +17,9 @@
 //!   weights `[C]`;
 //! - binary losses: `input`, `target` flat `[L]`; weights [`Periodic`].
 
-use burn::tensor::backend::Backend;
-use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{FloatDType, Shape, TensorMetadata};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, TensorMetadata};
+use burn::tensor::{FloatDType, Shape};
 
 use crate::reduction::Reduction;
 
@@ -249,7 +249,7 @@ impl Upstream {
 /// A unit upstream gradient for `loss`: ones of its shape and dtype.
 fn unit_upstream<X: Backend>(loss: &FloatTensor<X>) -> FloatTensor<X> {
     let dtype = FloatDType::from(loss.dtype());
-    X::float_ones(loss.shape(), &X::float_device(loss), dtype)
+    X::float_ones(loss.shape(), &loss.device(), dtype)
 }
 
 /// `grad` times `upstream` as [`Upstream`] says, from Burn's generic operations.
@@ -275,7 +275,7 @@ pub(crate) fn scale_generic<X: Backend>(
 }
 
 /// A backend's fused loss kernels. Every forward returns `None` for a case it does not cover.
-pub(crate) trait Kernels: Backend {
+pub(crate) trait Kernels: super::concrete::Concrete {
     /// True when the forwards check values themselves (`check_values` in the params);
     /// otherwise the caller runs the generic checks first.
     const CHECKS_VALUES: bool;

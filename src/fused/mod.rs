@@ -1,14 +1,14 @@
 //! The fused fast paths: one forward and one backward kernel per loss on the backends that
-//! have them, picked at run time by the backend's type, behind the same generic API.
+//! have them, picked at run time by the tensors' device, behind the same API.
 //!
-//! [`kernels_for`] asks once per call whether `B` has fused kernels and returns them as a
-//! [`FusedLosses`] object that runs a [`FusedOp`] on `B`'s own tensor primitives (or `None`
-//! for a case the kernels do not cover: the loss then takes the composite path). Dispatch is
-//! by type, without `unsafe`: every tensor primitive is `'static`, so `core::any::Any` tells
-//! whether `B`'s float primitive is the primitive of `Autodiff<X>` (the loss then becomes one
-//! autodiff node, see [`autodiff`]) or `B` is `X` itself (forward only), for each backend `X`
-//! compiled in. The protocol around it (the path switch, where values are checked) is
-//! `crate::path`'s.
+//! [`kernels_for`] asks once per call whether the device's backend has fused kernels and
+//! returns them as a [`FusedLosses`] object that runs a [`FusedOp`] of dispatch tensors on
+//! the backend's own primitives (or hands the input back for a case the kernels do not
+//! cover: the loss then takes the composite path). The device says the backend: `X` itself
+//! (forward only), or `Autodiff` of `X` without gradient checkpointing (the loss then becomes
+//! one autodiff node, see [`autodiff`]), for each backend `X` compiled in; [`concrete`] crosses
+//! between dispatch tensors and `X`'s primitives. The protocol around it (the path switch,
+//! where values are checked) is `crate::path`'s.
 
 // Built without any `fused-*` feature, the dispatch below has no backend to try: its
 // arguments and the kernel contract go unused, and every loss takes the composite path.
@@ -42,13 +42,16 @@ mod cpu;
 mod cube;
 #[cfg(feature = "fused-wgpu")]
 mod fusion;
+pub(crate) mod concrete;
 pub(crate) mod kernels;
 
-use core::any::{Any, TypeId};
 use core::marker::PhantomData;
 
-use burn::tensor::backend::Backend;
-use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, Dispatch, DispatchTensor};
+use burn::tensor::Device;
+
+use concrete::Concrete;
 
 use crate::linear_cross_entropy::chunked::LinearInputs;
 pub(crate) use kernels::{
@@ -57,41 +60,6 @@ pub(crate) use kernels::{
 };
 #[allow(unused_imports)]
 use kernels::{BinaryArgs, ClassIndexArgs, ClassProbsArgs, Kernels};
-
-/// Tries `$attempt::<B, X>()` for each backend `X` with fused kernels, returning the first
-/// result.
-macro_rules! each_backend {
-    ($attempt:ident ()) => {{
-        #[allow(unused_mut)]
-        let mut result = None;
-        #[cfg(feature = "fused-ndarray")]
-        {
-            if result.is_none() {
-                result = $attempt::<B, burn_ndarray::NdArray<f32>>();
-            }
-            if result.is_none() {
-                result = $attempt::<B, burn_ndarray::NdArray<f64>>();
-            }
-        }
-        #[cfg(feature = "fused-flex")]
-        if result.is_none() {
-            result = $attempt::<B, burn_flex::Flex>();
-        }
-        #[cfg(feature = "fused-wgpu")]
-        {
-            // `Wgpu` is the cube backend wrapped in fusion; both are covered.
-            if result.is_none() {
-                result = $attempt::<B, burn_wgpu::Wgpu>();
-            }
-            if result.is_none() {
-                result =
-                    $attempt::<B, burn_cubecl::CubeBackend<burn_wgpu::WgpuRuntime, f32, i32, u32>>(
-                    );
-            }
-        }
-        result
-    }};
-}
 
 /// One fused loss, as a backend's kernels take it: `B`'s primitives in the layouts of
 /// [`kernels`] (the primitives keep the tensors' own ranks; the params give the shapes).
@@ -147,9 +115,9 @@ impl<B: Backend> FusedOp<B> {
     }
 }
 
-/// A backend's fused kernels, seen from a backend `B` that is that backend or `Autodiff` of
-/// it.
-pub(crate) trait FusedLosses<B: Backend>: Sync {
+/// A backend's fused kernels, seen from the dispatch: they run a [`FusedOp`] of dispatch
+/// tensors on that backend (or `Autodiff` of it).
+pub(crate) trait FusedLosses: Sync {
     /// True when the kernels check values themselves (`check_values` in the params);
     /// otherwise the caller runs the generic checks first.
     fn checks_values(&self) -> bool;
@@ -157,34 +125,48 @@ pub(crate) trait FusedLosses<B: Backend>: Sync {
     /// The loss, `[N * S]`, `[L]` or `[1]` as the params' `output` says; the input handed back
     /// for a case the kernels do not cover (or a weight that requires a gradient: the kernels
     /// treat weights as constants), or the value the kernel refused.
-    fn run(&self, op: FusedOp<B>) -> Ran<B, FloatTensor<B>>;
+    fn run(&self, op: FusedOp<Dispatch>) -> Ran<Dispatch, DispatchTensor>;
 }
 
-/// The fused kernels for `B`, or `None` when the crate has none for it (asked once per call,
-/// by type).
-pub(crate) fn kernels_for<B: Backend>() -> Option<&'static dyn FusedLosses<B>> {
-    #[allow(dead_code)]
-    fn on<B: Backend, X: Kernels>() -> Option<&'static dyn FusedLosses<B>> {
+/// The fused kernels for the backend of `device`, or `None` when the crate has none for it
+/// (asked once per call). An autodiff device with gradient checkpointing takes the composite
+/// path: the fused nodes are built without checkpointing. (Burn 0.22 deprecates burn-ndarray
+/// in favour of Flex; its kernels stay here while Burn ships it.)
+#[allow(deprecated)]
+pub(crate) fn kernels_for(device: &Device) -> Option<&'static dyn FusedLosses> {
+    #[allow(unused_imports)]
+    use burn::backend::{DispatchDevice, GradientCheckpointingStrategy};
+    #[allow(unreachable_patterns, clippy::match_single_binding)]
+    match device.as_dispatch() {
+        #[cfg(feature = "fused-ndarray")]
+        DispatchDevice::NdArray(_) => Some(&OnInner::<burn::backend::NdArray>(PhantomData)),
+        #[cfg(feature = "fused-flex")]
+        DispatchDevice::Flex(_) => Some(&OnInner::<burn::backend::Flex>(PhantomData)),
+        #[cfg(feature = "fused-wgpu")]
+        DispatchDevice::Cube(_) => Some(&OnInner::<burn::backend::Cube>(PhantomData)),
         #[cfg(any(
             feature = "fused-ndarray",
             feature = "fused-flex",
             feature = "fused-wgpu"
         ))]
-        if TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<autodiff::AdFloat<X>>() {
-            return Some(&OnAutodiff::<X>(PhantomData));
+        DispatchDevice::Autodiff(autodiff)
+            if autodiff.gradient_checkpointing_strategy()
+                == GradientCheckpointingStrategy::Disabled =>
+        {
+            match autodiff.clone().inner() {
+                #[cfg(feature = "fused-ndarray")]
+                DispatchDevice::NdArray(_) => {
+                    Some(&OnAutodiff::<burn::backend::NdArray>(PhantomData))
+                }
+                #[cfg(feature = "fused-flex")]
+                DispatchDevice::Flex(_) => Some(&OnAutodiff::<burn::backend::Flex>(PhantomData)),
+                #[cfg(feature = "fused-wgpu")]
+                DispatchDevice::Cube(_) => Some(&OnAutodiff::<burn::backend::Cube>(PhantomData)),
+                _ => None,
+            }
         }
-        let inner = TypeId::of::<B>() == TypeId::of::<X>();
-        inner.then_some(&OnInner::<X>(PhantomData) as &'static dyn FusedLosses<B>)
+        _ => None,
     }
-    each_backend!(on())
-}
-
-/// `value` as a `U` when it is one.
-fn cast<T: 'static, U: 'static>(value: T) -> Option<U> {
-    (Box::new(value) as Box<dyn Any>)
-        .downcast::<U>()
-        .ok()
-        .map(|boxed| *boxed)
 }
 
 /// `Some(None)` for no weight, `Some(Some(w))` for a usable one, `None` for one the kernels
@@ -196,17 +178,17 @@ pub(crate) fn all_some<T>(weight: Option<Option<T>>) -> Option<Option<T>> {
     }
 }
 
-/// `B`'s primitive as `X`'s, when they are the same type.
-fn same<P: 'static, Q: 'static>(primitive: P) -> Q {
-    cast(primitive).expect("the backends were matched by type")
+/// The input's primitive on `X`: the device was matched to `X`, so the conversion holds.
+fn input_on<X: Concrete>(input: DispatchTensor) -> FloatTensor<X> {
+    X::float(input).expect("the input lives on the backend its device names")
 }
 
-/// A result on `X` as one on `B` (the same backend, matched by type).
-fn on_b<B: Backend, X: Backend>(ran: Ran<X, FloatTensor<X>>) -> Ran<B, FloatTensor<B>> {
+/// A result on `X` as one of dispatch tensors.
+fn on_dispatch<X: Concrete>(ran: Ran<X, FloatTensor<X>>) -> Ran<Dispatch, DispatchTensor> {
     match ran {
-        Ran::Done(loss) => Ran::Done(same(loss)),
+        Ran::Done(loss) => Ran::Done(X::float_dispatch(loss)),
         Ran::Refused(bad) => Ran::Refused(bad),
-        Ran::Uncovered(input) => Ran::Uncovered(same(input)),
+        Ran::Uncovered(input) => Ran::Uncovered(X::float_dispatch(input)),
     }
 }
 
@@ -222,73 +204,123 @@ fn ran<X: Backend>(
     }
 }
 
-/// The kernels of `X`, run for `B = X`: the loss alone (no autodiff, no gradient work).
+/// The op on `X`'s primitives; the input back, still a dispatch tensor, when a target or a
+/// weight lives elsewhere.
+fn on_backend<X: Concrete>(op: FusedOp<Dispatch>) -> Result<FusedOp<X>, DispatchTensor> {
+    let weight_on = |weight: Option<DispatchTensor>| all_some(weight.map(X::float));
+    let periodic_on = |weight: Option<Periodic<Dispatch>>| {
+        all_some(weight.map(|w| {
+            Some(Periodic {
+                values: X::float(w.values)?,
+                period: w.period,
+            })
+        }))
+    };
+    Ok(match op {
+        FusedOp::ClassIndex(input, target, weight, params) => {
+            let (Some(target), Some(weight)) = (X::int(target), weight_on(weight)) else {
+                return Err(input);
+            };
+            FusedOp::ClassIndex(input_on::<X>(input), target, weight, params)
+        }
+        FusedOp::ClassProbs(input, target, weight, params) => {
+            let (Some(target), Some(weight)) = (X::float(target), weight_on(weight)) else {
+                return Err(input);
+            };
+            FusedOp::ClassProbs(input_on::<X>(input), target, weight, params)
+        }
+        FusedOp::Binary(input, target, weight, pos_weight, params) => {
+            let (Some(target), Some(weight), Some(pos_weight)) =
+                (X::float(target), periodic_on(weight), periodic_on(pos_weight))
+            else {
+                return Err(input);
+            };
+            FusedOp::Binary(input_on::<X>(input), target, weight, pos_weight, params)
+        }
+        FusedOp::Linear(op) => {
+            let (Some(weight), Some(bias), Some(target), Some(class_weight)) = (
+                X::float(op.weight),
+                weight_on(op.bias),
+                X::int(op.target),
+                weight_on(op.class_weight),
+            ) else {
+                return Err(op.hidden);
+            };
+            FusedOp::Linear(LinearOp {
+                hidden: input_on::<X>(op.hidden),
+                weight,
+                bias,
+                target,
+                class_weight,
+                params: op.params,
+            })
+        }
+    })
+}
+
+/// The kernels of `X`, run for a device of `X`: the loss alone (no autodiff, no gradient work).
 struct OnInner<X>(PhantomData<fn() -> X>);
 
-impl<B: Backend, X: Kernels> FusedLosses<B> for OnInner<X> {
+impl<X: Kernels> FusedLosses for OnInner<X> {
     fn checks_values(&self) -> bool {
         X::CHECKS_VALUES
     }
 
-    fn run(&self, op: FusedOp<B>) -> Ran<B, FloatTensor<B>> {
-        let periodic = |w: Periodic<B>| Periodic::<X> {
-            values: same(w.values),
-            period: w.period,
+    fn run(&self, op: FusedOp<Dispatch>) -> Ran<Dispatch, DispatchTensor> {
+        let op = match on_backend::<X>(op) {
+            Ok(op) => op,
+            Err(input) => return Ran::Uncovered(input),
         };
         let loss = match op {
             FusedOp::ClassIndex(input, target, weight, params) => {
-                let input: FloatTensor<X> = same(input);
                 let result = X::class_index_forward(ClassIndexArgs {
                     input: &input,
-                    target: &same(target),
-                    weight: weight.map(same).as_ref(),
+                    target: &target,
+                    weight: weight.as_ref(),
                     params: &params,
                 });
                 ran::<X>(input, result.map(|r| r.map(|(loss, _saved)| loss)))
             }
             FusedOp::ClassProbs(input, target, weight, params) => {
-                let input: FloatTensor<X> = same(input);
                 let result = X::class_probs_forward(ClassProbsArgs {
                     input: &input,
-                    target: &same(target),
-                    weight: weight.map(same).as_ref(),
+                    target: &target,
+                    weight: weight.as_ref(),
                     params: &params,
                 });
                 ran::<X>(input, result.map(|(loss, _)| Ok(loss)))
             }
             FusedOp::Binary(input, target, weight, pos_weight, params) => {
-                let input: FloatTensor<X> = same(input);
                 let result = X::binary_forward(BinaryArgs {
                     input: &input,
-                    target: &same(target),
-                    weight: weight.map(periodic).as_ref(),
-                    pos_weight: pos_weight.map(periodic).as_ref(),
+                    target: &target,
+                    weight: weight.as_ref(),
+                    pos_weight: pos_weight.as_ref(),
                     params: &params,
                 });
                 ran::<X>(input, result)
             }
             FusedOp::Linear(op) => {
-                let hidden: FloatTensor<X> = same(op.hidden);
                 let inputs = LinearInputs::<X> {
-                    hidden: hidden.clone(),
-                    weight: same(op.weight),
-                    bias: op.bias.map(same),
-                    target: same(op.target),
-                    class_weight: op.class_weight.map(same),
+                    hidden: op.hidden,
+                    weight: op.weight,
+                    bias: op.bias,
+                    target: op.target,
+                    class_weight: op.class_weight,
                     params: op.params,
                 };
                 // No autodiff: the forward alone, without any gradient work.
                 match crate::linear_cross_entropy::chunked::forward(&inputs, [false; 3]) {
                     Some((loss, ..)) => Ran::Done(loss),
-                    None => Ran::Uncovered(hidden),
+                    None => Ran::Uncovered(inputs.hidden),
                 }
             }
         };
-        on_b::<B, X>(loss)
+        on_dispatch::<X>(loss)
     }
 }
 
-/// The kernels of `X`, run for `B = Autodiff<X>`: each loss one autodiff node.
+/// The kernels of `X`, run for an autodiff device of `X`: each loss one autodiff node.
 #[cfg(any(
     feature = "fused-ndarray",
     feature = "fused-flex",
@@ -301,69 +333,94 @@ struct OnAutodiff<X>(PhantomData<fn() -> X>);
     feature = "fused-flex",
     feature = "fused-wgpu"
 ))]
-impl<B: Backend, X: Kernels> FusedLosses<B> for OnAutodiff<X> {
+impl<X: Kernels> FusedLosses for OnAutodiff<X>
+where
+    DispatchTensor: burn::backend::DispatchKindConversion<burn_autodiff::Autodiff<X>>,
+{
     fn checks_values(&self) -> bool {
         X::CHECKS_VALUES
     }
 
-    fn run(&self, op: FusedOp<B>) -> Ran<B, FloatTensor<B>> {
-        use autodiff::AdFloat;
+    fn run(&self, op: FusedOp<Dispatch>) -> Ran<Dispatch, DispatchTensor> {
+        use concrete::tracked;
         // A weight is a constant of the kernels: one that requires a gradient takes the
-        // composite path.
-        let constant = |weight: FloatTensor<B>| -> Option<FloatTensor<X>> {
-            let weight: AdFloat<X> = same(weight);
-            weight
-                .node
-                .requirement
-                .is_none()
-                .then_some(weight.primitive)
-        };
-        let periodic = |w: Periodic<B>| -> Option<Periodic<X>> {
-            Some(Periodic {
-                values: constant(w.values)?,
-                period: w.period,
-            })
-        };
+        // composite path. The target of a probability or binary loss is differentiated: it
+        // stays an autodiff tensor, as the input and linear cross-entropy's weight and bias.
         let ran = match op {
             FusedOp::ClassIndex(input, target, weight, params) => {
-                let Some(weight) = all_some(weight.map(constant)) else {
+                let (Some(target), Some(weight)) =
+                    (X::int(target), all_some(weight.map(tracked::constant::<X>)))
+                else {
                     return Ran::Uncovered(input);
                 };
-                autodiff::class_index::<X>(same(input), same(target), weight, params)
+                autodiff::class_index::<X>(ad_input::<X>(input), target, weight, params)
             }
             FusedOp::ClassProbs(input, target, weight, params) => {
-                let Some(weight) = all_some(weight.map(constant)) else {
+                let (Some(target), Some(weight)) = (
+                    tracked::float::<X>(target),
+                    all_some(weight.map(tracked::constant::<X>)),
+                ) else {
                     return Ran::Uncovered(input);
                 };
-                autodiff::class_probs::<X>(same(input), same(target), weight, params)
+                autodiff::class_probs::<X>(ad_input::<X>(input), target, weight, params)
             }
             FusedOp::Binary(input, target, weight, pos_weight, params) => {
-                let (Some(weight), Some(pos_weight)) = (
+                let periodic = |w: Periodic<Dispatch>| -> Option<Periodic<X>> {
+                    Some(Periodic {
+                        values: tracked::constant::<X>(w.values)?,
+                        period: w.period,
+                    })
+                };
+                let (Some(target), Some(weight), Some(pos_weight)) = (
+                    tracked::float::<X>(target),
                     all_some(weight.map(periodic)),
                     all_some(pos_weight.map(periodic)),
                 ) else {
                     return Ran::Uncovered(input);
                 };
-                autodiff::binary::<X>(same(input), same(target), weight, pos_weight, params)
+                autodiff::binary::<X>(ad_input::<X>(input), target, weight, pos_weight, params)
             }
             FusedOp::Linear(op) => {
-                let Some(class_weight) = all_some(op.class_weight.map(constant)) else {
-                    return Ran::Uncovered(op.hidden);
-                };
-                let hidden = op.hidden.clone();
-                match autodiff::linear::<X>(
-                    same(op.hidden),
-                    same(op.weight),
-                    op.bias.map(same),
-                    same(op.target),
+                let LinearOp {
+                    hidden,
+                    weight,
+                    bias,
+                    target,
                     class_weight,
-                    op.params,
-                ) {
-                    Some(out) => Ran::Done(out),
-                    None => return Ran::Uncovered(hidden),
+                    params,
+                } = op;
+                let (Some(weight), Some(bias), Some(target), Some(class_weight)) = (
+                    tracked::float::<X>(weight),
+                    all_some(bias.map(tracked::float::<X>)),
+                    X::int(target),
+                    all_some(class_weight.map(tracked::constant::<X>)),
+                ) else {
+                    return Ran::Uncovered(hidden);
+                };
+                let hidden = ad_input::<X>(hidden);
+                match autodiff::linear::<X>(hidden, weight, bias, target, class_weight, params) {
+                    Ok(out) => Ran::Done(out),
+                    Err(hidden) => Ran::Uncovered(hidden),
                 }
             }
         };
-        on_b(ran)
+        match ran {
+            Ran::Done(loss) => Ran::Done(tracked::dispatch::<X>(loss)),
+            Ran::Refused(bad) => Ran::Refused(bad),
+            Ran::Uncovered(input) => Ran::Uncovered(tracked::dispatch::<X>(input)),
+        }
     }
+}
+
+/// The input's autodiff primitive on `Autodiff<X>`: the device was matched to it.
+#[cfg(any(
+    feature = "fused-ndarray",
+    feature = "fused-flex",
+    feature = "fused-wgpu"
+))]
+fn ad_input<X: Backend>(input: DispatchTensor) -> autodiff::AdFloat<X>
+where
+    DispatchTensor: burn::backend::DispatchKindConversion<burn_autodiff::Autodiff<X>>,
+{
+    concrete::tracked::float::<X>(input).expect("the input lives on the backend its device names")
 }

@@ -11,8 +11,9 @@
     allow(dead_code)
 )]
 
-use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorPrimitive, backend::Backend};
+use burn::backend::Backend;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::tensor::{Int, Tensor};
 
 use crate::fused::kernels::{
     ClassIndexArgs, ClassIndexKind, ClassIndexParams, Kernels, Output, Ran, Upstream as Scaling,
@@ -72,14 +73,6 @@ pub(crate) struct LinearInputs<X: Backend> {
 /// Gradients of `hidden`, `weight` and `bias`, each when asked.
 pub(crate) type Grads<X> = [Option<FloatTensor<X>>; 3];
 
-fn tensor<X: Backend, const D: usize>(primitive: FloatTensor<X>) -> Tensor<X, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(primitive))
-}
-
-fn primitive<X: Backend, const D: usize>(tensor: Tensor<X, D>) -> FloatTensor<X> {
-    tensor.into_primitive().tensor()
-}
-
 /// The op's value (see [`LinearParams::output`]) and, for a reduced output, the gradients
 /// `wants` asks for (of the loss with an upstream gradient of 1; the autodiff node scales
 /// them). A per-row output computes no gradient here: see [`backward_per_row`]. `None` when the
@@ -92,7 +85,7 @@ pub(crate) fn forward<X: Kernels>(
     match inputs.params.output {
         Output::PerElement => {
             let swept = sweep.run(Upstream::None, [false; 3])?;
-            Some((primitive(Tensor::cat(swept.losses, 0)), [None, None, None]))
+            Some((X::primitive(Tensor::cat(swept.losses, 0)), [None, None, None]))
         }
         Output::Reduced(reduction) => {
             let divisor = match reduction {
@@ -111,7 +104,7 @@ pub(crate) fn forward<X: Kernels>(
                 Some(divisor) => [loss.div(divisor.clone()), z.div(divisor)],
                 None => [loss, z],
             };
-            Some((primitive(Tensor::cat(vec![loss, z], 0)), swept.grads))
+            Some((X::primitive(Tensor::cat(vec![loss, z], 0)), swept.grads))
         }
     }
 }
@@ -124,46 +117,46 @@ pub(crate) fn backward_per_row<X: Kernels>(
     wants: [bool; 3],
 ) -> Grads<X> {
     Sweep::new(inputs)
-        .run(Upstream::PerRow(tensor(grad)), wants)
+        .run(Upstream::PerRow(X::tensor(grad)), wants)
         .expect("the forward ran the same kernels")
         .grads
 }
 
 /// The upstream gradient of each row's loss in a sweep.
-enum Upstream<X: Backend> {
+enum Upstream {
     /// No gradient wanted.
     None,
     /// The same `[1]` value for every row (a reduced loss).
-    Scalar(Tensor<X, 1>),
+    Scalar(Tensor<1>),
     /// One value per row, `[N]`.
-    PerRow(Tensor<X, 1>),
+    PerRow(Tensor<1>),
 }
 
 /// One pass over the chunks, with what every chunk shares.
 struct Sweep<'a, X: Kernels> {
     inputs: &'a LinearInputs<X>,
-    hidden: Tensor<X, 2>,
-    weight: Tensor<X, 2>,
-    bias: Option<Tensor<X, 1>>,
-    target: Tensor<X, 1, Int>,
+    hidden: Tensor<2>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    target: Tensor<1, Int>,
     /// Each row's target class weight (1 without one), 0 where ignored: the mean's
     /// denominator is their sum, and they weigh the z-loss.
-    target_weight: Tensor<X, 1>,
+    target_weight: Tensor<1>,
 }
 
 /// What a sweep gives: the per-chunk losses (`[1]` sums or `[rows]`), the summed z-loss term
 /// (reduced outputs with a z-loss), and the gradients asked for.
 struct Swept<X: Backend> {
-    losses: Vec<Tensor<X, 1>>,
-    z: Option<Tensor<X, 1>>,
+    losses: Vec<Tensor<1>>,
+    z: Option<Tensor<1>>,
     grads: Grads<X>,
 }
 
 impl<'a, X: Kernels> Sweep<'a, X> {
     fn new(inputs: &'a LinearInputs<X>) -> Self {
-        let hidden: Tensor<X, 2> = tensor(inputs.hidden.clone());
-        let target = Tensor::<X, 1, Int>::from_primitive(inputs.target.clone());
-        let class_weight = inputs.class_weight.clone().map(tensor::<X, 1>);
+        let hidden: Tensor<2> = X::tensor(inputs.hidden.clone());
+        let target = X::int_tensor(inputs.target.clone());
+        let class_weight = inputs.class_weight.clone().map(X::tensor::<1>);
         let target_weight = index_target_weights(
             &target,
             class_weight.as_ref(),
@@ -173,14 +166,14 @@ impl<'a, X: Kernels> Sweep<'a, X> {
         Self {
             inputs,
             hidden,
-            weight: tensor(inputs.weight.clone()),
-            bias: inputs.bias.clone().map(tensor),
+            weight: X::tensor(inputs.weight.clone()),
+            bias: inputs.bias.clone().map(X::tensor),
             target,
             target_weight,
         }
     }
 
-    fn run(&self, upstream: Upstream<X>, wants: [bool; 3]) -> Option<Swept<X>> {
+    fn run(&self, upstream: Upstream, wants: [bool; 3]) -> Option<Swept<X>> {
         let p = self.inputs.params;
         let wants_grad = !matches!(upstream, Upstream::None);
         let [want_h, want_w, want_b] = wants.map(|want| want && wants_grad);
@@ -189,14 +182,14 @@ impl<'a, X: Kernels> Sweep<'a, X> {
         // allocation and no first update. (Measured: the peak did not change; the
         // weight-sized transient of the fused path is the copy of `W` that burn-ndarray's
         // product makes, see BENCHMARKS.md.)
-        let mut grad_w: Option<Tensor<X, 2>> = None;
+        let mut grad_w: Option<Tensor<2>> = None;
         let mut grad_b = self
             .bias
             .as_ref()
             .filter(|_| want_b)
             .map(Tensor::zeros_like);
         let mut losses = Vec::new();
-        let mut z_total: Option<Tensor<X, 1>> = None;
+        let mut z_total: Option<Tensor<1>> = None;
         let chunk_logits = p.chunk_rows * p.classes;
         // Columns of the weight gradient updated at once: a temporary of about one chunk's
         // logits, rather than a second `[D, V]`.
@@ -214,7 +207,7 @@ impl<'a, X: Kernels> Sweep<'a, X> {
                 Upstream::Scalar(value) => Some(value.clone()),
                 Upstream::PerRow(grad) => Some(grad.clone().slice([rows.clone()])),
             };
-            let chunk = chunk_loss(
+            let chunk = chunk_loss::<X>(
                 logits,
                 self.target.clone().slice([rows.clone()]),
                 self.target_weight.clone().slice([rows.clone()]),
@@ -264,9 +257,9 @@ impl<'a, X: Kernels> Sweep<'a, X> {
             losses,
             z: z_total,
             grads: [
-                grad_h.map(primitive),
-                grad_w.map(primitive),
-                grad_b.map(primitive),
+                grad_h.map(X::primitive),
+                grad_w.map(X::primitive),
+                grad_b.map(X::primitive),
             ],
         })
     }
@@ -274,10 +267,10 @@ impl<'a, X: Kernels> Sweep<'a, X> {
 
 /// One chunk's result: its loss (`[1]` summed or `[rows]`), its summed z-loss term (reduced
 /// outputs with a z-loss), and the gradient of the logits when an upstream gradient came.
-struct Chunk<X: Backend> {
-    loss: Tensor<X, 1>,
-    z: Option<Tensor<X, 1>>,
-    dlogits: Option<Tensor<X, 2>>,
+struct Chunk {
+    loss: Tensor<1>,
+    z: Option<Tensor<1>>,
+    dlogits: Option<Tensor<2>>,
 }
 
 /// The loss of one chunk of logits `[rows, V]` and, with `upstream` (`[1]` for every row or
@@ -286,13 +279,13 @@ struct Chunk<X: Backend> {
 /// scaled by `upstream`, the z-loss from each row's log-sum-exp, and the cap's chain rule. The one user of the
 /// [`Kernels`] methods here.
 fn chunk_loss<X: Kernels>(
-    logits: Tensor<X, 2>,
-    target: Tensor<X, 1, Int>,
-    target_weight: Tensor<X, 1>,
+    logits: Tensor<2>,
+    target: Tensor<1, Int>,
+    target_weight: Tensor<1>,
     class_weight: Option<&FloatTensor<X>>,
     p: &LinearParams,
-    upstream: Option<Tensor<X, 1>>,
-) -> Option<Chunk<X>> {
+    upstream: Option<Tensor<1>>,
+) -> Option<Chunk> {
     let [rows, classes] = logits.dims();
     let per_row = p.output == Output::PerElement;
     let (capped, tanh) = match p.softcap {
@@ -320,11 +313,11 @@ fn chunk_loss<X: Kernels>(
     let ignored = upstream
         .as_ref()
         .map(|_| target.clone().equal_elem(p.ignore_index));
-    let target = target.into_primitive();
+    let target = X::int(target.into_dispatch()).expect("an operation kept its backend");
     // The z-loss needs the (capped) logits after the kernel; otherwise the kernel gets them
     // as their only holder and may write the gradient over them.
     let kept = (p.z_loss > 0.0).then(|| capped.clone());
-    let input = primitive(capped);
+    let input = X::primitive(capped);
     let (loss, unit_grad) = match &upstream {
         // With a gradient: the loss and the gradient for a unit upstream gradient, one pass.
         Some(_) => match X::class_index_with_grad(input, &target, class_weight, &params) {
@@ -341,7 +334,7 @@ fn chunk_loss<X: Kernels>(
             (X::class_index_forward(args)?.ok()?.0, None)
         }
     };
-    let mut loss: Tensor<X, 1> = tensor(loss);
+    let mut loss: Tensor<1> = X::tensor(loss);
     // lse = max + ln Σ exp(x - max) of each row, for the z-loss.
     let lse = kept
         .as_ref()
@@ -363,11 +356,11 @@ fn chunk_loss<X: Kernels>(
     }
     let how = Scaling::of_class(params.output, classes, 1);
     let dlogits = upstream.zip(unit_grad).map(|(grad, unit)| {
-        let mut dlogits: Tensor<X, 2> = tensor(X::scale(unit, primitive(grad.clone()), how));
+        let mut dlogits: Tensor<2> = X::tensor(X::scale(unit, X::primitive(grad.clone()), how));
         // The mean over no target has an infinite upstream gradient: the ignored rows keep
         // PyTorch's zero gradient (the kernel's is 0 for a unit upstream gradient, and 0 · ∞
         // would be NaN).
-        if !per_row && !grad.clone().into_scalar().elem::<f64>().is_finite() {
+        if !per_row && !grad.clone().into_scalar::<f64>().is_finite() {
             let ignored = ignored.expect("made with the upstream gradient");
             dlogits = dlogits.mask_fill(ignored.unsqueeze_dim::<2>(1).expand([rows, classes]), 0.0);
         }

@@ -7,7 +7,7 @@ pub(crate) mod chunked;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::{Int, Tensor, TensorPrimitive, backend::Backend};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::checks;
 use crate::cross_entropy::{
@@ -24,10 +24,10 @@ const FUNCTION: &str = "linear_cross_entropy";
 /// (the class weight here named `class_weight`, since `weight` is the linear layer's), plus
 /// the number of rows per chunk of the fused path.
 #[derive(Clone, Debug)]
-pub struct LinearCrossEntropyOptions<B: Backend> {
+pub struct LinearCrossEntropyOptions {
     /// One weight per class, shape `[V]` (PyTorch's `weight` of `F.cross_entropy`); a
     /// constant of the fused path (one that requires a gradient takes the composite path).
-    pub class_weight: Option<Tensor<B, 1>>,
+    pub class_weight: Option<Tensor<1>>,
     /// Targets equal to this value get no loss and no gradient and do not count in the mean
     /// (PyTorch's `ignore_index`, default -100).
     pub ignore_index: i64,
@@ -45,7 +45,7 @@ pub struct LinearCrossEntropyOptions<B: Backend> {
     pub check_values: bool,
 }
 
-impl<B: Backend> Default for LinearCrossEntropyOptions<B> {
+impl Default for LinearCrossEntropyOptions {
     fn default() -> Self {
         Self {
             class_weight: None,
@@ -59,7 +59,7 @@ impl<B: Backend> Default for LinearCrossEntropyOptions<B> {
     }
 }
 
-impl<B: Backend> LinearCrossEntropyOptions<B> {
+impl LinearCrossEntropyOptions {
     /// PyTorch's defaults (no class weight, `ignore_index=-100`, no smoothing), no soft cap,
     /// no z-loss, the chunk size picked from the sizes, values checked.
     pub fn new() -> Self {
@@ -67,7 +67,7 @@ impl<B: Backend> LinearCrossEntropyOptions<B> {
     }
 
     /// Sets the per-class weight, shape `[V]`.
-    pub fn with_class_weight(mut self, weight: Tensor<B, 1>) -> Self {
+    pub fn with_class_weight(mut self, weight: Tensor<1>) -> Self {
         self.class_weight = Some(weight);
         self
     }
@@ -110,7 +110,7 @@ impl<B: Backend> LinearCrossEntropyOptions<B> {
 
     /// The same loss's options for [`cross_entropy`](crate::cross_entropy) on the logits
     /// (the composite path), values already checked.
-    fn cross_entropy(&self) -> CrossEntropyOptions<B> {
+    fn cross_entropy(&self) -> CrossEntropyOptions {
         CrossEntropyOptions {
             weight: self.class_weight.clone(),
             ignore_index: self.ignore_index,
@@ -138,20 +138,19 @@ impl<B: Backend> LinearCrossEntropyOptions<B> {
 /// added per row (see [`CrossEntropyOptions`] and [`linear_cross_entropy_with_z_loss`]).
 ///
 /// ```
-/// use burn::tensor::{Int, Tensor};
+/// use burn::tensor::{Device, Int, Tensor};
 /// use burn_xent::{CrossEntropyOptions, LinearCrossEntropyOptions, Reduction, cross_entropy, linear_cross_entropy};
-/// type B = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
-/// let device = Default::default();
-/// let hidden = Tensor::<B, 2>::from_floats([[0.5, -1.0], [2.0, 0.1], [0.3, 0.3]], &device);
-/// let weight = Tensor::<B, 2>::from_floats([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]], &device); // [D, V]
-/// let bias = Tensor::<B, 1>::from_floats([0.1, 0.0, -0.1], &device);
-/// let target = Tensor::<B, 1, Int>::from_ints([2, 0, -100], &device);
+/// let device = Device::ndarray().autodiff();
+/// let hidden = Tensor::<2>::from_floats([[0.5, -1.0], [2.0, 0.1], [0.3, 0.3]], &device);
+/// let weight = Tensor::<2>::from_floats([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]], &device); // [D, V]
+/// let bias = Tensor::<1>::from_floats([0.1, 0.0, -0.1], &device);
+/// let target = Tensor::<1, Int>::from_ints([2, 0, -100], &device);
 /// let options = LinearCrossEntropyOptions::new().with_chunk_size(2);
 /// let fused = linear_cross_entropy(hidden.clone(), weight.clone(), Some(bias.clone()), target.clone(), Reduction::Mean, &options);
 /// // The definition: the logits whole, then cross-entropy.
 /// let logits = hidden.matmul(weight) + bias.unsqueeze();
 /// let reference = cross_entropy(logits, target, Reduction::Mean, &CrossEntropyOptions::new());
-/// assert!((fused.into_scalar() - reference.into_scalar()).abs() < 1e-6);
+/// assert!((fused.into_scalar::<f32>() - reference.into_scalar::<f32>()).abs() < 1e-6);
 /// ```
 ///
 /// **Fused path** (`NdArray`, the wgpu cube backends, and `Autodiff` of them): the rows of
@@ -187,14 +186,14 @@ impl<B: Backend> LinearCrossEntropyOptions<B> {
 /// soft cap that is not positive, a negative z-loss scale, a chunk size of 0, and (when
 /// `check_values` is on, one read from the device) a class index outside `[0, V)` that is not
 /// `ignore_index`.
-pub fn linear_cross_entropy<B: Backend, const D: usize, const DT: usize>(
-    hidden: Tensor<B, D>,
-    weight: Tensor<B, 2>,
-    bias: Option<Tensor<B, 1>>,
-    target: Tensor<B, DT, Int>,
+pub fn linear_cross_entropy<const D: usize, const DT: usize>(
+    hidden: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    target: Tensor<DT, Int>,
     reduction: Reduction,
-    options: &LinearCrossEntropyOptions<B>,
-) -> Tensor<B, 1> {
+    options: &LinearCrossEntropyOptions,
+) -> Tensor<1> {
     linear_cross_entropy_with_z_loss(hidden, weight, bias, target, reduction, options).loss
 }
 
@@ -211,14 +210,14 @@ pub fn linear_cross_entropy<B: Backend, const D: usize, const DT: usize>(
 ///
 /// # Shapes and panics
 /// Those of [`linear_cross_entropy`].
-pub fn linear_cross_entropy_with_z_loss<B: Backend, const D: usize, const DT: usize>(
-    hidden: Tensor<B, D>,
-    weight: Tensor<B, 2>,
-    bias: Option<Tensor<B, 1>>,
-    target: Tensor<B, DT, Int>,
+pub fn linear_cross_entropy_with_z_loss<const D: usize, const DT: usize>(
+    hidden: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    target: Tensor<DT, Int>,
     reduction: Reduction,
-    options: &LinearCrossEntropyOptions<B>,
-) -> LossWithZLoss<B> {
+    options: &LinearCrossEntropyOptions,
+) -> LossWithZLoss {
     let call = Call::new(hidden, weight, bias, target, options);
     match call.fused(Output::Reduced(reduction)) {
         Some(out) => LossWithZLoss {
@@ -247,13 +246,13 @@ pub fn linear_cross_entropy_with_z_loss<B: Backend, const D: usize, const DT: us
 ///
 /// # Shapes and panics
 /// Those of [`linear_cross_entropy`]; the output has `target`'s shape.
-pub fn linear_cross_entropy_no_reduction<B: Backend, const D: usize, const DT: usize>(
-    hidden: Tensor<B, D>,
-    weight: Tensor<B, 2>,
-    bias: Option<Tensor<B, 1>>,
-    target: Tensor<B, DT, Int>,
-    options: &LinearCrossEntropyOptions<B>,
-) -> Tensor<B, DT> {
+pub fn linear_cross_entropy_no_reduction<const D: usize, const DT: usize>(
+    hidden: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    target: Tensor<DT, Int>,
+    options: &LinearCrossEntropyOptions,
+) -> Tensor<DT> {
     let dims = target.dims();
     let call = Call::new(hidden, weight, bias, target, options);
     match call.fused(Output::PerElement) {
@@ -274,34 +273,34 @@ pub fn linear_cross_entropy_no_reduction<B: Backend, const D: usize, const DT: u
 ///
 /// # Shapes and panics
 /// Those of [`linear_cross_entropy`].
-pub fn linear_layer_cross_entropy<B: Backend, const D: usize, const DT: usize>(
-    layer: &Linear<B>,
-    hidden: Tensor<B, D>,
-    target: Tensor<B, DT, Int>,
+pub fn linear_layer_cross_entropy<const D: usize, const DT: usize>(
+    layer: &Linear,
+    hidden: Tensor<D>,
+    target: Tensor<DT, Int>,
     reduction: Reduction,
-    options: &LinearCrossEntropyOptions<B>,
-) -> Tensor<B, 1> {
+    options: &LinearCrossEntropyOptions,
+) -> Tensor<1> {
     let bias = layer.bias.as_ref().map(|bias| bias.val());
     linear_cross_entropy(hidden, layer.weight.val(), bias, target, reduction, options)
 }
 
 /// A checked call: rows flattened to `[N, D]` and `[N]`.
-struct Call<'a, B: Backend> {
-    hidden: Tensor<B, 2>,
-    weight: Tensor<B, 2>,
-    bias: Option<Tensor<B, 1>>,
-    target: Tensor<B, 1, Int>,
-    options: &'a LinearCrossEntropyOptions<B>,
+struct Call<'a> {
+    hidden: Tensor<2>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    target: Tensor<1, Int>,
+    options: &'a LinearCrossEntropyOptions,
 }
 
-impl<'a, B: Backend> Call<'a, B> {
+impl<'a> Call<'a> {
     /// Checks every argument and option (and the class indices, when asked), then flattens.
     fn new<const D: usize, const DT: usize>(
-        hidden: Tensor<B, D>,
-        weight: Tensor<B, 2>,
-        bias: Option<Tensor<B, 1>>,
-        target: Tensor<B, DT, Int>,
-        options: &'a LinearCrossEntropyOptions<B>,
+        hidden: Tensor<D>,
+        weight: Tensor<2>,
+        bias: Option<Tensor<1>>,
+        target: Tensor<DT, Int>,
+        options: &'a LinearCrossEntropyOptions,
     ) -> Self {
         let f = FUNCTION;
         let dims = hidden.dims();
@@ -358,7 +357,7 @@ impl<'a, B: Backend> Call<'a, B> {
     }
 
     /// The logits `[N, V]` of the composite path.
-    fn logits(&self) -> Tensor<B, 2> {
+    fn logits(&self) -> Tensor<2> {
         let logits = self.hidden.clone().matmul(self.weight.clone());
         match &self.bias {
             Some(bias) => logits + bias.clone().unsqueeze(),
@@ -368,8 +367,9 @@ impl<'a, B: Backend> Call<'a, B> {
 
     /// The fused op's result (`[2]`, the loss and its z-loss term, or `[N]` per row) when the
     /// path and the backend have one; `None` for the composite path.
-    fn fused(&self, output: Output) -> Option<Tensor<B, 1>> {
-        let kernels = path_kernels::<B>(FUNCTION)?;
+    fn fused(&self, output: Output) -> Option<Tensor<1>> {
+        let device = self.hidden.device();
+        let kernels = path_kernels(FUNCTION, &device)?;
         let [rows, width] = self.hidden.dims();
         if rows == 0 {
             return None;
@@ -395,15 +395,15 @@ impl<'a, B: Backend> Call<'a, B> {
                 hidden: float(&self.hidden)?,
                 weight: float(&self.weight)?,
                 bias: crate::fused::all_some(self.bias.as_ref().map(float))?,
-                target: self.target.clone().into_primitive(),
+                target: self.target.clone().into_dispatch(),
                 class_weight: crate::fused::all_some(options.class_weight.as_ref().map(float))?,
                 params,
             })
         })();
         match op.map(|op| kernels.run(FusedOp::Linear(op))) {
-            Some(Ran::Done(out)) => Some(Tensor::from_primitive(TensorPrimitive::Float(out))),
+            Some(Ran::Done(out)) => Some(Tensor::from_dispatch(out)),
             Some(Ran::Refused(_)) => unreachable!("the linear op checks no value in its kernel"),
-            _ if loss_path() == LossPath::Fused => no_kernel::<B>(FUNCTION),
+            _ if loss_path() == LossPath::Fused => no_kernel(FUNCTION, &device),
             _ => None,
         }
     }
@@ -440,7 +440,7 @@ impl LinearCrossEntropyLossConfig {
     /// # Panics
     /// If `label_smoothing` is outside `[0, 1]`, `softcap` is not positive, `z_loss` is
     /// negative or `chunk_size` is 0.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> LinearCrossEntropyLoss<B> {
+    pub fn init(&self, device: &Device) -> LinearCrossEntropyLoss {
         let f = "LinearCrossEntropyLossConfig::init";
         checks::label_smoothing(f, self.label_smoothing);
         checks::softcap(f, self.softcap);
@@ -453,7 +453,7 @@ impl LinearCrossEntropyLossConfig {
             class_weight: self
                 .class_weight
                 .as_ref()
-                .map(|w| Tensor::<B, 1>::from_floats(w.as_slice(), device)),
+                .map(|w| Tensor::<1>::from_floats(w.as_slice(), device)),
             ignore_index: self.ignore_index,
             label_smoothing: self.label_smoothing,
             softcap: self.softcap,
@@ -471,9 +471,9 @@ impl LinearCrossEntropyLossConfig {
 /// |---|---|
 /// | `nn.CrossEntropyLoss()(head(h), t)` | `LinearCrossEntropyLossConfig::new().init(&device).forward_layer(&head, h, t, Reduction::Mean)` |
 #[derive(Module, Debug)]
-pub struct LinearCrossEntropyLoss<B: Backend> {
+pub struct LinearCrossEntropyLoss {
     /// One weight per class.
-    pub class_weight: Option<Tensor<B, 1>>,
+    pub class_weight: Option<Tensor<1>>,
     /// The target value that is ignored.
     pub ignore_index: i64,
     /// Label smoothing ε.
@@ -488,9 +488,9 @@ pub struct LinearCrossEntropyLoss<B: Backend> {
     pub check_values: bool,
 }
 
-impl<B: Backend> LinearCrossEntropyLoss<B> {
+impl LinearCrossEntropyLoss {
     /// The function options this module stands for.
-    pub fn options(&self) -> LinearCrossEntropyOptions<B> {
+    pub fn options(&self) -> LinearCrossEntropyOptions {
         LinearCrossEntropyOptions {
             class_weight: self.class_weight.clone(),
             ignore_index: self.ignore_index,
@@ -505,46 +505,46 @@ impl<B: Backend> LinearCrossEntropyLoss<B> {
     /// The reduced loss; see [`linear_cross_entropy`].
     pub fn forward<const D: usize, const DT: usize>(
         &self,
-        hidden: Tensor<B, D>,
-        weight: Tensor<B, 2>,
-        bias: Option<Tensor<B, 1>>,
-        target: Tensor<B, DT, Int>,
+        hidden: Tensor<D>,
+        weight: Tensor<2>,
+        bias: Option<Tensor<1>>,
+        target: Tensor<DT, Int>,
         reduction: Reduction,
-    ) -> Tensor<B, 1> {
+    ) -> Tensor<1> {
         linear_cross_entropy(hidden, weight, bias, target, reduction, &self.options())
     }
 
     /// The per-row loss; see [`linear_cross_entropy_no_reduction`].
     pub fn forward_no_reduction<const D: usize, const DT: usize>(
         &self,
-        hidden: Tensor<B, D>,
-        weight: Tensor<B, 2>,
-        bias: Option<Tensor<B, 1>>,
-        target: Tensor<B, DT, Int>,
-    ) -> Tensor<B, DT> {
+        hidden: Tensor<D>,
+        weight: Tensor<2>,
+        bias: Option<Tensor<1>>,
+        target: Tensor<DT, Int>,
+    ) -> Tensor<DT> {
         linear_cross_entropy_no_reduction(hidden, weight, bias, target, &self.options())
     }
 
     /// The reduced loss and its z-loss term apart; see [`linear_cross_entropy_with_z_loss`].
     pub fn forward_with_z_loss<const D: usize, const DT: usize>(
         &self,
-        hidden: Tensor<B, D>,
-        weight: Tensor<B, 2>,
-        bias: Option<Tensor<B, 1>>,
-        target: Tensor<B, DT, Int>,
+        hidden: Tensor<D>,
+        weight: Tensor<2>,
+        bias: Option<Tensor<1>>,
+        target: Tensor<DT, Int>,
         reduction: Reduction,
-    ) -> LossWithZLoss<B> {
+    ) -> LossWithZLoss {
         linear_cross_entropy_with_z_loss(hidden, weight, bias, target, reduction, &self.options())
     }
 
     /// The reduced loss of a `Linear` layer's output; see [`linear_layer_cross_entropy`].
     pub fn forward_layer<const D: usize, const DT: usize>(
         &self,
-        layer: &Linear<B>,
-        hidden: Tensor<B, D>,
-        target: Tensor<B, DT, Int>,
+        layer: &Linear,
+        hidden: Tensor<D>,
+        target: Tensor<DT, Int>,
         reduction: Reduction,
-    ) -> Tensor<B, 1> {
+    ) -> Tensor<1> {
         linear_layer_cross_entropy(layer, hidden, target, reduction, &self.options())
     }
 }

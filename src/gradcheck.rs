@@ -3,20 +3,20 @@
 //! central finite differences of the same function.
 //!
 //! ```
-//! use burn::tensor::{Tensor, TensorData};
+//! use burn::tensor::{DType, Device, Tensor, TensorData};
 //! use burn_xent::gradcheck::{GradcheckConfig, assert_gradcheck};
 //! use burn_xent::{BceWithLogitsOptions, Reduction, binary_cross_entropy_with_logits};
-//! type B = burn_autodiff::Autodiff<burn_ndarray::NdArray<f64>>;
-//! let device = Default::default();
+//! // The ndarray backend with autodiff; f64 is chosen when each tensor is created.
+//! let device = Device::ndarray().autodiff();
 //! let f64_tensor = |values: Vec<f64>| {
-//!     Tensor::<B, 2>::from_data(TensorData::new(values, [2, 3]), (&device, burn::tensor::DType::F64))
+//!     Tensor::<2>::from_data(TensorData::new(values, [2, 3]), (&device, DType::F64))
 //! };
 //! let logits = f64_tensor(vec![0.5, -1.0, 2.0, 0.1, -0.3, 1.2]);
 //! let soft_target = f64_tensor(vec![1.0, 0.0, 0.7, 0.2, 0.5, 1.0]);
 //! let opts = BceWithLogitsOptions::new();
 //!
 //! // PyTorch: torch.autograd.gradcheck(lambda x, t: F.binary_cross_entropy_with_logits(x, t), (x, t))
-//! // Autodiff<NdArray<f64>>: PyTorch's defaults (step 1e-6, atol 1e-5, rtol 1e-3).
+//! // f64 inputs: PyTorch's defaults (step 1e-6, atol 1e-5, rtol 1e-3).
 //! let report = assert_gradcheck(
 //!     |x| binary_cross_entropy_with_logits(x[0].clone(), x[1].clone(), Reduction::Mean, &opts),
 //!     &[logits, soft_target],
@@ -24,7 +24,7 @@
 //! );
 //! assert!(report.passed && report.checked == 12);
 //! println!("{report}");
-//! ```
+//! //! ```
 //!
 //! # What is compared
 //! The function `f` maps the inputs `x_0, …, x_{n-1}` (float tensors of one rank `D`) to a
@@ -32,7 +32,7 @@
 //! projection `p` of `y`'s shape ([`Projection`]: deterministic pseudo-random weights, the
 //! default, or all ones, the plain sum). For every checked element `x_i[k]`:
 //! - the *analytic* derivative `∂s/∂x_i[k]` comes from one backward pass of `(y * p).sum()`
-//!   on the autodiff backend (one backward pass for all inputs);
+//!   through tracked copies of the inputs (one backward pass for all inputs);
 //! - the *numeric* derivative is `(s(x_i[k] + h) - s(x_i[k] - h)) / (2h)`, each side an
 //!   evaluation of `f` on tensors that do not require a gradient, the perturbed one rebuilt
 //!   from host data on the input's device in the input's dtype. The difference is taken on
@@ -84,17 +84,20 @@
 //! edges (`relu` at 0, BCE's clamps at probabilities 0 and 1, `log` near 0): there the two
 //! one-sided derivatives differ, and no step makes the numeric derivative agree with either.
 //!
-//! # Dtypes
+//! # Devices and dtypes
+//! The inputs may live on any device, with autodiff or without: `f` always receives tensors on
+//! the autodiff form of each input's device ([`Tensor::autodiff`]), tracked copies for the
+//! analytic derivative and untracked ones for the numeric derivative.
+//!
 //! Each input is perturbed and rebuilt in its own dtype (reported in [`InputCheck::dtype`]).
-//! Make sure it is the one intended: Burn 0.21 fixes a device's default float dtype when the
-//! first tensor is created on it, per device type, and `NdArray<f32>` and `NdArray<f64>`
-//! share `NdArrayDevice`. In a process that used `NdArray<f32>` first, a tensor created on
-//! `NdArray<f64>` with `Tensor::from_data(data, &device)` is f32; create it with
-//! `Tensor::from_data(data, (&device, DType::F64))`.
+//! Make sure it is the one intended: since Burn 0.22, f64 is chosen when a tensor is created,
+//! `Tensor::from_data(data, (&device, DType::F64))`, while `Tensor::from_data(data, &device)`
+//! gives the device's default float dtype (f32). A function that creates tensors of its own (a
+//! mask, a constant) should create them in its inputs' dtype,
+//! `Tensor::ones(shape, (&x.device(), x.dtype()))`.
 
 use std::fmt;
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::checks::unravel;
@@ -424,9 +427,10 @@ impl fmt::Display for GradcheckReport {
 /// how to choose the settings.
 ///
 /// # Shapes
-/// - `inputs`: one or more float tensors of rank `D` (shapes may differ); every one is
-///   checked. They are not modified; `f` receives copies (tracked for the analytic gradient,
-///   untracked and perturbed for the numeric one) on the same devices in the same dtypes.
+/// - `inputs`: one or more float tensors of rank `D` (shapes may differ), on any device, with
+///   autodiff or without; every one is checked. They are not modified; `f` receives copies
+///   (tracked for the analytic gradient, untracked and perturbed for the numeric one) in the
+///   same dtypes, on the autodiff form of the same devices.
 /// - `f`: any function of the inputs, returning a float tensor of any rank `DO` whose shape
 ///   does not depend on the values. It is called once with tracking and twice per checked
 ///   element without, so it must be deterministic (no dropout, no fresh random numbers).
@@ -441,31 +445,36 @@ impl fmt::Display for GradcheckReport {
 /// - if the step vanishes when rounded to an input's dtype at some element (`x + h == x - h`;
 ///   raise the step);
 /// - if `f` panics, or returns outputs of different shapes on different calls.
-pub fn gradcheck<B, const D: usize, const DO: usize, F>(
+pub fn gradcheck<const D: usize, const DO: usize, F>(
     f: F,
-    inputs: &[Tensor<B, D>],
+    inputs: &[Tensor<D>],
     config: &GradcheckConfig,
 ) -> GradcheckReport
 where
-    B: AutodiffBackend,
-    F: Fn(&[Tensor<B, D>]) -> Tensor<B, DO>,
+    F: Fn(&[Tensor<D>]) -> Tensor<DO>,
 {
     validate(inputs.len(), config);
 
-    // Analytic: one backward pass of (y * p).sum() through tracked copies of the inputs.
-    let tracked: Vec<Tensor<B, D>> = inputs
+    // Every evaluation of f runs on the autodiff form of the inputs' devices, from untracked
+    // leaves (detached from any graph of the caller, not requiring a gradient).
+    let constants: Vec<Tensor<D>> = inputs
         .iter()
-        .map(|t| t.clone().detach().require_grad())
+        .map(|t| t.clone().autodiff().set_require_grad(false))
         .collect();
+
+    // Analytic: one backward pass of (y * p).sum() through tracked copies of the inputs. An
+    // output that no input reaches is not tracked: no gradient, read as zeros below.
+    let tracked: Vec<Tensor<D>> = constants.iter().map(|t| t.clone().require_grad()).collect();
     let output = f(&tracked);
     let output_shape = output.dims().to_vec();
     let weights = config
         .projection
         .weights(output_shape.iter().product::<usize>());
-    let grads = project(output, &weights).backward();
+    let projected = project(output, &weights);
+    let grads = projected.is_tracked().then(|| projected.backward());
     let analytic: Vec<Vec<f64>> = tracked
         .iter()
-        .map(|t| match t.grad(&grads) {
+        .map(|t| match grads.as_ref().and_then(|grads| t.grad(grads)) {
             Some(grad) => host_values(grad.into_data()),
             None => vec![0.0; t.shape().num_elements()],
         })
@@ -473,8 +482,7 @@ where
     drop(grads);
 
     // Numeric: central differences of the projected output, taken on the host in f64.
-    let constants: Vec<Tensor<B, D>> = inputs.iter().map(|t| t.clone().detach()).collect();
-    let evaluate = |args: &[Tensor<B, D>]| -> Vec<f64> {
+    let evaluate = |args: &[Tensor<D>]| -> Vec<f64> {
         let out = f(args);
         assert!(
             out.dims().as_slice() == output_shape.as_slice(),
@@ -485,7 +493,7 @@ where
     };
 
     let mut checks = Vec::with_capacity(inputs.len());
-    for (i, input) in inputs.iter().enumerate() {
+    for (i, input) in constants.iter().enumerate() {
         let shape = input.dims();
         let dtype = input.dtype();
         let device = input.device();
@@ -519,7 +527,7 @@ where
             let at = |value: f64| {
                 let mut values = base.clone();
                 values[k] = value;
-                let perturbed = Tensor::<B, D>::from_data(
+                let perturbed = Tensor::<D>::from_data(
                     TensorData::new(values, shape).convert_dtype(dtype),
                     (&device, dtype),
                 );
@@ -590,14 +598,13 @@ where
 /// report (the worst element's input, index, analytic and numeric values); and in the cases
 /// listed under [`gradcheck`].
 #[track_caller]
-pub fn assert_gradcheck<B, const D: usize, const DO: usize, F>(
+pub fn assert_gradcheck<const D: usize, const DO: usize, F>(
     f: F,
-    inputs: &[Tensor<B, D>],
+    inputs: &[Tensor<D>],
     config: &GradcheckConfig,
 ) -> GradcheckReport
 where
-    B: AutodiffBackend,
-    F: Fn(&[Tensor<B, D>]) -> Tensor<B, DO>,
+    F: Fn(&[Tensor<D>]) -> Tensor<DO>,
 {
     let report = gradcheck(f, inputs, config);
     if !report.passed {
@@ -631,12 +638,9 @@ pub(crate) fn assert_tolerance(function: &str, name: &str, value: f64) {
 /// The projected output `Σ_j p_j y_j` as a `[1]` tensor, ready for the backward pass: the
 /// weights `p` (row-major, one per element of `output`) are created on `output`'s device in
 /// its dtype, in which they are exact ([`Projection::weights`]).
-pub(crate) fn project<B: Backend, const D: usize>(
-    output: Tensor<B, D>,
-    weights: &[f64],
-) -> Tensor<B, 1> {
+pub(crate) fn project<const D: usize>(output: Tensor<D>, weights: &[f64]) -> Tensor<1> {
     let (dtype, device) = (output.dtype(), output.device());
-    let weights = Tensor::<B, D>::from_data(
+    let weights = Tensor::<D>::from_data(
         TensorData::new(weights.to_vec(), output.shape()).convert_dtype(dtype),
         (&device, dtype),
     );

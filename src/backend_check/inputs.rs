@@ -5,8 +5,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{DType, Element, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Gradients, Int, Tensor, TensorData};
 
 /// How a host input enters a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,35 +131,37 @@ impl HostInputs {
 }
 
 /// A backend's copy of an input, made at its first use.
-pub(super) struct Leaf<B: AutodiffBackend> {
-    /// The `Tensor<B, D>` or `Tensor<B, D, Int>` handed to the computation.
+pub(super) struct Leaf {
+    /// The `Tensor<D>` or `Tensor<D, Int>` handed to the computation.
     tensor: Box<dyn Any>,
     /// For gradient leaves: reads the leaf's gradient after the backward pass.
-    pub(super) gradient: Option<GradientReader<B>>,
+    pub(super) gradient: Option<GradientReader>,
 }
 
-pub(super) type GradientReader<B> =
-    Box<dyn Fn(&<B as AutodiffBackend>::Gradients) -> Option<TensorData>>;
+pub(super) type GradientReader = Box<dyn Fn(&Gradients) -> Option<TensorData>>;
 
-/// The inputs of a [`Computation`](super::Computation) on backend `B`: the host inputs,
-/// created on `B`'s device in `B`'s dtypes at their first use and the same tensor (the same
+/// The inputs of a [`Computation`](super::Computation) on one backend: the host inputs,
+/// created on the backend's (autodiff) device, floats in the float dtype it was given with and
+/// integers in the device's int dtype, at their first use, and the same tensor (the same
 /// gradient leaf) at every later use.
-pub struct Inputs<B: AutodiffBackend> {
+pub struct Inputs {
     host: HostInputs,
-    device: B::Device,
+    device: Device,
     float_dtype: DType,
     int_dtype: DType,
-    pub(super) leaves: RefCell<Vec<Option<Leaf<B>>>>,
+    pub(super) leaves: RefCell<Vec<Option<Leaf>>>,
 }
 
-impl<B: AutodiffBackend> Inputs<B> {
-    pub(super) fn new(host: HostInputs, device: B::Device) -> Self {
+impl Inputs {
+    /// The inputs on `device` (an autodiff device), floats in `float_dtype`.
+    pub(super) fn new(host: HostInputs, device: Device, float_dtype: DType) -> Self {
         let count = host.inputs.len();
+        let int_dtype = device.settings().int_dtype.into();
         Self {
             host,
             device,
-            float_dtype: <B::FloatElem as Element>::dtype(),
-            int_dtype: <B::IntElem as Element>::dtype(),
+            float_dtype,
+            int_dtype,
             leaves: RefCell::new((0..count).map(|_| None).collect()),
         }
     }
@@ -172,27 +173,27 @@ impl<B: AutodiffBackend> Inputs<B> {
     /// # Panics
     /// If there is no input `name`, it is an int input, its rank is not `D`, or it was taken
     /// before with another rank.
-    pub fn float<const D: usize>(&self, name: &str) -> Tensor<B, D> {
+    pub fn float<const D: usize>(&self, name: &str) -> Tensor<D> {
         self.take(name, false, D, |input| {
             let dtype = self.float_dtype;
             let data = input.data.clone().convert_dtype(dtype);
-            let tensor = Tensor::<B, D>::from_data(data, (&self.device, dtype));
+            let tensor = Tensor::<D>::from_data(data, (&self.device, dtype));
             if input.kind == InputKind::Constant {
                 return (tensor, None);
             }
             let leaf = tensor.require_grad();
             let handle = leaf.clone();
-            let reader: GradientReader<B> =
+            let reader: GradientReader =
                 Box::new(move |grads| handle.grad(grads).map(|g| g.into_data()));
             (leaf, Some(reader))
         })
     }
 
-    /// The int input `name`, of rank `D`, in `B`'s int dtype.
+    /// The int input `name`, of rank `D`, in the device's int dtype.
     ///
     /// # Panics
     /// If there is no input `name`, it is a float input, or its rank is not `D`.
-    pub fn int<const D: usize>(&self, name: &str) -> Tensor<B, D, Int> {
+    pub fn int<const D: usize>(&self, name: &str) -> Tensor<D, Int> {
         self.take(name, true, D, |input| {
             let dtype = self.int_dtype;
             let data = input.data.clone().convert_dtype(dtype);
@@ -200,13 +201,14 @@ impl<B: AutodiffBackend> Inputs<B> {
         })
     }
 
-    /// The device the inputs are on.
-    pub fn device(&self) -> &B::Device {
+    /// The device the inputs are on: the autodiff form of the backend's device.
+    pub fn device(&self) -> &Device {
         &self.device
     }
 
-    /// The dtype of the float inputs (`B`'s `FloatElem`): the dtype to create any other float
-    /// tensor of the computation in (`Tensor::from_data(data, (device, dtype))`).
+    /// The dtype of the float inputs (the one the backend was given with): the dtype to create
+    /// any other float tensor of the computation in (`Tensor::from_data(data, (device, dtype))`,
+    /// `Tensor::ones(shape, (device, dtype))`).
     pub fn float_dtype(&self) -> DType {
         self.float_dtype
     }
@@ -219,7 +221,7 @@ impl<B: AutodiffBackend> Inputs<B> {
         name: &str,
         int: bool,
         rank: usize,
-        make: impl FnOnce(&HostInput) -> (T, Option<GradientReader<B>>),
+        make: impl FnOnce(&HostInput) -> (T, Option<GradientReader>),
     ) -> T {
         let i = self.host.position(name);
         let input = &self.host.inputs[i];

@@ -1,25 +1,24 @@
 //! The outputs of a computation: [`Outputs`], named float and int tensors of any rank, kept
 //! flat with their shapes for the comparison and the backward pass.
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 /// One output, flattened to rank 1 (its shape is kept beside it).
-pub(super) enum OutputValue<B: Backend> {
-    Float(Tensor<B, 1>),
-    Int(Tensor<B, 1, Int>),
+pub(super) enum OutputValue {
+    Float(Tensor<1>),
+    Int(Tensor<1, Int>),
 }
 
 /// The named outputs of a [`Computation`](super::Computation), float or int, of any ranks.
 ///
 /// A single float tensor converts into `Outputs` named `"output"`:
-/// `fn run(…) -> Outputs<B> { loss.into() }`.
-pub struct Outputs<B: Backend> {
+/// `fn run(…) -> Outputs { loss.into() }`.
+pub struct Outputs {
     /// Name, shape and flattened value of each output, in the order they were added.
-    pub(super) entries: Vec<(String, Vec<usize>, OutputValue<B>)>,
+    pub(super) entries: Vec<(String, Vec<usize>, OutputValue)>,
 }
 
-impl<B: Backend> Default for Outputs<B> {
+impl Default for Outputs {
     fn default() -> Self {
         Self {
             entries: Vec::new(),
@@ -27,7 +26,7 @@ impl<B: Backend> Default for Outputs<B> {
     }
 }
 
-impl<B: Backend> Outputs<B> {
+impl Outputs {
     /// No outputs.
     pub fn new() -> Self {
         Self::default()
@@ -37,7 +36,7 @@ impl<B: Backend> Outputs<B> {
     ///
     /// # Panics
     /// If the name is taken.
-    pub fn float<const D: usize>(mut self, name: &str, tensor: Tensor<B, D>) -> Self {
+    pub fn float<const D: usize>(mut self, name: &str, tensor: Tensor<D>) -> Self {
         self.check_name(name);
         let shape = tensor.dims().to_vec();
         let flat = tensor.reshape([shape.iter().product::<usize>()]);
@@ -50,7 +49,7 @@ impl<B: Backend> Outputs<B> {
     ///
     /// # Panics
     /// If the name is taken.
-    pub fn int<const D: usize>(mut self, name: &str, tensor: Tensor<B, D, Int>) -> Self {
+    pub fn int<const D: usize>(mut self, name: &str, tensor: Tensor<D, Int>) -> Self {
         self.check_name(name);
         let shape = tensor.dims().to_vec();
         let flat = tensor.reshape([shape.iter().product::<usize>()]);
@@ -67,9 +66,9 @@ impl<B: Backend> Outputs<B> {
     }
 }
 
-impl<B: Backend, const D: usize> From<Tensor<B, D>> for Outputs<B> {
+impl<const D: usize> From<Tensor<D>> for Outputs {
     /// One float output named `"output"`.
-    fn from(tensor: Tensor<B, D>) -> Self {
+    fn from(tensor: Tensor<D>) -> Self {
         Outputs::new().float("output", tensor)
     }
 }

@@ -217,11 +217,12 @@ pub enum BackendStatus {
 /// One backend against the reference: every output, then every gradient of a float input.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BackendComparison {
-    /// The backend's type, without module paths (e.g. `Autodiff<Fusion<CubeBackend<WgpuRuntime,
-    /// f32, i32, u32>>>`; Rust leaves out default type parameters: `Autodiff<NdArray>` is
-    /// `NdArray<f32>`).
+    /// The backend, named by its device as [`crate::availability`] names it (e.g.
+    /// `Autodiff<NdArray(Cpu)>`, or `Autodiff<Cube(…)>` for wgpu); always with autodiff, which
+    /// the check turns on.
     pub backend: String,
-    /// The backend's float dtype (its `FloatElem`), in which its inputs are created.
+    /// The float dtype the backend ran in (given with its device), in which its float inputs
+    /// are created.
     pub float_dtype: DType,
     /// Whether it ran.
     pub status: BackendStatus,
@@ -304,9 +305,9 @@ impl fmt::Display for BackendComparison {
 /// greatest absolute and relative differences; this report carries the same, per tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BackendCheckReport {
-    /// The reference backend's type, without module paths.
+    /// The reference backend, named by its device (see [`BackendComparison::backend`]).
     pub reference: String,
-    /// The reference's float dtype.
+    /// The float dtype the reference ran in.
     pub reference_float_dtype: DType,
     /// Why the reference cannot run here, when it cannot (every backend is then skipped, or
     /// failed when required).

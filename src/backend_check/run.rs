@@ -1,8 +1,7 @@
 //! One backend's run of a computation: the inputs built on its device, the outputs read back,
 //! one backward pass of their projection, and the gradient of every float input read back.
 
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use super::inputs::Leaf;
 use super::outputs::OutputValue;
@@ -45,17 +44,19 @@ fn projection_weights(projection: Projection, o: usize, count: usize) -> Vec<f64
     }
 }
 
-/// Runs `computation` on backend `B` from the host inputs and reads back what it computed.
-pub(super) fn run_on<B: AutodiffBackend, C: Computation + ?Sized>(
+/// Runs `computation` on `device` (an autodiff device) from the host inputs, floats in
+/// `float_dtype`, and reads back what it computed.
+pub(super) fn run_on<C: Computation + ?Sized>(
     computation: &C,
     host: &HostInputs,
-    device: &B::Device,
+    device: &Device,
+    float_dtype: DType,
     projection: Projection,
 ) -> Run {
-    let inputs = Inputs::<B>::new(host.clone(), device.clone());
+    let inputs = Inputs::new(host.clone(), device.clone(), float_dtype);
     let produced = computation.run(&inputs);
     let mut outputs = Vec::with_capacity(produced.entries.len());
-    let mut projected: Option<Tensor<B, 1>> = None;
+    let mut projected: Option<Tensor<1>> = None;
     for (o, (name, shape, value)) in produced.entries.into_iter().enumerate() {
         let count = shape.iter().product::<usize>();
         match value {
@@ -74,7 +75,11 @@ pub(super) fn run_on<B: AutodiffBackend, C: Computation + ?Sized>(
             }
         }
     }
-    let grads = projected.map(|s| s.backward());
+    // Outputs that no gradient leaf reaches are not tracked: then there is no backward pass,
+    // and no gradient on this side.
+    let grads = projected
+        .filter(Tensor::is_tracked)
+        .map(|s| s.backward());
     let leaves = inputs.leaves.into_inner();
     let gradients = host
         .inputs

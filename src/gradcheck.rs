@@ -24,7 +24,7 @@
 //! );
 //! assert!(report.passed && report.checked == 12);
 //! println!("{report}");
-//! //! ```
+//! ```
 //!
 //! # What is compared
 //! The function `f` maps the inputs `x_0, …, x_{n-1}` (float tensors of one rank `D`) to a
@@ -649,8 +649,7 @@ pub(crate) fn project<const D: usize>(output: Tensor<D>, weights: &[f64]) -> Ten
 
 /// The values of float tensor data as f64 (exact for f64, f32, f16 and bf16).
 fn host_values(data: TensorData) -> Vec<f64> {
-    data.convert::<f64>()
-        .into_vec::<f64>()
+    data.try_into_vec_as::<f64>()
         .expect("gradcheck: float tensor data converts to f64")
 }
 

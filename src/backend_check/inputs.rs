@@ -98,17 +98,16 @@ impl HostInputs {
             self.inputs.iter().all(|input| input.name != name),
             "backend_check: HostInputs: input {name:?} is already taken"
         );
-        let numeric = data.dtype.is_float() || data.dtype.is_int() || data.dtype.is_uint();
+        let dtype = data.dtype();
+        let numeric = dtype.is_float() || dtype.is_int() || dtype.is_uint();
         match kind {
             InputKind::Int => assert!(
-                data.dtype.is_int() || data.dtype.is_uint(),
-                "backend_check: HostInputs: int input {name:?}: expected integer data, got {:?}",
-                data.dtype
+                dtype.is_int() || dtype.is_uint(),
+                "backend_check: HostInputs: int input {name:?}: expected integer data, got {dtype:?}",
             ),
             _ => assert!(
                 numeric,
-                "backend_check: HostInputs: float input {name:?}: expected numeric data, got {:?}",
-                data.dtype
+                "backend_check: HostInputs: float input {name:?}: expected numeric data, got {dtype:?}",
             ),
         }
         self.inputs.push(HostInput {
@@ -234,11 +233,12 @@ impl Inputs {
             }
             _ => {}
         }
+        let shape = input.data.shape();
         assert!(
-            input.data.shape.num_dims() == rank,
+            shape.num_dims() == rank,
             "backend_check: input {name:?} has shape {:?} (rank {}), taken as rank {rank}",
-            input.data.shape.as_slice(),
-            input.data.shape.num_dims()
+            shape.as_slice(),
+            shape.num_dims()
         );
         let mut leaves = self.leaves.borrow_mut();
         if let Some(leaf) = &leaves[i] {

@@ -354,9 +354,15 @@ pub fn backend_check(
     float_dtype: DType,
     config: &BackendCheckConfig,
 ) -> BackendCheckReport {
-    BackendCheck::new(computation, inputs, reference_device, reference_dtype, config)
-        .against(device, float_dtype)
-        .finish()
+    BackendCheck::new(
+        computation,
+        inputs,
+        reference_device,
+        reference_dtype,
+        config,
+    )
+    .against(device, float_dtype)
+    .finish()
 }
 
 /// [`backend_check`], panicking with the report unless the backends agree (or the checked
@@ -375,9 +381,15 @@ pub fn assert_backends_agree(
     float_dtype: DType,
     config: &BackendCheckConfig,
 ) -> BackendCheckReport {
-    BackendCheck::new(computation, inputs, reference_device, reference_dtype, config)
-        .against(device, float_dtype)
-        .assert_agree()
+    BackendCheck::new(
+        computation,
+        inputs,
+        reference_device,
+        reference_dtype,
+        config,
+    )
+    .against(device, float_dtype)
+    .assert_agree()
 }
 
 /// The device a backend runs on, the autodiff form of `device`, once `float_dtype` is known to

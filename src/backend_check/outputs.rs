@@ -13,17 +13,10 @@ pub(super) enum OutputValue {
 ///
 /// A single float tensor converts into `Outputs` named `"output"`:
 /// `fn run(…) -> Outputs { loss.into() }`.
+#[derive(Default)]
 pub struct Outputs {
     /// Name, shape and flattened value of each output, in the order they were added.
     pub(super) entries: Vec<(String, Vec<usize>, OutputValue)>,
-}
-
-impl Default for Outputs {
-    fn default() -> Self {
-        Self {
-            entries: Vec::new(),
-        }
-    }
 }
 
 impl Outputs {

@@ -18,7 +18,7 @@ pub(super) struct HostTensor {
 
 impl HostTensor {
     fn from_data(data: TensorData, shape: Vec<usize>) -> Self {
-        let dtype = data.dtype;
+        let dtype = data.dtype();
         Self {
             shape,
             dtype,
@@ -77,9 +77,7 @@ pub(super) fn run_on<C: Computation + ?Sized>(
     }
     // Outputs that no gradient leaf reaches are not tracked: then there is no backward pass,
     // and no gradient on this side.
-    let grads = projected
-        .filter(Tensor::is_tracked)
-        .map(|s| s.backward());
+    let grads = projected.filter(Tensor::is_tracked).map(|s| s.backward());
     let leaves = inputs.leaves.into_inner();
     let gradients = host
         .inputs
@@ -95,7 +93,7 @@ pub(super) fn run_on<C: Computation + ?Sized>(
                     }),
                     Some(grads),
                 ) => read(grads).map(|data| {
-                    let shape = data.shape.to_vec();
+                    let shape = data.shape().to_vec();
                     HostTensor::from_data(data, shape)
                 }),
                 _ => None,

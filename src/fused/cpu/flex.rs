@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use burn::tensor::DType;
+use burn::backend::DType;
 use burn_flex::{Flex, FlexTensor};
 
 use super::{CpuTensors, Element, indices_from, reals_from};

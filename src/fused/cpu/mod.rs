@@ -20,11 +20,11 @@ pub(crate) mod real;
 
 use std::borrow::Cow;
 
-use burn::tensor::backend::Backend;
-use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{DType, TensorData, TensorMetadata};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, DType, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
+use super::concrete::Concrete;
 use super::kernels::{
     BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexKind, ClassIndexParams,
     ClassIndexSaved, ClassProbsArgs, ClassProbsParams, Kernels, LossAndGrads, Output, Periodic,
@@ -35,14 +35,15 @@ use layout::{Logits, Walk};
 use real::Real;
 
 /// A float element the kernels run in: `f32` or `f64`.
-pub(crate) trait Element: Real + burn::tensor::Element + bytemuck::Pod {}
+pub(crate) trait Element: Real + burn::backend::Element + bytemuck::Pod {}
 
 impl Element for f32 {}
 impl Element for f64 {}
 
 /// A CPU backend whose tensors the kernels read as slices (in row-major order); every
-/// backend that implements it has the fused kernels ([`Kernels`]).
-pub(crate) trait CpuTensors: Backend {
+/// backend that implements it has the fused kernels ([`Kernels`]). One primitive type holds
+/// `f32` and `f64` tensors alike: the kernels pick the element type by the tensor's dtype.
+pub(crate) trait CpuTensors: Concrete {
     /// The elements of a float tensor as `T`: borrowed when the tensor already is a
     /// contiguous `T` tensor, copied otherwise.
     fn reals<T: Element>(tensor: &FloatTensor<Self>) -> Cow<'_, [T]>;
@@ -66,7 +67,7 @@ fn reals_from<S: Element, T: Element>(values: &[S]) -> Cow<'_, [T]> {
 }
 
 /// Integer `values` as `i64`s: borrowed when they are `i64`s already, converted otherwise.
-fn indices_from<S: burn::tensor::Element + bytemuck::Pod>(values: &[S]) -> Cow<'_, [i64]> {
+fn indices_from<S: burn::backend::Element + bytemuck::Pod>(values: &[S]) -> Cow<'_, [i64]> {
     if S::dtype() == DType::I64 {
         Cow::Borrowed(bytemuck::cast_slice(values))
     } else {
@@ -517,22 +518,25 @@ impl<X: CpuTensors> Kernels for X {
 
 #[cfg(test)]
 mod tests {
-    //! The gradient goes over the input's storage exactly when nothing else holds it.
+    //! The gradient goes over the input's storage exactly when nothing else holds it, for
+    //! `f32` and `f64` tensors of the one primitive type of each backend.
 
-    use burn::tensor::TensorData;
-    use burn::tensor::ops::{FloatTensor, IntTensor};
+    use burn::backend::TensorData;
+    use burn::backend::tensor::{FloatTensor, IntTensor};
 
-    use super::{CpuTensors, Kernels, Ran};
+    use super::{CpuTensors, Element, Kernels, Ran};
     use crate::fused::kernels::{ClassIndexKind, ClassIndexParams, Output};
     use crate::reduction::Reduction;
 
-    /// Where a float tensor's first element lies.
-    fn address<X: CpuTensors>(tensor: &mut FloatTensor<X>) -> Option<usize> {
-        X::unique_reals_mut::<f32>(tensor).map(|values| values.as_ptr() as usize)
+    /// Where a float tensor's first element lies, when its storage is its own.
+    fn address<T: Element, X: CpuTensors>(tensor: &mut FloatTensor<X>) -> Option<usize> {
+        X::unique_reals_mut::<T>(tensor).map(|values| values.as_ptr() as usize)
     }
 
-    /// `[N, C, S]` logits (fresh, so unique), class targets and the params.
-    fn case<X: CpuTensors>(spatial: usize) -> (FloatTensor<X>, IntTensor<X>, ClassIndexParams) {
+    /// `[N, C, S]` logits of `T` (fresh, so unique), class targets and the params.
+    fn case<T: Element, X: CpuTensors>(
+        spatial: usize,
+    ) -> (FloatTensor<X>, IntTensor<X>, ClassIndexParams) {
         let (batch, classes) = (3, 5);
         let shape = if spatial == 1 {
             vec![batch, classes]
@@ -540,7 +544,9 @@ mod tests {
             vec![batch, classes, spatial]
         };
         let len = batch * classes * spatial;
-        let logits: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+        let logits: Vec<T> = (0..len)
+            .map(|i| T::from_f64((i as f64 * 0.37).sin()))
+            .collect();
         let input = X::float_from_data(TensorData::new(logits, shape), &Default::default());
         let targets: Vec<i64> = (0..batch * spatial).map(|i| (i % classes) as i64).collect();
         let target = X::int_from_data(
@@ -560,43 +566,52 @@ mod tests {
         (input, target, params)
     }
 
-    fn in_place_when_unique<X: CpuTensors>() {
+    fn in_place_when_unique<T: Element, X: CpuTensors>() {
         for spatial in [1, 4] {
-            let (mut input, target, params) = case::<X>(spatial);
-            let before = address::<X>(&mut input).expect("a fresh tensor is unique");
+            let (mut input, target, params) = case::<T, X>(spatial);
+            let before = address::<T, X>(&mut input).expect("a fresh tensor is unique");
             let Ran::Done((_, mut grad)) = X::class_index_with_grad(input, &target, None, &params)
             else {
                 panic!("covered");
             };
-            assert_eq!(address::<X>(&mut grad), Some(before), "S = {spatial}");
+            assert_eq!(address::<T, X>(&mut grad), Some(before), "S = {spatial}");
         }
     }
 
-    fn new_buffer_when_shared<X: CpuTensors>() {
+    fn new_buffer_when_shared<T: Element, X: CpuTensors>() {
         for spatial in [1, 4] {
-            let (input, target, params) = case::<X>(spatial);
+            let (input, target, params) = case::<T, X>(spatial);
             let kept = input.clone();
-            let values = X::reals::<f32>(&kept).into_owned();
+            let values = X::reals::<T>(&kept).into_owned();
             let Ran::Done((_, mut grad)) = X::class_index_with_grad(input, &target, None, &params)
             else {
                 panic!("covered");
             };
-            assert!(address::<X>(&mut grad).is_some(), "a new, unique gradient");
-            assert_eq!(X::reals::<f32>(&kept), values, "the shared input changed");
+            assert!(
+                address::<T, X>(&mut grad).is_some(),
+                "a new, unique gradient"
+            );
+            assert_eq!(X::reals::<T>(&kept), values, "the shared input changed");
         }
+    }
+
+    fn both_dtypes<X: CpuTensors>() {
+        in_place_when_unique::<f32, X>();
+        new_buffer_when_shared::<f32, X>();
+        in_place_when_unique::<f64, X>();
+        new_buffer_when_shared::<f64, X>();
     }
 
     #[cfg(feature = "fused-ndarray")]
     #[test]
+    #[allow(deprecated)]
     fn ndarray_in_place_when_unique() {
-        in_place_when_unique::<burn_ndarray::NdArray<f32>>();
-        new_buffer_when_shared::<burn_ndarray::NdArray<f32>>();
+        both_dtypes::<burn_ndarray::NdArray>();
     }
 
     #[cfg(feature = "fused-flex")]
     #[test]
     fn flex_in_place_when_unique() {
-        in_place_when_unique::<burn_flex::Flex>();
-        new_buffer_when_shared::<burn_flex::Flex>();
+        both_dtypes::<burn_flex::Flex>();
     }
 }

@@ -1,9 +1,15 @@
-//! `NdArray`'s tensors as the CPU kernels read them.
+//! `NdArray`'s tensors as the CPU kernels read them: one primitive, [`NdArrayTensor`], whose
+//! variant says the dtype (`F32`, `F64`, …), each holding an `NdArrayStorage` (burn-ndarray
+//! does not export the type; its methods are public).
+
+// Burn 0.22 deprecates burn-ndarray in favour of Flex; its kernels stay here while Burn ships
+// it (as `fused::kernels_for` says).
+#![allow(deprecated)]
 
 use std::borrow::Cow;
 
-use burn::tensor::{DType, TensorMetadata};
-use burn_ndarray::{FloatNdArrayElement, NdArray, NdArrayTensor, SharedArray};
+use burn::backend::{DType, TensorMetadata};
+use burn_ndarray::{NdArray, NdArrayTensor};
 
 use super::{CpuTensors, Element, indices_from, reals_from};
 
@@ -21,7 +27,8 @@ macro_rules! elements {
 
 /// The elements of a storage variant as `T`s, when nothing else holds them (an owned,
 /// unshared array: not borrowed from a file, not shared with a clone or a view) and they are
-/// contiguous in row-major order.
+/// contiguous in row-major order. `NdArrayStorage::is_unique` is false for borrowed storage
+/// and the `ArcArray`'s own uniqueness for owned storage.
 macro_rules! unique {
     ($storage:expr) => {{
         let storage = $storage;
@@ -37,10 +44,7 @@ macro_rules! unique {
     }};
 }
 
-impl<E: FloatNdArrayElement> CpuTensors for NdArray<E>
-where
-    NdArrayTensor: From<SharedArray<E>>,
-{
+impl CpuTensors for NdArray {
     fn reals<T: Element>(tensor: &NdArrayTensor) -> Cow<'_, [T]> {
         match tensor {
             NdArrayTensor::F32(storage) => {

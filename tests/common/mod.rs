@@ -1,17 +1,21 @@
 //! The one home of the helpers that tests, benches and examples share.
 //!
-//! - **The backend matrix.** `matrix_tests!(a, b, …)` takes test functions generic over
-//!   `B: AutodiffBackend` with the signature `fn a<B: AutodiffBackend>(device: &B::Device)`
-//!   and instantiates each on:
-//!   - `ndarray`: `Autodiff<NdArray<f32>>`, always;
-//!   - `wgpu`: `Autodiff<Wgpu>` (the fusion backend, f32), when a wgpu adapter exists. When
-//!     none does, each wgpu test prints a `SKIPPED` line with the reason and returns; with
-//!     `BURN_XENT_REQUIRE_WGPU=1` it fails instead (CI sets it).
+//! - **The backend matrix.** A [`TestBackend`] is one entry of it: a device (plain, or with
+//!   `.autodiff()`) and the float dtype every tensor of a test is created in. The entries are
+//!   ndarray f32 and f64, Flex f32 and f64 (Flex tensors carry their dtype), and wgpu f32
+//!   (Burn's wgpu backend with fusion, which has no f64), each plain and with autodiff: since
+//!   Burn 0.22 a backend is chosen at run time by the device, and f64 is a dtype chosen at
+//!   creation (`Tensor::from_data(data, (&device, DType::F64))`, never `Device::configure`).
+//!   `matrix_tests!(a, b, …)` takes test functions `fn a(backend: &TestBackend)` and runs each
+//!   on every entry, on both loss paths; `matrix_tests!(autodiff: a, b, …)` on the autodiff
+//!   entries only (tests that need gradients). When no wgpu adapter exists, each wgpu test
+//!   prints a `SKIPPED` line with the reason and returns; with `BURN_XENT_REQUIRE_WGPU=1` it
+//!   fails instead (CI sets it).
 //! - **Host data.** [`Stream`], the one seeded generator (SplitMix64), and
 //!   [`normalised_over_classes`], class probabilities from raw positive values.
-//! - **Tensors.** [`float`] and [`float_as`] create float tensors in a stated dtype (the
-//!   backend's own, or the one given), [`int`] class indices, [`values`] reads any tensor back
-//!   as f64.
+//! - **Tensors.** [`TestBackend::float`] and [`float_as`] create float tensors in a stated
+//!   dtype, [`float`] in the device's default one (f32), [`int`] class indices, [`values`]
+//!   reads any float tensor back as f64.
 //! - **Comparisons.** [`close`] is the one tolerance rule, `|got - want| <= atol + rtol |want|`
 //!   (NaN matches only NaN, an infinity only the same infinity); [`assert_close`] applies it
 //!   element-wise. [`assert_panics_with`] checks a refusal's message.
@@ -23,80 +27,208 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Element, Shape};
+use burn::tensor::{DType, Device, DeviceKind, Element, Shape};
 pub use burn::tensor::{Int, Tensor, TensorData};
 
 // ---------------------------------------------------------------- the backend matrix
 
-/// The CPU half of the matrix.
-pub type NdArrayAd = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
-/// The CPU half in f64, for checks that want double precision.
-pub type NdArrayAd64 = burn_autodiff::Autodiff<burn_ndarray::NdArray<f64>>;
-/// Burn's Flex CPU backend (f32; f64 tensors by dtype).
-pub type FlexAd = burn_autodiff::Autodiff<burn_flex::Flex>;
-/// The GPU half of the matrix: Burn's default wgpu backend (with fusion).
-pub type WgpuAd = burn_autodiff::Autodiff<burn_wgpu::Wgpu>;
-
 pub use burn_xent::availability::REQUIRE_WGPU;
+
+/// One entry of the backend matrix: where a test's tensors live and the float dtype they are
+/// created in.
+#[derive(Clone, Debug)]
+pub struct TestBackend {
+    /// `ndarray`, `flex` or `wgpu`.
+    pub name: &'static str,
+    /// The device: plain, or with autodiff.
+    pub device: Device,
+    /// The float dtype of every float tensor the test creates.
+    pub dtype: DType,
+}
+
+impl TestBackend {
+    /// Burn's ndarray backend (deprecated by Burn 0.22 in favour of Flex, still in the matrix
+    /// while burn-xent has kernels for it), float tensors in `dtype`.
+    pub fn ndarray(dtype: DType) -> Self {
+        #[allow(deprecated)]
+        let device = Device::ndarray();
+        Self::new("ndarray", device, dtype)
+    }
+
+    /// Burn's Flex CPU backend, float tensors in `dtype`.
+    pub fn flex(dtype: DType) -> Self {
+        Self::new("flex", Device::flex(), dtype)
+    }
+
+    /// Burn's wgpu backend (with fusion) on its default adapter, f32.
+    pub fn wgpu() -> Self {
+        Self::new("wgpu", wgpu_device(), DType::F32)
+    }
+
+    pub fn ndarray_f32() -> Self {
+        Self::ndarray(DType::F32)
+    }
+
+    pub fn ndarray_f64() -> Self {
+        Self::ndarray(DType::F64)
+    }
+
+    pub fn flex_f32() -> Self {
+        Self::flex(DType::F32)
+    }
+
+    pub fn flex_f64() -> Self {
+        Self::flex(DType::F64)
+    }
+
+    pub fn wgpu_f32() -> Self {
+        Self::wgpu()
+    }
+
+    fn new(name: &'static str, device: Device, dtype: DType) -> Self {
+        Self {
+            name,
+            device,
+            dtype,
+        }
+    }
+
+    /// The same entry on the autodiff device.
+    pub fn autodiff(self) -> Self {
+        Self {
+            device: self.device.autodiff(),
+            ..self
+        }
+    }
+
+    /// The same entry without autodiff (the matrix's name for the identity).
+    pub fn plain(self) -> Self {
+        Self {
+            device: self.device.without_autodiff(),
+            ..self
+        }
+    }
+
+    /// Whether tensors created here are autodiff tensors (gradients can be asked for).
+    pub fn is_autodiff(&self) -> bool {
+        self.device.is_autodiff()
+    }
+
+    /// `ndarray f64 autodiff`, `wgpu f32 plain`, …
+    pub fn label(&self) -> String {
+        let mode = if self.is_autodiff() {
+            "autodiff"
+        } else {
+            "plain"
+        };
+        format!("{} {} {mode}", self.name, dtype_name(self.dtype))
+    }
+
+    /// The machine epsilon of the entry's float dtype.
+    pub fn epsilon(&self) -> f64 {
+        match self.dtype {
+            DType::F64 => f64::EPSILON,
+            _ => f32::EPSILON as f64,
+        }
+    }
+
+    /// True when this entry can run here. A CPU entry always can; a wgpu entry when an adapter
+    /// exists, otherwise it prints `SKIPPED wgpu::<test>` with the reason and returns false (or
+    /// panics when `BURN_XENT_REQUIRE_WGPU=1`).
+    pub fn ready(&self, test: &str) -> bool {
+        self.name != "wgpu" || wgpu_ready(test)
+    }
+
+    /// A float tensor of `shape` from `values`, in the entry's dtype on its device.
+    pub fn float<const D: usize>(&self, values: &[f64], shape: [usize; D]) -> Tensor<D> {
+        float_as(values.to_vec(), shape, &self.device, self.dtype)
+    }
+
+    /// An int tensor of `shape` from `values`, in the device's int dtype.
+    pub fn int<const D: usize>(&self, values: &[i64], shape: [usize; D]) -> Tensor<D, Int> {
+        int(values, shape, &self.device)
+    }
+}
+
+/// `f32`, `f64`, … (`DType`'s `Debug` in lower case).
+pub fn dtype_name(dtype: DType) -> String {
+    format!("{dtype:?}").to_lowercase()
+}
+
+/// Burn's wgpu device on the default adapter (plain).
+pub fn wgpu_device() -> Device {
+    Device::wgpu(DeviceKind::DefaultDevice)
+}
 
 /// Why wgpu cannot run here, or `None` when it can (probed once, quietly, by the library).
 pub fn wgpu_unavailable() -> Option<String> {
-    burn_xent::availability::backend_unavailable::<burn_wgpu::Wgpu>(&Default::default())
+    burn_xent::availability::backend_unavailable(&wgpu_device())
 }
 
 /// True when the wgpu half can run; otherwise prints `SKIPPED wgpu::<test>` with the reason (or
 /// panics when `BURN_XENT_REQUIRE_WGPU=1`).
 pub fn wgpu_ready(test: &str) -> bool {
-    burn_xent::availability::run_or_skip::<burn_wgpu::Wgpu>(
+    burn_xent::availability::run_or_skip(
         &format!("wgpu::{test}"),
-        &Default::default(),
+        &wgpu_device(),
         burn_xent::availability::required_by_env(REQUIRE_WGPU),
     )
 }
 
-/// Instantiates generic test functions on every backend of the matrix.
+/// Runs one matrix test: `test` on `backend` under `path`, when the backend can run here.
+pub fn run_matrix_test(
+    backend: TestBackend,
+    path: burn_xent::LossPath,
+    name: &str,
+    test: fn(&TestBackend),
+) {
+    if backend.ready(name) {
+        burn_xent::with_loss_path(path, || test(&backend));
+    }
+}
+
+/// Instantiates test functions `fn test(backend: &TestBackend)` on every entry of the matrix
+/// (`mod <backend>_<dtype>::<plain|autodiff>::<fused|composite>::test`), or with `autodiff:`
+/// first on the autodiff entries only.
 #[macro_export]
 macro_rules! matrix_tests {
+    (@backends $modes:tt $tests:tt) => {
+        $crate::matrix_tests!(@backend ndarray_f32, $modes, $tests);
+        $crate::matrix_tests!(@backend ndarray_f64, $modes, $tests);
+        $crate::matrix_tests!(@backend flex_f32, $modes, $tests);
+        $crate::matrix_tests!(@backend flex_f64, $modes, $tests);
+        $crate::matrix_tests!(@backend wgpu_f32, $modes, $tests);
+    };
+    (@backend $backend:ident, [$($mode:ident)*], $tests:tt) => {
+        mod $backend {
+            $(
+                mod $mode {
+                    $crate::matrix_tests!(@path $backend, $mode, fused, Fused, $tests);
+                    $crate::matrix_tests!(@path $backend, $mode, composite, Composite, $tests);
+                }
+            )*
+        }
+    };
+    (@path $backend:ident, $mode:ident, $path:ident, $variant:ident, ($($test:ident),*)) => {
+        mod $path {
+            $(
+                #[test]
+                fn $test() {
+                    $crate::common::run_matrix_test(
+                        $crate::common::TestBackend::$backend().$mode(),
+                        burn_xent::LossPath::$variant,
+                        stringify!($test),
+                        super::super::super::$test,
+                    );
+                }
+            )*
+        }
+    };
+    (autodiff: $($test:ident),* $(,)?) => {
+        $crate::matrix_tests!(@backends [autodiff] ($($test),*));
+    };
     ($($test:ident),* $(,)?) => {
-        mod ndarray {
-            $crate::matrix_tests!(@cpu NdArrayAd, fused, burn_xent::LossPath::Fused, $($test),*);
-            $crate::matrix_tests!(@cpu NdArrayAd, composite, burn_xent::LossPath::Composite, $($test),*);
-        }
-        mod flex {
-            $crate::matrix_tests!(@cpu FlexAd, fused, burn_xent::LossPath::Fused, $($test),*);
-            $crate::matrix_tests!(@cpu FlexAd, composite, burn_xent::LossPath::Composite, $($test),*);
-        }
-        mod wgpu {
-            $crate::matrix_tests!(@wgpu fused, burn_xent::LossPath::Fused, $($test),*);
-            $crate::matrix_tests!(@wgpu composite, burn_xent::LossPath::Composite, $($test),*);
-        }
-    };
-    (@cpu $backend:ident, $path:ident, $loss_path:expr, $($test:ident),*) => {
-        mod $path {
-            $(
-                #[test]
-                fn $test() {
-                    burn_xent::with_loss_path($loss_path, || {
-                        super::super::$test::<$crate::common::$backend>(&Default::default())
-                    });
-                }
-            )*
-        }
-    };
-    (@wgpu $path:ident, $loss_path:expr, $($test:ident),*) => {
-        mod $path {
-            $(
-                #[test]
-                fn $test() {
-                    if $crate::common::wgpu_ready(stringify!($test)) {
-                        burn_xent::with_loss_path($loss_path, || {
-                            super::super::$test::<$crate::common::WgpuAd>(&Default::default())
-                        });
-                    }
-                }
-            )*
-        }
+        $crate::matrix_tests!(@backends [plain autodiff] ($($test),*));
     };
 }
 
@@ -205,49 +337,34 @@ pub fn normalised_over_classes(raw: &[f64], shape: &[usize]) -> Vec<f64> {
 
 // ---------------------------------------------------------------- tensors
 
-/// `B`'s own float dtype (f32 for `NdArray<f32>` and wgpu, f64 for `NdArray<f64>`).
-pub fn float_dtype<B: Backend>() -> DType {
-    <B::FloatElem as Element>::dtype()
-}
-
-/// A float tensor of `shape` from host data, created in `dtype`.
+/// A float tensor of `shape` from host data, created in `dtype` on `device`.
 ///
-/// The dtype is always stated: Burn 0.21 fixes a device type's default float dtype when the
-/// first tensor is created on it, and `NdArray<f32>` and `NdArray<f64>` share `NdArrayDevice`,
-/// so in a process that runs both, `Tensor::from_data(data, &device)` on `NdArray<f64>` may
-/// silently give f32 tensors (or the reverse).
-pub fn float_as<B: Backend, const D: usize, E: Element>(
+/// Burn 0.22 chooses f64 at creation: `Tensor::from_data(data, &device)` converts to the
+/// device's default float dtype (f32), so every tensor of an f64 test is created through this
+/// function (or [`TestBackend::float`]) with its dtype stated.
+pub fn float_as<const D: usize, E: Element>(
     values: Vec<E>,
     shape: impl Into<Shape>,
-    device: &B::Device,
+    device: &Device,
     dtype: DType,
-) -> Tensor<B, D> {
+) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values, shape), (device, dtype))
 }
 
-/// A float tensor of `shape` from `values`, in `B`'s own float dtype ([`float_as`]).
-pub fn float<B: Backend, const D: usize>(
-    values: &[f64],
-    shape: [usize; D],
-    device: &B::Device,
-) -> Tensor<B, D> {
-    float_as(values.to_vec(), shape, device, float_dtype::<B>())
+/// A float tensor of `shape` from `values`, in the device's default float dtype (f32).
+pub fn float<const D: usize>(values: &[f64], shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values.to_vec(), shape), device)
 }
 
 /// An int tensor of `shape` from `values`, in the device's int dtype.
-pub fn int<B: Backend, const D: usize>(
-    values: &[i64],
-    shape: [usize; D],
-    device: &B::Device,
-) -> Tensor<B, D, Int> {
+pub fn int<const D: usize>(values: &[i64], shape: [usize; D], device: &Device) -> Tensor<D, Int> {
     Tensor::from_data(TensorData::new(values.to_vec(), shape), device)
 }
 
 /// The values of a float tensor as f64.
-pub fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
+pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
     t.into_data()
-        .convert::<f64>()
-        .to_vec::<f64>()
+        .try_into_vec_as::<f64>()
         .expect("a float tensor's data converts to f64")
 }
 

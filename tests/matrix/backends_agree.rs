@@ -1,17 +1,17 @@
 //! Every backend of the matrix gives the numbers of an independent reference, the f64
-//! composite path on ndarray (`Autodiff<NdArray<f64>>` under `LossPath::Composite`), for every
+//! composite path on ndarray (the autodiff ndarray device, f64 tensors, under
+//! `LossPath::Composite`), for every
 //! loss, option and reduction: loss values, the gradient of the input and, for float targets
 //! (BCE, BCE with logits, probability targets), the gradient of the target. The comparison is
 //! `burn_xent::backend_check`, so this test also exercises the tool that users get.
 //!
-//! The backend under test runs on the path of the matrix test (fused or composite); inputs are
-//! f32 values, so it and the f64 reference see the same numbers, and the default tolerances
-//! (f32's: rtol 1e-4, atol 1e-5) apply. Shapes are those of `support` (wgpu compiles kernels
+//! The backend under test runs on the path of the matrix test (fused or composite), in its
+//! dtype; inputs are f32 values, so it and the f64 reference see the same numbers, and the
+//! default tolerances apply (f32's: rtol 1e-4, atol 1e-5; f64 against f64: 1e-7). Shapes are those of `support` (wgpu compiles kernels
 //! per shape).
 
 use std::fmt;
 
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_xent::availability::required_by_env;
 use burn_xent::backend_check::{
@@ -20,7 +20,7 @@ use burn_xent::backend_check::{
 };
 use burn_xent::*;
 
-use crate::common::{NdArrayAd64, REQUIRE_WGPU, Stream};
+use crate::common::{REQUIRE_WGPU, Stream, TestBackend};
 use crate::support::{C, CLASS_WEIGHT, K_SHAPE, N};
 
 /// The loss and the input layout of a case.
@@ -161,7 +161,7 @@ impl Case {
         inputs
     }
 
-    fn cross_entropy_options<B: AutodiffBackend>(&self, x: &Inputs<B>) -> CrossEntropyOptions<B> {
+    fn cross_entropy_options(&self, x: &Inputs) -> CrossEntropyOptions {
         let mut options = CrossEntropyOptions::new().with_label_smoothing(self.label_smoothing);
         if self.weight {
             options = options.with_weight(x.float("weight"));
@@ -172,7 +172,7 @@ impl Case {
         options
     }
 
-    fn nll_options<B: AutodiffBackend>(&self, x: &Inputs<B>) -> NllLossOptions<B> {
+    fn nll_options(&self, x: &Inputs) -> NllLossOptions {
         let mut options = NllLossOptions::new();
         if self.weight {
             options = options.with_weight(x.float("weight"));
@@ -210,12 +210,12 @@ impl fmt::Display for Case {
 }
 
 /// The case's loss as the output `"loss"`.
-fn loss<B: AutodiffBackend, const D: usize>(tensor: Tensor<B, D>) -> Outputs<B> {
+fn loss<const D: usize>(tensor: Tensor<D>) -> Outputs {
     Outputs::new().float("loss", tensor)
 }
 
 impl Computation for Case {
-    fn run<B: AutodiffBackend>(&self, x: &Inputs<B>) -> Outputs<B> {
+    fn run(&self, x: &Inputs) -> Outputs {
         let reduction = self.reduction;
         match self.loss {
             Loss::Bce => {
@@ -274,7 +274,7 @@ impl Computation for Case {
                 let (z, q) = (x.float::<2>("input"), x.float::<2>("target"));
                 match reduction {
                     Some(r) => loss(cross_entropy_with_probs(z, q, r, &options)),
-                    None => loss(cross_entropy_with_probs_no_reduction::<B, 2, 1>(
+                    None => loss(cross_entropy_with_probs_no_reduction::<2, 1>(
                         z, q, &options,
                     )),
                 }
@@ -352,17 +352,18 @@ fn cases() -> Vec<Case> {
         .collect()
 }
 
-fn backend_agrees_with_the_f64_reference<B: AutodiffBackend>(device: &B::Device) {
+fn backend_agrees_with_the_f64_reference(b: &TestBackend) {
     let config = BackendCheckConfig::new().with_required(required_by_env(REQUIRE_WGPU));
+    let reference = TestBackend::ndarray_f64().autodiff();
     let mut failures = Vec::new();
     let (mut compared, mut gradients) = (0, 0);
     for case in cases() {
         let inputs = case.inputs();
         let check = burn_xent::with_loss_path(LossPath::Composite, || {
-            BackendCheck::new::<NdArrayAd64>(&case, &inputs, &Default::default(), &config)
+            BackendCheck::new(&case, &inputs, &reference.device, reference.dtype, &config)
         });
         // The matrix's path (fused or composite) is the thread's path here.
-        let report = check.against::<B>(device).finish();
+        let report = check.against(&b.device, b.dtype).finish();
         let backend = &report.backends[0];
         assert_eq!(backend.status, BackendStatus::Ran, "{case}: {report}");
         // Nothing compared by accident: every case has its loss and the input's gradient, which
@@ -393,4 +394,4 @@ fn backend_agrees_with_the_f64_reference<B: AutodiffBackend>(device: &B::Device)
     );
 }
 
-crate::matrix_tests!(backend_agrees_with_the_f64_reference);
+crate::matrix_tests!(autodiff: backend_agrees_with_the_f64_reference);

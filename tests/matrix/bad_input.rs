@@ -1,23 +1,22 @@
 //! Each misuse is refused on each backend, before any number comes out, with a message that
 //! names the function, the argument, what was expected and what came.
 
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
 use burn_xent::*;
 
-use crate::common::{assert_panics_with, float, int, values};
+use crate::common::{TestBackend, assert_panics_with, values};
 use crate::support::*;
 
-fn bce_refuses<B: AutodiffBackend>(device: &B::Device) {
-    let (p, t) = (probabilities::<B>(device), soft_targets::<B>(device));
-    let opts = BceOptions::<B>::new();
+fn bce_refuses(b: &TestBackend) {
+    let (p, t) = (probabilities(b), soft_targets(b));
+    let opts = BceOptions::new();
     assert_panics_with(
         || binary_cross_entropy(p.clone(), t.clone().narrow(0, 0, 2), Reduction::Mean, &opts),
         &["binary_cross_entropy: target", "[4, 3]", "[2, 3]"],
     );
     assert_panics_with(
         || {
-            let w = float::<B, 1>(&[1.0, 2.0], [2], device);
+            let w = b.float(&[1.0, 2.0], [2]);
             binary_cross_entropy(
                 p.clone(),
                 t.clone(),
@@ -41,7 +40,7 @@ fn bce_refuses<B: AutodiffBackend>(device: &B::Device) {
                 || binary_cross_entropy(input.clone(), target.clone(), reduction, &opts),
                 &[&refusal, "[0, 1]", shown, at],
             );
-            let module = BceLossConfig::new().init::<B>(device);
+            let module = BceLossConfig::new().init(&b.device);
             assert_panics_with(
                 || module.forward_no_reduction(input.clone(), target.clone()),
                 &[&refusal, shown, at],
@@ -68,8 +67,8 @@ fn bce_refuses<B: AutodiffBackend>(device: &B::Device) {
     }
 }
 
-fn bce_with_logits_refuses<B: AutodiffBackend>(device: &B::Device) {
-    let (x, t) = (logits::<B>(device), soft_targets::<B>(device));
+fn bce_with_logits_refuses(b: &TestBackend) {
+    let (x, t) = (logits(b), soft_targets(b));
     assert_panics_with(
         || {
             binary_cross_entropy_with_logits(
@@ -87,7 +86,7 @@ fn bce_with_logits_refuses<B: AutodiffBackend>(device: &B::Device) {
     );
     assert_panics_with(
         || {
-            let pw = float::<B, 1>(&[1.0, 2.0, 3.0, 4.0], [4], device);
+            let pw = b.float(&[1.0, 2.0, 3.0, 4.0], [4]);
             binary_cross_entropy_with_logits(
                 x.clone(),
                 t.clone(),
@@ -106,7 +105,7 @@ fn bce_with_logits_refuses<B: AutodiffBackend>(device: &B::Device) {
         || {
             BceWithLogitsLossConfig::new()
                 .with_pos_weight(Some(vec![1.0, 2.0]))
-                .init::<B>(device)
+                .init(&b.device)
                 .forward(x.clone(), t.clone(), Reduction::Mean)
         },
         &["binary_cross_entropy_with_logits: pos_weight", "[2]"],
@@ -114,54 +113,53 @@ fn bce_with_logits_refuses<B: AutodiffBackend>(device: &B::Device) {
 }
 
 /// A class-index loss called as `loss(input, target, weight, ignore_index)`.
-type IndexLoss<'a, B> =
-    &'a dyn Fn(Tensor<B, 2>, Tensor<B, 1, Int>, Option<Tensor<B, 1>>, i64) -> Tensor<B, 1>;
+type IndexLoss<'a> = &'a dyn Fn(Tensor<2>, Tensor<1, Int>, Option<Tensor<1>>, i64) -> Tensor<1>;
 
 /// The refusals CE and NLL share, checked through `loss(input, target, weight, ignore)`.
-fn class_index_refusals<B: AutodiffBackend>(
-    device: &B::Device,
+fn class_index_refusals(
+    b: &TestBackend,
     function: &str,
-    loss: IndexLoss<'_, B>,
-    loss_k: &dyn Fn(Tensor<B, 3>, Tensor<B, 2, Int>) -> Tensor<B, 1>,
+    loss: IndexLoss<'_>,
+    loss_k: &dyn Fn(Tensor<3>, Tensor<2, Int>) -> Tensor<1>,
 ) {
-    let x = logits::<B>(device);
+    let x = logits(b);
     let target = format!("{function}: target");
     assert_panics_with(
-        || loss(x.clone(), int(&[0, 1, 2], [3], device), None, -100),
+        || loss(x.clone(), b.int(&[0, 1, 2], [3]), None, -100),
         &[&target, "expected shape [4]", "[4, 3]", "got [3]"],
     );
-    let (xk, _) = k_dim::<B>(device);
+    let (xk, _) = k_dim(b);
     assert_panics_with(
-        || loss_k(xk.clone(), int(&[0, 1, 2], [1, 3], device)),
+        || loss_k(xk.clone(), b.int(&[0, 1, 2], [1, 3])),
         &[&target, "expected shape [2, 2]", "got [1, 3]"],
     );
     assert_panics_with(
         || {
             loss(
                 x.clone(),
-                classes::<B>(device),
-                Some(float(&[1.0, 1.0, 1.0, 1.0], [4], device)),
+                classes(b),
+                Some(b.float(&[1.0, 1.0, 1.0, 1.0], [4])),
                 -100,
             )
         },
         &[&format!("{function}: weight"), "[3]", "[4]"],
     );
     assert_panics_with(
-        || loss(x.clone(), int(&[0, 3, 1, 1], [N], device), None, -100),
+        || loss(x.clone(), b.int(&[0, 3, 1, 1], [N]), None, -100),
         &[&target, "[0, 3)", "got 3 at index [1]"],
     );
     assert_panics_with(
-        || loss(x.clone(), int(&[0, 1, -1, 1], [N], device), None, -100),
+        || loss(x.clone(), b.int(&[0, 1, -1, 1], [N]), None, -100),
         &[&target, "ignore_index (-100)", "got -1 at index [2]"],
     );
     // The same -1 is accepted when it is the ignore_index.
-    let accepted = loss(x.clone(), int(&[0, 1, -1, 1], [N], device), None, -1);
+    let accepted = loss(x.clone(), b.int(&[0, 1, -1, 1], [N]), None, -1);
     assert!(values(accepted)[0].is_finite());
 }
 
-fn cross_entropy_refuses<B: AutodiffBackend>(device: &B::Device) {
-    class_index_refusals::<B>(
-        device,
+fn cross_entropy_refuses(b: &TestBackend) {
+    class_index_refusals(
+        b,
         "cross_entropy",
         &|x, t, weight, ignore_index| {
             let options = CrossEntropyOptions {
@@ -173,7 +171,7 @@ fn cross_entropy_refuses<B: AutodiffBackend>(device: &B::Device) {
         },
         &|x, t| cross_entropy(x, t, Reduction::Mean, &CrossEntropyOptions::new()),
     );
-    let (x, t) = (logits::<B>(device), classes::<B>(device));
+    let (x, t) = (logits(b), classes(b));
     for smoothing in [1.5, -0.1] {
         assert_panics_with(
             || {
@@ -194,12 +192,12 @@ fn cross_entropy_refuses<B: AutodiffBackend>(device: &B::Device) {
             || {
                 CrossEntropyLossConfig::new()
                     .with_label_smoothing(smoothing)
-                    .init::<B>(device)
+                    .init(&b.device)
             },
             &["label_smoothing", "[0, 1]"],
         );
     }
-    let q = class_probabilities::<B>(device);
+    let q = class_probabilities(b);
     let refusals: [(_, _, &[&str]); 3] = [
         (
             q.clone().narrow(0, 0, 2),
@@ -213,7 +211,7 @@ fn cross_entropy_refuses<B: AutodiffBackend>(device: &B::Device) {
         ),
         (
             q.clone(),
-            CrossEntropyOptions::new().with_weight(float(&[1.0, 2.0], [2], device)),
+            CrossEntropyOptions::new().with_weight(b.float(&[1.0, 2.0], [2])),
             &["cross_entropy_with_probs: weight", "[3]", "[2]"],
         ),
     ];
@@ -225,7 +223,7 @@ fn cross_entropy_refuses<B: AutodiffBackend>(device: &B::Device) {
     }
     assert_panics_with(
         || {
-            cross_entropy_with_probs_no_reduction::<B, 2, 2>(
+            cross_entropy_with_probs_no_reduction::<2, 2>(
                 x.clone(),
                 q.clone(),
                 &CrossEntropyOptions::new(),
@@ -235,9 +233,9 @@ fn cross_entropy_refuses<B: AutodiffBackend>(device: &B::Device) {
     );
 }
 
-fn nll_refuses<B: AutodiffBackend>(device: &B::Device) {
-    class_index_refusals::<B>(
-        device,
+fn nll_refuses(b: &TestBackend) {
+    class_index_refusals(
+        b,
         "nll_loss",
         &|x, t, weight, ignore_index| {
             nll_loss(
@@ -256,9 +254,9 @@ fn nll_refuses<B: AutodiffBackend>(device: &B::Device) {
     // The module refuses too.
     assert_panics_with(
         || {
-            NllLossConfig::new().init::<B>(device).forward(
-                logits::<B>(device),
-                int(&[0, 9, 1, 1], [N], device),
+            NllLossConfig::new().init(&b.device).forward(
+                logits(b),
+                b.int(&[0, 9, 1, 1], [N]),
                 Reduction::Mean,
             )
         },

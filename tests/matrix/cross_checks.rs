@@ -1,22 +1,21 @@
 //! The identities that tie the four losses together, values and gradients w.r.t. the logits.
 
 use burn::tensor::activation::{log_softmax, sigmoid};
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
 use burn_xent::*;
 
-use crate::common::{Stream, float, int};
+use crate::common::{Stream, TestBackend};
 use crate::support::*;
 
 /// BCE on `sigmoid(x)` equals BCE-with-logits on `x`, away from saturation (|x| < 5 here, so
 /// no probability comes near BCE's clamps).
-fn bce_on_sigmoid_equals_bce_with_logits<B: AutodiffBackend>(device: &B::Device) {
-    let (x, t) = (logits::<B>(device), soft_targets::<B>(device));
+fn bce_on_sigmoid_equals_bce_with_logits(b: &TestBackend) {
+    let (x, t) = (logits(b), soft_targets(b));
     let options = [
         (BceOptions::new(), BceWithLogitsOptions::new()),
         (
-            BceOptions::new().with_weight(class_weight::<B>(device)),
-            BceWithLogitsOptions::new().with_weight(class_weight::<B>(device)),
+            BceOptions::new().with_weight(class_weight(b)),
+            BceWithLogitsOptions::new().with_weight(class_weight(b)),
         ),
     ];
     for (i, (bce, with_logits)) in options.iter().enumerate() {
@@ -45,13 +44,13 @@ fn bce_on_sigmoid_equals_bce_with_logits<B: AutodiffBackend>(device: &B::Device)
 
 /// CE on logits equals NLL on `log_softmax` of them, with weights, `ignore_index` and
 /// K-dimensional inputs.
-fn cross_entropy_equals_nll_on_log_softmax<B: AutodiffBackend>(device: &B::Device) {
-    let (x, t) = (logits::<B>(device), classes::<B>(device));
-    let (xk, tk) = k_dim::<B>(device);
+fn cross_entropy_equals_nll_on_log_softmax(b: &TestBackend) {
+    let (x, t) = (logits(b), classes(b));
+    let (xk, tk) = k_dim(b);
     let option_sets = [
         (None, -100),
-        (Some(class_weight::<B>(device)), -100),
-        (Some(class_weight::<B>(device)), 1),
+        (Some(class_weight(b)), -100),
+        (Some(class_weight(b)), 1),
         (None, 2),
     ];
     for (weight, ignore_index) in option_sets {
@@ -99,7 +98,7 @@ fn cross_entropy_equals_nll_on_log_softmax<B: AutodiffBackend>(device: &B::Devic
 
 /// The two-class logits `[0, x]` of a `[N]` logit vector, `[N, 2]`: softmax of them is
 /// `[1 - sigmoid(x), sigmoid(x)]`.
-fn two_class_logits<B: AutodiffBackend>(x: Tensor<B, 1>) -> Tensor<B, 2> {
+fn two_class_logits(x: Tensor<1>) -> Tensor<2> {
     let column = x.unsqueeze_dim::<2>(1);
     Tensor::cat(vec![column.zeros_like(), column], 1)
 }
@@ -108,13 +107,13 @@ fn two_class_logits<B: AutodiffBackend>(x: Tensor<B, 1>) -> Tensor<B, 2> {
 /// started from says cannot be shown: BCE-with-logits on `x` with targets in {0, 1} equals CE
 /// on the two-class logits `[0, x]` with the integer targets, since
 /// `softmax([0, x])[1] = 1 / (1 + e^-x) = sigmoid(x)`.
-fn bce_with_logits_equals_two_class_cross_entropy<B: AutodiffBackend>(device: &B::Device) {
+fn bce_with_logits_equals_two_class_cross_entropy(b: &TestBackend) {
     let n = 8;
-    let x = float::<B, 1>(&Stream::new(11).normals(n, 3.0), [n], device);
+    let x = b.float(&Stream::new(11).normals(n, 3.0), [n]);
     let labels = Stream::new(12).classes(n, 2);
     let as_float: Vec<f64> = labels.iter().map(|&l| l as f64).collect();
-    let float_target = float::<B, 1>(&as_float, [n], device);
-    let index_target: Tensor<B, 1, Int> = int(&labels, [n], device);
+    let float_target = b.float(&as_float, [n]);
+    let index_target: Tensor<1, Int> = b.int(&labels, [n]);
     for reduction in [Reduction::Mean, Reduction::Sum] {
         assert_evaluations_close(
             &evaluate(x.clone(), |x| {

@@ -14,11 +14,10 @@
 //! the way the crate writes its own: Burn's `log_softmax` differentiates through that same
 //! `log`, so with it the check would measure Burn's reciprocal, not burn-xent's NLL.
 
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
 use burn_xent::*;
 
-use crate::common::{Stream, assert_close, float, int, normalised_over_classes};
+use crate::common::{Stream, TestBackend, assert_close, normalised_over_classes};
 use crate::support::gradient;
 
 /// Rows of every input: the case, far above burn-ndarray's SIMD threshold.
@@ -34,9 +33,9 @@ fn f32_rounded(values: Vec<f64>) -> Vec<f64> {
 }
 
 /// The input gradient of the reduced `loss(input)`; Burn must return one.
-fn input_gradient<B: AutodiffBackend, const D: usize>(
-    input: &Tensor<B, D>,
-    loss: impl FnOnce(Tensor<B, D>) -> Tensor<B, 1>,
+fn input_gradient<const D: usize>(
+    input: &Tensor<D>,
+    loss: impl FnOnce(Tensor<D>) -> Tensor<1>,
 ) -> Vec<f64> {
     let input = input.clone().detach().require_grad();
     let grads = loss(input.clone()).backward();
@@ -142,11 +141,11 @@ fn index_target(with_ignored: Option<i64>) -> Vec<i64> {
 }
 
 /// Cross-entropy with class indices and with probabilities, the case first.
-fn cross_entropy_gradients<B: AutodiffBackend>(device: &B::Device) {
+fn cross_entropy_gradients(b: &TestBackend) {
     let x = f32_rounded(Stream::new(41).uniforms(ROWS * CLASSES, -3.0, 3.0));
-    let logits = float::<B, 2>(&x, [ROWS, CLASSES], device);
+    let logits = b.float(&x, [ROWS, CLASSES]);
     let weight = f32_rounded(vec![0.5, 2.0, 1.25]);
-    let weight_tensor = float::<B, 1>(&weight, [CLASSES], device);
+    let weight_tensor = b.float(&weight, [CLASSES]);
 
     // Class indices: the case (plain, Sum), then weight, ignore_index and smoothing.
     let cases = [
@@ -161,7 +160,7 @@ fn cross_entropy_gradients<B: AutodiffBackend>(device: &B::Device) {
     ];
     for (name, ignored, reduction, class_weight, smoothing) in cases {
         let target = index_target(ignored);
-        let target_tensor: Tensor<B, 1, Int> = int(&target, [ROWS], device);
+        let target_tensor: Tensor<1, Int> = b.int(&target, [ROWS]);
         let reference = IndexOptions {
             weight: class_weight,
             ignore_index: ignored.unwrap_or(-100),
@@ -184,7 +183,7 @@ fn cross_entropy_gradients<B: AutodiffBackend>(device: &B::Device) {
     // Probability targets: dL/dlp_c = -w_c q_c.
     let raw = Stream::new(43).uniforms(ROWS * CLASSES, 0.05, 1.0);
     let probs = f32_rounded(normalised_over_classes(&raw, &[ROWS, CLASSES]));
-    let probs_tensor = float::<B, 2>(&probs, [ROWS, CLASSES], device);
+    let probs_tensor = b.float(&probs, [ROWS, CLASSES]);
     let dlp: Vec<f64> = probs
         .iter()
         .enumerate()
@@ -204,10 +203,7 @@ fn cross_entropy_gradients<B: AutodiffBackend>(device: &B::Device) {
 
 /// `log_softmax(x, dim)` whose gradient does not go through Burn's `log` backward: the same
 /// formulation as burn-xent's own (`src/workarounds.rs`).
-fn log_softmax_exact<B: AutodiffBackend, const D: usize>(
-    x: Tensor<B, D>,
-    dim: usize,
-) -> Tensor<B, D> {
+fn log_softmax_exact<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     let shifted = x.clone() - x.detach().max_dim(dim);
     let sum = shifted.clone().exp().sum_dim(dim);
     let constant = sum.clone().detach();
@@ -216,16 +212,16 @@ fn log_softmax_exact<B: AutodiffBackend, const D: usize>(
 }
 
 /// NLL on log-probabilities (its own input gradient), and NLL on `log_softmax` of logits.
-fn nll_gradients<B: AutodiffBackend>(device: &B::Device) {
+fn nll_gradients(b: &TestBackend) {
     let x = f32_rounded(Stream::new(44).uniforms(ROWS * CLASSES, -3.0, 3.0));
-    let logits = float::<B, 2>(&x, [ROWS, CLASSES], device);
+    let logits = b.float(&x, [ROWS, CLASSES]);
     let (_, lp) = softmax_rows(&x, CLASSES);
     let lp = f32_rounded(lp);
-    let log_probs = float::<B, 2>(&lp, [ROWS, CLASSES], device);
+    let log_probs = b.float(&lp, [ROWS, CLASSES]);
     let weight = f32_rounded(vec![0.5, 2.0, 1.25]);
-    let weight_tensor = float::<B, 1>(&weight, [CLASSES], device);
+    let weight_tensor = b.float(&weight, [CLASSES]);
     let target = index_target(Some(2));
-    let target_tensor: Tensor<B, 1, Int> = int(&target, [ROWS], device);
+    let target_tensor: Tensor<1, Int> = b.int(&target, [ROWS]);
     let reference = IndexOptions {
         weight: Some(&weight),
         ignore_index: 2,
@@ -268,18 +264,18 @@ fn divisor(reduction: Reduction, count: usize) -> f64 {
 }
 
 /// BCE on probabilities and BCE with logits, weighted, with soft targets.
-fn binary_gradients<B: AutodiffBackend>(device: &B::Device) {
+fn binary_gradients(b: &TestBackend) {
     let count = ROWS * CLASSES;
     let shape = [ROWS, CLASSES];
     let t = f32_rounded(Stream::new(45).uniforms(count, 0.0, 1.0));
-    let target = float::<B, 2>(&t, shape, device);
+    let target = b.float(&t, shape);
     let weight = f32_rounded(vec![0.5, 2.0, 1.25]);
-    let weight_tensor = float::<B, 1>(&weight, [CLASSES], device);
+    let weight_tensor = b.float(&weight, [CLASSES]);
     let w = |i: usize| weight[i % CLASSES];
 
     // BCE: PyTorch's dL/dp = w (p - t) / (p (1 - p)), away from the clamps.
     let p = f32_rounded(Stream::new(46).uniforms(count, 0.01, 0.99));
-    let probs = float::<B, 2>(&p, shape, device);
+    let probs = b.float(&p, shape);
     for reduction in [Reduction::Sum, Reduction::Mean] {
         let divisor = divisor(reduction, count);
         let want: Vec<f64> = (0..count)
@@ -302,9 +298,9 @@ fn binary_gradients<B: AutodiffBackend>(device: &B::Device) {
 
     // BCE with logits: dL/dx = w ((1 - t) σ(x) - pw t σ(-x)), into both tails.
     let x = f32_rounded(Stream::new(47).uniforms(count, -20.0, 20.0));
-    let logits = float::<B, 2>(&x, shape, device);
+    let logits = b.float(&x, shape);
     let pos_weight = f32_rounded(vec![3.0, 0.25, 1.5]);
-    let pos_weight_tensor = float::<B, 1>(&pos_weight, [CLASSES], device);
+    let pos_weight_tensor = b.float(&pos_weight, [CLASSES]);
     let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
     for reduction in [Reduction::Sum, Reduction::Mean] {
         let divisor = divisor(reduction, count);
@@ -332,4 +328,4 @@ fn binary_gradients<B: AutodiffBackend>(device: &B::Device) {
     }
 }
 
-crate::matrix_tests!(cross_entropy_gradients, nll_gradients, binary_gradients);
+crate::matrix_tests!(autodiff: cross_entropy_gradients, nll_gradients, binary_gradients);

@@ -11,7 +11,6 @@
 //!   gradients other than 1, so the backward's scaling runs);
 //! - no backward at all: the loss is right and the leaf untouched.
 
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
 use burn_xent::{
     BceOptions, BceWithLogitsOptions, CrossEntropyOptions, LossPath, NllLossOptions, Reduction,
@@ -19,7 +18,7 @@ use burn_xent::{
     cross_entropy_no_reduction, cross_entropy_with_probs, nll_loss, with_loss_path,
 };
 
-use crate::common::{assert_close, values};
+use crate::common::{TestBackend, assert_close, values};
 use crate::support::{
     backward_projected, class_probabilities, class_weight, classes, gradient, k_dim, logits,
     probabilities, soft_targets,
@@ -32,11 +31,11 @@ struct Run {
 }
 
 /// `loss` of `x * scale` for the leaf `x`, on `path`, back-propagating a fixed projection.
-fn run<B: AutodiffBackend, const D: usize, const DO: usize>(
+fn run<const D: usize, const DO: usize>(
     path: LossPath,
-    x: &Tensor<B, D>,
+    x: &Tensor<D>,
     scale: f64,
-    loss: &dyn Fn(Tensor<B, D>) -> Tensor<B, DO>,
+    loss: &dyn Fn(Tensor<D>) -> Tensor<DO>,
 ) -> Run {
     let x = x.clone().detach().require_grad();
     let output = with_loss_path(path, || loss(x.clone().mul_scalar(scale)));
@@ -49,11 +48,11 @@ fn run<B: AutodiffBackend, const D: usize, const DO: usize>(
 
 /// The matrix's path against the composite path, for `loss` of an intermediate `x * scale`.
 #[track_caller]
-fn agrees<B: AutodiffBackend, const D: usize, const DO: usize>(
+fn agrees<const D: usize, const DO: usize>(
     what: &str,
-    x: &Tensor<B, D>,
+    x: &Tensor<D>,
     scale: f64,
-    loss: &dyn Fn(Tensor<B, D>) -> Tensor<B, DO>,
+    loss: &dyn Fn(Tensor<D>) -> Tensor<DO>,
 ) {
     let got = run(burn_xent::loss_path(), x, scale, loss);
     let want = run(LossPath::Composite, x, scale, loss);
@@ -67,12 +66,12 @@ fn agrees<B: AutodiffBackend, const D: usize, const DO: usize>(
     );
 }
 
-fn every_loss_on_an_input_it_owns<B: AutodiffBackend>(device: &B::Device) {
-    let x = logits::<B>(device);
-    let t = classes::<B>(device);
+fn every_loss_on_an_input_it_owns(b: &TestBackend) {
+    let x = logits(b);
+    let t = classes(b);
     let weighted = || {
         CrossEntropyOptions::new()
-            .with_weight(class_weight::<B>(device))
+            .with_weight(class_weight(b))
             .with_ignore_index(1)
             .with_label_smoothing(0.1)
     };
@@ -87,11 +86,11 @@ fn every_loss_on_an_input_it_owns<B: AutodiffBackend>(device: &B::Device) {
             2.0,
             &with_options,
         );
-        let options = NllLossOptions::new().with_weight(class_weight::<B>(device));
-        let nll = |z: Tensor<B, 2>| nll_loss(z, t.clone(), reduction, &options);
+        let options = NllLossOptions::new().with_weight(class_weight(b));
+        let nll = |z: Tensor<2>| nll_loss(z, t.clone(), reduction, &options);
         agrees(&format!("nll_loss {reduction:?}"), &x, 2.0, &nll);
-        let probs = class_probabilities::<B>(device);
-        let options = CrossEntropyOptions::new().with_weight(class_weight::<B>(device));
+        let probs = class_probabilities(b);
+        let options = CrossEntropyOptions::new().with_weight(class_weight(b));
         let soft = |z| cross_entropy_with_probs(z, probs.clone(), reduction, &options);
         agrees(
             &format!("cross_entropy_with_probs {reduction:?}"),
@@ -99,8 +98,8 @@ fn every_loss_on_an_input_it_owns<B: AutodiffBackend>(device: &B::Device) {
             2.0,
             &soft,
         );
-        let p = probabilities::<B>(device);
-        let y = soft_targets::<B>(device);
+        let p = probabilities(b);
+        let y = soft_targets(b);
         let bce = |z| binary_cross_entropy(z, y.clone(), reduction, &BceOptions::new());
         agrees(
             &format!("binary_cross_entropy {reduction:?}"),
@@ -112,13 +111,13 @@ fn every_loss_on_an_input_it_owns<B: AutodiffBackend>(device: &B::Device) {
     let options = weighted();
     let per_element = |z| cross_entropy_no_reduction(z, t.clone(), &options);
     agrees("cross_entropy none", &x, 2.0, &per_element);
-    let (k, kt) = k_dim::<B>(device);
+    let (k, kt) = k_dim(b);
     let k_dim = |z| cross_entropy_no_reduction(z, kt.clone(), &options);
     agrees("cross_entropy K-dim none", &k, 2.0, &k_dim);
     let k_mean = |z| cross_entropy(z, kt.clone(), Reduction::Mean, &options);
     agrees("cross_entropy K-dim mean", &k, 2.0, &k_mean);
-    let y = soft_targets::<B>(device);
-    let options = BceWithLogitsOptions::new().with_pos_weight(class_weight::<B>(device));
+    let y = soft_targets(b);
+    let options = BceWithLogitsOptions::new().with_pos_weight(class_weight(b));
     let with_logits = |z| binary_cross_entropy_with_logits_no_reduction(z, y.clone(), &options);
     agrees(
         "binary_cross_entropy_with_logits none",
@@ -129,39 +128,38 @@ fn every_loss_on_an_input_it_owns<B: AutodiffBackend>(device: &B::Device) {
 }
 
 /// Cross-entropy, mean, with the default options.
-fn mean<B: AutodiffBackend>(z: Tensor<B, 2>, t: &Tensor<B, 1, Int>) -> Tensor<B, 1> {
+fn mean(z: Tensor<2>, t: &Tensor<1, Int>) -> Tensor<1> {
     cross_entropy(z, t.clone(), Reduction::Mean, &CrossEntropyOptions::new())
 }
 
-fn shared_logits_keep_their_values<B: AutodiffBackend>(device: &B::Device) {
-    let t = classes::<B>(device);
-    let shared = |z: Tensor<B, 2>| {
+fn shared_logits_keep_their_values(b: &TestBackend) {
+    let t = classes(b);
+    let shared = |z: Tensor<2>| {
         let kept = z.clone();
         let before = values(kept.clone());
         let loss = mean(z, &t);
         assert_eq!(values(kept), before, "a tensor sharing the logits changed");
         loss
     };
-    agrees("shared logits", &logits::<B>(device), 2.0, &shared);
+    agrees("shared logits", &logits(b), 2.0, &shared);
 }
 
-fn logits_feeding_two_losses<B: AutodiffBackend>(device: &B::Device) {
-    let t = classes::<B>(device);
-    let other = Tensor::<B, 1, Int>::from_ints([2, 2, 0, 1], device);
-    let two = |z: Tensor<B, 2>| mean(z.clone(), &t).mul_scalar(0.5) + mean(z, &other);
-    agrees("two losses", &logits::<B>(device), 2.0, &two);
+fn logits_feeding_two_losses(b: &TestBackend) {
+    let t = classes(b);
+    let other = Tensor::<1, Int>::from_ints([2, 2, 0, 1], &b.device);
+    let two = |z: Tensor<2>| mean(z.clone(), &t).mul_scalar(0.5) + mean(z, &other);
+    agrees("two losses", &logits(b), 2.0, &two);
 }
 
-fn the_same_loss_twice_before_one_backward<B: AutodiffBackend>(device: &B::Device) {
-    let t = classes::<B>(device);
-    let twice =
-        |z: Tensor<B, 2>| mean(z.clone(), &t).mul_scalar(1.5) + mean(z, &t).mul_scalar(-0.25);
-    agrees("the same loss twice", &logits::<B>(device), 2.0, &twice);
+fn the_same_loss_twice_before_one_backward(b: &TestBackend) {
+    let t = classes(b);
+    let twice = |z: Tensor<2>| mean(z.clone(), &t).mul_scalar(1.5) + mean(z, &t).mul_scalar(-0.25);
+    agrees("the same loss twice", &logits(b), 2.0, &twice);
 }
 
-fn no_backward_at_all<B: AutodiffBackend>(device: &B::Device) {
-    let t = classes::<B>(device);
-    let x = logits::<B>(device).require_grad();
+fn no_backward_at_all(b: &TestBackend) {
+    let t = classes(b);
+    let x = logits(b).require_grad();
     let before = values(x.clone());
     let got = values(mean(x.clone().mul_scalar(2.0), &t));
     let want = with_loss_path(LossPath::Composite, || {
@@ -171,7 +169,7 @@ fn no_backward_at_all<B: AutodiffBackend>(device: &B::Device) {
     assert_eq!(values(x), before, "the leaf changed");
 }
 
-crate::matrix_tests!(
+crate::matrix_tests!(autodiff:
     every_loss_on_an_input_it_owns,
     shared_logits_keep_their_values,
     logits_feeding_two_losses,

@@ -2,30 +2,29 @@
 //! gradients bit for bit, for every reduction and option: the config wires every option
 //! through.
 
-use burn::tensor::backend::AutodiffBackend;
 use burn_xent::*;
 
-use crate::common::float;
+use crate::common::TestBackend;
 use crate::support::*;
 
 const REDUCTIONS: [Reduction; 2] = [Reduction::Mean, Reduction::Sum];
 
-fn bce<B: AutodiffBackend>(device: &B::Device) {
-    let (p, t) = (probabilities::<B>(device), soft_targets::<B>(device));
+fn bce(b: &TestBackend) {
+    let (p, t) = (probabilities(b), soft_targets(b));
     let row_weight = [0.5f32, 1.0, 2.0, 0.0];
-    let cases: Vec<(&str, BceLossConfig, BceOptions<B>)> = vec![
+    let cases: Vec<(&str, BceLossConfig, BceOptions)> = vec![
         ("default", BceLossConfig::new(), BceOptions::new()),
         (
             "class weight [C]",
             BceLossConfig::new().with_weight(Some(CLASS_WEIGHT.to_vec())),
-            BceOptions::new().with_weight(class_weight::<B>(device)),
+            BceOptions::new().with_weight(class_weight(b)),
         ),
         (
             "row weight [N, 1]",
             BceLossConfig::new()
                 .with_weight(Some(row_weight.to_vec()))
                 .with_weight_shape(Some(vec![N, 1])),
-            BceOptions::new().with_weight(float::<B, 2>(&[0.5, 1.0, 2.0, 0.0], [N, 1], device)),
+            BceOptions::new().with_weight(b.float(&[0.5, 1.0, 2.0, 0.0], [N, 1])),
         ),
         (
             "unchecked",
@@ -34,7 +33,7 @@ fn bce<B: AutodiffBackend>(device: &B::Device) {
         ),
     ];
     for (name, config, options) in cases {
-        let module = config.init::<B>(device);
+        let module = config.init(&b.device);
         for reduction in REDUCTIONS {
             assert_bit_identical(
                 &evaluate(p.clone(), |x| module.forward(x, t.clone(), reduction)),
@@ -54,11 +53,11 @@ fn bce<B: AutodiffBackend>(device: &B::Device) {
     }
 }
 
-fn bce_with_logits<B: AutodiffBackend>(device: &B::Device) {
-    let (x, t) = (logits::<B>(device), soft_targets::<B>(device));
+fn bce_with_logits(b: &TestBackend) {
+    let (x, t) = (logits(b), soft_targets(b));
     let pos_weight = [3.0f32, 0.5, 1.0];
-    let pos_weight_tensor = || float::<B, 1>(&[3.0, 0.5, 1.0], [C], device);
-    let cases: Vec<(&str, BceWithLogitsLossConfig, BceWithLogitsOptions<B>)> = vec![
+    let pos_weight_tensor = || b.float(&[3.0, 0.5, 1.0], [C]);
+    let cases: Vec<(&str, BceWithLogitsLossConfig, BceWithLogitsOptions)> = vec![
         (
             "default",
             BceWithLogitsLossConfig::new(),
@@ -67,7 +66,7 @@ fn bce_with_logits<B: AutodiffBackend>(device: &B::Device) {
         (
             "weight",
             BceWithLogitsLossConfig::new().with_weight(Some(CLASS_WEIGHT.to_vec())),
-            BceWithLogitsOptions::new().with_weight(class_weight::<B>(device)),
+            BceWithLogitsOptions::new().with_weight(class_weight(b)),
         ),
         (
             "pos_weight",
@@ -80,12 +79,12 @@ fn bce_with_logits<B: AutodiffBackend>(device: &B::Device) {
                 .with_weight(Some(CLASS_WEIGHT.to_vec()))
                 .with_pos_weight(Some(pos_weight.to_vec())),
             BceWithLogitsOptions::new()
-                .with_weight(class_weight::<B>(device))
+                .with_weight(class_weight(b))
                 .with_pos_weight(pos_weight_tensor()),
         ),
     ];
     for (name, config, options) in cases {
-        let module = config.init::<B>(device);
+        let module = config.init(&b.device);
         for reduction in REDUCTIONS {
             assert_bit_identical(
                 &evaluate(x.clone(), |x| module.forward(x, t.clone(), reduction)),
@@ -107,17 +106,17 @@ fn bce_with_logits<B: AutodiffBackend>(device: &B::Device) {
 
 /// A CE/NLL option set: name, the config's weight, ignore_index and smoothing, and the
 /// same options for the function.
-type ClassCase<B> = (
+type ClassCase = (
     &'static str,
     Option<Vec<f32>>,
     i64,
     f64,
-    CrossEntropyOptions<B>,
+    CrossEntropyOptions,
 );
 
 /// The CE and NLL option sets.
-fn class_cases<B: AutodiffBackend>(device: &B::Device) -> Vec<ClassCase<B>> {
-    let weighted = || CrossEntropyOptions::new().with_weight(class_weight::<B>(device));
+fn class_cases(b: &TestBackend) -> Vec<ClassCase> {
+    let weighted = || CrossEntropyOptions::new().with_weight(class_weight(b));
     vec![
         ("default", None, -100, 0.0, CrossEntropyOptions::new()),
         ("weight", Some(CLASS_WEIGHT.to_vec()), -100, 0.0, weighted()),
@@ -145,15 +144,15 @@ fn class_cases<B: AutodiffBackend>(device: &B::Device) -> Vec<ClassCase<B>> {
     ]
 }
 
-fn cross_entropy_indices<B: AutodiffBackend>(device: &B::Device) {
-    let (x, t) = (logits::<B>(device), classes::<B>(device));
-    let (xk, tk) = k_dim::<B>(device);
-    for (name, weight, ignore_index, smoothing, options) in class_cases::<B>(device) {
+fn cross_entropy_indices(b: &TestBackend) {
+    let (x, t) = (logits(b), classes(b));
+    let (xk, tk) = k_dim(b);
+    for (name, weight, ignore_index, smoothing, options) in class_cases(b) {
         let module = CrossEntropyLossConfig::new()
             .with_weight(weight)
             .with_ignore_index(ignore_index)
             .with_label_smoothing(smoothing)
-            .init::<B>(device);
+            .init(&b.device);
         for reduction in REDUCTIONS {
             assert_bit_identical(
                 &evaluate(x.clone(), |x| module.forward(x, t.clone(), reduction)),
@@ -187,16 +186,16 @@ fn cross_entropy_indices<B: AutodiffBackend>(device: &B::Device) {
     }
 }
 
-fn cross_entropy_probabilities<B: AutodiffBackend>(device: &B::Device) {
-    let (x, q) = (logits::<B>(device), class_probabilities::<B>(device));
-    for (name, weight, _, smoothing, options) in class_cases::<B>(device) {
+fn cross_entropy_probabilities(b: &TestBackend) {
+    let (x, q) = (logits(b), class_probabilities(b));
+    for (name, weight, _, smoothing, options) in class_cases(b) {
         if options.ignore_index >= 0 {
             continue; // probability targets refuse a class to ignore, as PyTorch does
         }
         let module = CrossEntropyLossConfig::new()
             .with_weight(weight)
             .with_label_smoothing(smoothing)
-            .init::<B>(device);
+            .init(&b.device);
         for reduction in REDUCTIONS {
             assert_bit_identical(
                 &evaluate(x.clone(), |x| module.forward_probs(x, q.clone(), reduction)),
@@ -211,17 +210,17 @@ fn cross_entropy_probabilities<B: AutodiffBackend>(device: &B::Device) {
                 module.forward_probs_no_reduction::<2, 1>(x, q.clone())
             }),
             &evaluate(x.clone(), |x| {
-                cross_entropy_with_probs_no_reduction::<B, 2, 1>(x, q.clone(), &options)
+                cross_entropy_with_probs_no_reduction::<2, 1>(x, q.clone(), &options)
             }),
             &format!("CrossEntropyLoss probs {name} none"),
         );
     }
 }
 
-fn nll<B: AutodiffBackend>(device: &B::Device) {
-    let (x, t) = (logits::<B>(device), classes::<B>(device));
-    let (xk, tk) = k_dim::<B>(device);
-    for (name, weight, ignore_index, smoothing, ce_options) in class_cases::<B>(device) {
+fn nll(b: &TestBackend) {
+    let (x, t) = (logits(b), classes(b));
+    let (xk, tk) = k_dim(b);
+    for (name, weight, ignore_index, smoothing, ce_options) in class_cases(b) {
         if smoothing > 0.0 {
             continue; // NLL has no smoothing
         }
@@ -233,7 +232,7 @@ fn nll<B: AutodiffBackend>(device: &B::Device) {
         let module = NllLossConfig::new()
             .with_weight(weight)
             .with_ignore_index(ignore_index)
-            .init::<B>(device);
+            .init(&b.device);
         for reduction in REDUCTIONS {
             assert_bit_identical(
                 &evaluate(x.clone(), |x| module.forward(x, t.clone(), reduction)),

@@ -8,7 +8,6 @@
 //! must agree within 16 units of the dtype's epsilon times the largest magnitude of each
 //! result (loss, input gradient, target gradient): f32 round-off in f32, f64 round-off in f64.
 
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
 use burn_xent::{
     BceOptions, BceWithLogitsOptions, CrossEntropyOptions, LossPath, NllLossOptions, Reduction,
@@ -18,7 +17,7 @@ use burn_xent::{
     nll_loss_no_reduction, with_loss_path,
 };
 
-use crate::common::{Stream, assert_close, float, int, values};
+use crate::common::{Stream, TestBackend, assert_close, values};
 use crate::support::{backward_projected, gradient};
 
 /// Rows and classes: more rows than one kernel task holds for small `C`, and a class count
@@ -29,7 +28,8 @@ const CLASSES: usize = 50;
 const K_DIM: [usize; 4] = [3, 5, 2, 7];
 
 /// Loss values and the gradients of the input and the target (empty when there is no float
-/// target). Burn must return every gradient asked for: a missing one fails, never compared as
+/// target, and both empty on a plain device, where the two paths are compared on the loss
+/// alone). Burn must return every gradient asked for: a missing one fails, never compared as
 /// empty.
 struct Outcome {
     loss: Vec<f64>,
@@ -37,13 +37,22 @@ struct Outcome {
     target_grad: Vec<f64>,
 }
 
-/// Runs `loss(input, target)` on `path` and back-propagates a fixed projection of its output.
-fn run<B: AutodiffBackend, const D: usize, const DO: usize>(
+/// Runs `loss(input, target)` on `path` and, on an autodiff device, back-propagates a fixed
+/// projection of its output.
+fn run<const D: usize, const DO: usize>(
     path: LossPath,
-    input: &Tensor<B, D>,
-    target: Option<&Tensor<B, D>>,
-    loss: &dyn Fn(Tensor<B, D>, Option<Tensor<B, D>>) -> Tensor<B, DO>,
+    input: &Tensor<D>,
+    target: Option<&Tensor<D>>,
+    loss: &dyn Fn(Tensor<D>, Option<Tensor<D>>) -> Tensor<DO>,
 ) -> Outcome {
+    if !input.is_autodiff() {
+        let output = with_loss_path(path, || loss(input.clone(), target.cloned()));
+        return Outcome {
+            loss: values(output),
+            input_grad: Vec::new(),
+            target_grad: Vec::new(),
+        };
+    }
     let input = input.clone().detach().require_grad();
     let target = target.map(|t| t.clone().detach().require_grad());
     let output = with_loss_path(path, || loss(input.clone(), target.clone()));
@@ -92,11 +101,11 @@ fn assert_within_scale(got: &[f64], want: &[f64], tolerance: Tolerance, context:
 }
 
 /// Asserts that both paths agree on `loss` within `tolerance`.
-fn agree<B: AutodiffBackend, const D: usize, const DO: usize>(
+fn agree<const D: usize, const DO: usize>(
     name: &str,
-    input: &Tensor<B, D>,
-    target: Option<&Tensor<B, D>>,
-    loss: impl Fn(Tensor<B, D>, Option<Tensor<B, D>>) -> Tensor<B, DO>,
+    input: &Tensor<D>,
+    target: Option<&Tensor<D>>,
+    loss: impl Fn(Tensor<D>, Option<Tensor<D>>) -> Tensor<DO>,
     tolerance: Tolerance,
 ) {
     let composite = run(LossPath::Composite, input, target, &loss);
@@ -118,33 +127,28 @@ fn agree<B: AutodiffBackend, const D: usize, const DO: usize>(
 }
 
 /// Class indices with some targets equal to `ignore`.
-fn class_targets<B: AutodiffBackend, const D: usize>(
+fn class_targets<const D: usize>(
     shape: [usize; D],
     classes: usize,
     ignore: i64,
-    device: &B::Device,
-) -> Tensor<B, D, Int> {
+    b: &TestBackend,
+) -> Tensor<D, Int> {
     let count = shape.iter().product();
     let mut targets = Stream::new(21).classes(count, classes);
     for t in targets.iter_mut().step_by(5) {
         *t = ignore;
     }
-    int(&targets, shape, device)
+    b.int(&targets, shape)
 }
 
-fn class_index_losses<B: AutodiffBackend>(device: &B::Device, tolerance: Tolerance) {
-    let logits = float::<B, 2>(
+fn class_index_losses(b: &TestBackend, tolerance: Tolerance) {
+    let logits = b.float(
         &Stream::new(22).normals(ROWS * CLASSES, 3.0),
         [ROWS, CLASSES],
-        device,
     );
-    let weight = float::<B, 1>(
-        &Stream::new(23).uniforms(CLASSES, 0.2, 2.0),
-        [CLASSES],
-        device,
-    );
-    let target = class_targets::<B, 1>([ROWS], CLASSES, 7, device);
-    let plain = CrossEntropyOptions::<B>::new();
+    let weight = b.float(&Stream::new(23).uniforms(CLASSES, 0.2, 2.0), [CLASSES]);
+    let target = class_targets::<1>([ROWS], CLASSES, 7, b);
+    let plain = CrossEntropyOptions::new();
     let options = CrossEntropyOptions::new()
         .with_weight(weight.clone())
         .with_ignore_index(7)
@@ -187,12 +191,8 @@ fn class_index_losses<B: AutodiffBackend>(device: &B::Device, tolerance: Toleran
 
     // K-dimensional and unbatched inputs.
     let [n, c, d1, d2] = K_DIM;
-    let k_logits = float::<B, 4>(
-        &Stream::new(24).normals(n * c * d1 * d2, 2.0),
-        K_DIM,
-        device,
-    );
-    let k_target = class_targets::<B, 3>([n, d1, d2], c, -100, device);
+    let k_logits = b.float(&Stream::new(24).normals(n * c * d1 * d2, 2.0), K_DIM);
+    let k_target = class_targets::<3>([n, d1, d2], c, -100, b);
     let k_options = CrossEntropyOptions::new().with_label_smoothing(0.1);
     agree(
         "cross_entropy K-dim smoothing Mean",
@@ -208,8 +208,8 @@ fn class_index_losses<B: AutodiffBackend>(device: &B::Device, tolerance: Toleran
         |x, _| nll_loss_no_reduction(x, k_target.clone(), &NllLossOptions::new()),
         tolerance,
     );
-    let row = float::<B, 1>(&Stream::new(25).normals(CLASSES, 2.0), [CLASSES], device);
-    let single = int::<B, 1>(&[3], [1], device);
+    let row = b.float(&Stream::new(25).normals(CLASSES, 2.0), [CLASSES]);
+    let single = b.int(&[3], [1]);
     agree(
         "cross_entropy unbatched Sum",
         &row,
@@ -226,22 +226,16 @@ fn class_index_losses<B: AutodiffBackend>(device: &B::Device, tolerance: Toleran
     );
 }
 
-fn probability_target_losses<B: AutodiffBackend>(device: &B::Device, tolerance: Tolerance) {
-    let logits = float::<B, 2>(
+fn probability_target_losses(b: &TestBackend, tolerance: Tolerance) {
+    let logits = b.float(
         &Stream::new(26).normals(ROWS * CLASSES, 3.0),
         [ROWS, CLASSES],
-        device,
     );
-    let probs = float::<B, 2>(
+    let probs = b.float(
         &Stream::new(27).uniforms(ROWS * CLASSES, 0.0, 0.1),
         [ROWS, CLASSES],
-        device,
     );
-    let weight = float::<B, 1>(
-        &Stream::new(28).uniforms(CLASSES, 0.2, 2.0),
-        [CLASSES],
-        device,
-    );
+    let weight = b.float(&Stream::new(28).uniforms(CLASSES, 0.2, 2.0), [CLASSES]);
     let options = CrossEntropyOptions::new()
         .with_weight(weight)
         .with_label_smoothing(0.2);
@@ -257,7 +251,7 @@ fn probability_target_losses<B: AutodiffBackend>(device: &B::Device, tolerance: 
         &logits,
         Some(&probs),
         |x, t| {
-            cross_entropy_with_probs_no_reduction::<B, 2, 1>(
+            cross_entropy_with_probs_no_reduction::<2, 1>(
                 x,
                 t.unwrap(),
                 &CrossEntropyOptions::new(),
@@ -267,8 +261,8 @@ fn probability_target_losses<B: AutodiffBackend>(device: &B::Device, tolerance: 
     );
     let [n, c, d1, d2] = K_DIM;
     let count = n * c * d1 * d2;
-    let k_logits = float::<B, 4>(&Stream::new(29).normals(count, 2.0), K_DIM, device);
-    let k_probs = float::<B, 4>(&Stream::new(30).uniforms(count, 0.0, 0.4), K_DIM, device);
+    let k_logits = b.float(&Stream::new(29).normals(count, 2.0), K_DIM);
+    let k_probs = b.float(&Stream::new(30).uniforms(count, 0.0, 0.4), K_DIM);
     agree(
         "cross_entropy_with_probs K-dim Sum",
         &k_logits,
@@ -278,25 +272,17 @@ fn probability_target_losses<B: AutodiffBackend>(device: &B::Device, tolerance: 
     );
 }
 
-fn binary_losses<B: AutodiffBackend>(device: &B::Device, tolerance: Tolerance) {
+fn binary_losses(b: &TestBackend, tolerance: Tolerance) {
     let count = ROWS * CLASSES;
     let shape = [ROWS, CLASSES];
-    let logits = float::<B, 2>(&Stream::new(31).normals(count, 6.0), shape, device);
-    let targets = float::<B, 2>(&Stream::new(32).uniforms(count, 0.0, 1.0), shape, device);
-    let probs = float::<B, 2>(
-        &Stream::new(33).uniforms(count, 0.001, 0.999),
-        shape,
-        device,
-    );
-    let per_class = float::<B, 1>(
-        &Stream::new(34).uniforms(CLASSES, 0.5, 3.0),
-        [CLASSES],
-        device,
-    );
-    let per_row = float::<B, 2>(&Stream::new(35).uniforms(ROWS, 0.5, 3.0), [ROWS, 1], device);
-    let full = float::<B, 2>(&Stream::new(36).uniforms(count, 0.5, 3.0), shape, device);
+    let logits = b.float(&Stream::new(31).normals(count, 6.0), shape);
+    let targets = b.float(&Stream::new(32).uniforms(count, 0.0, 1.0), shape);
+    let probs = b.float(&Stream::new(33).uniforms(count, 0.001, 0.999), shape);
+    let per_class = b.float(&Stream::new(34).uniforms(CLASSES, 0.5, 3.0), [CLASSES]);
+    let per_row = b.float(&Stream::new(35).uniforms(ROWS, 0.5, 3.0), [ROWS, 1]);
+    let full = b.float(&Stream::new(36).uniforms(count, 0.5, 3.0), shape);
     let logit_options = [
-        ("plain", BceWithLogitsOptions::<B>::new()),
+        ("plain", BceWithLogitsOptions::new()),
         (
             "weight [C] + pos_weight [C]",
             BceWithLogitsOptions::new()
@@ -329,7 +315,7 @@ fn binary_losses<B: AutodiffBackend>(device: &B::Device, tolerance: Tolerance) {
         );
     }
     let bce_options = [
-        ("plain", BceOptions::<B>::new()),
+        ("plain", BceOptions::new()),
         ("weight [N, 1]", BceOptions::new().with_weight(per_row)),
         ("weight [C]", BceOptions::new().with_weight(per_class)),
     ];
@@ -351,12 +337,16 @@ fn binary_losses<B: AutodiffBackend>(device: &B::Device, tolerance: Tolerance) {
     }
 }
 
-/// All cases on backend `B` with the given tolerance.
-fn all<B: AutodiffBackend>(tolerance: Tolerance) {
-    let device = Default::default();
-    class_index_losses::<B>(&device, tolerance);
-    probability_target_losses::<B>(&device, tolerance);
-    binary_losses::<B>(&device, tolerance);
+/// All cases on `backend` (plain and with autodiff) with the given tolerance.
+fn all(backend: TestBackend, tolerance: Tolerance) {
+    // Two paths to compare only where the fused kernels exist.
+    assert!(burn_xent::fused_kernels_available(&backend.device));
+    for b in [backend.clone().plain(), backend.autodiff()] {
+        println!("paths_agree on {}", b.label());
+        class_index_losses(&b, tolerance);
+        probability_target_losses(&b, tolerance);
+        binary_losses(&b, tolerance);
+    }
 }
 
 /// f32 round-off. Both paths are within a few ulps of an f64 reference (`gradient_accuracy`);
@@ -370,31 +360,37 @@ const F32: Tolerance = Tolerance {
     epsilon: f32::EPSILON as f64,
 };
 
+/// f64: the fused kernels' `exp` and `log1p` are within 2 ulp of the standard library's; the
+/// largest difference measured is 4.4 units of `f64::EPSILON` × scale.
+const F64: Tolerance = Tolerance {
+    ulps: 16.0,
+    epsilon: f64::EPSILON,
+};
+
 #[test]
 fn ndarray_f32() {
-    all::<crate::common::NdArrayAd>(F32);
+    all(TestBackend::ndarray_f32(), F32);
+}
+
+#[test]
+fn ndarray_f64() {
+    all(TestBackend::ndarray_f64(), F64);
 }
 
 #[test]
 fn flex_f32() {
-    // Two paths to compare only where the fused kernels exist (feature `flex`).
-    assert!(burn_xent::fused_kernels_available::<crate::common::FlexAd>());
-    all::<crate::common::FlexAd>(F32);
+    all(TestBackend::flex_f32(), F32);
 }
 
-/// f64: the fused kernels' `exp` and `log1p` are within 2 ulp of the standard library's; the
-/// largest difference measured is 4.4 units of `f64::EPSILON` × scale.
 #[test]
-fn ndarray_f64() {
-    all::<crate::common::NdArrayAd64>(Tolerance {
-        ulps: 16.0,
-        epsilon: f64::EPSILON,
-    });
+fn flex_f64() {
+    all(TestBackend::flex_f64(), F64);
 }
 
 #[test]
 fn wgpu() {
-    if crate::common::wgpu_ready("paths_agree") {
-        all::<crate::common::WgpuAd>(F32);
+    let backend = TestBackend::wgpu();
+    if backend.ready("paths_agree") {
+        all(backend, F32);
     }
 }

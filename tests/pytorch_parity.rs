@@ -10,10 +10,12 @@
 //! prints `parity <backend> <path>: N cases, P passed` (with `, K not representable in f32`
 //! where K > 0) and every failed case with the index, the value got and the value wanted.
 //!
-//! - `ndarray`: f32 cases on `Autodiff<NdArray<f32>>`, f64 cases on `Autodiff<NdArray<f64>>`.
-//! - `flex`: `Autodiff<Flex>`, each case's tensors in its dtype (Flex is one backend type whose
-//!   tensors carry their dtype: f32 cases in f32, f64 cases in f64).
-//! - `wgpu`: `Autodiff<Wgpu>`, f32 only (burn-wgpu with fusion rejects f64: "Unsupported
+//! Each backend runs on its autodiff device (loss and input gradient compared) and on its plain
+//! device (`<backend> plain <path>`: the loss compared, no gradient asked for):
+//!
+//! - `ndarray` and `flex`: each case's tensors in its dtype (f32 cases in f32, f64 cases in
+//!   f64: since Burn 0.22 a tensor's dtype is chosen at creation, on the same device).
+//! - `wgpu`: f32 only (burn-wgpu with fusion rejects f64: "Unsupported
 //!   precision for fusion: f64"), so f64 cases run in f32 with the f32 tolerance (or the
 //!   case's, where looser); the count of such cases is printed and each failure says so. An
 //!   f64 case holding a value that is finite in f64 but overflows f32 (`|v|` above `f32::MAX`,
@@ -34,10 +36,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::DType;
-use burn::tensor::backend::AutodiffBackend;
 use burn_xent::{LossPath, with_loss_path};
 
-use common::{FlexAd, NdArrayAd, NdArrayAd64, WgpuAd};
+use common::TestBackend;
 use fixture::{Case, Dtype, FloatTensor, Loss, Target, Tolerance};
 use runner::{Outcome, Run, loaded_shape, run_case};
 
@@ -416,7 +417,7 @@ fn judge(case: &Case, run: Run, in_f32: bool) -> Verdict {
         &expected.loss,
         tolerance,
     ));
-    if let Some(want) = &expected.grad_input {
+    if let Some(want) = expected.grad_input.as_ref().filter(|_| outcome.tracked) {
         lines.extend(compare_grad(&outcome, want, tolerance));
     }
     if lines.is_empty() {
@@ -505,19 +506,21 @@ fn matches(got: f64, want: f64, tolerance: Tolerance) -> bool {
     common::close(got, want, tolerance.rtol, tolerance.atol)
 }
 
-fn on<B: AutodiffBackend>(case: &Case, dtype: DType) -> Run {
-    run_case::<B>(case, dtype, &Default::default())
-}
-
-/// `<backend> <path>`, e.g. `wgpu fused`.
-fn label(backend: &str, path: LossPath) -> String {
-    format!("{backend} {}", format!("{path:?}").to_lowercase())
+/// `<backend> <path>` on an autodiff device, `<backend> plain <path>` on a plain one, e.g.
+/// `wgpu fused`, `ndarray plain composite`.
+fn label(backend: &TestBackend, path: LossPath) -> String {
+    let plain = if backend.is_autodiff() { "" } else { " plain" };
+    format!(
+        "{}{plain} {}",
+        backend.name,
+        format!("{path:?}").to_lowercase()
+    )
 }
 
 /// Runs every case on `backend` under `path` and fails when one failed.
-fn check(name: &str, path: LossPath, has_f64: bool, run: &dyn Fn(&Case) -> Run) {
+fn check(label: String, path: LossPath, has_f64: bool, run: &dyn Fn(&Case) -> Run) {
     let backend = Backend {
-        label: label(name, path),
+        label,
         has_f64,
         run,
     };
@@ -537,519 +540,53 @@ fn dtype_of(case: &Case) -> DType {
     }
 }
 
-/// NdArray: f32 cases on `NdArray<f32>`, f64 cases on `NdArray<f64>`.
-fn ndarray_on(path: LossPath) {
-    check("ndarray", path, true, &|case| match case.dtype {
-        Dtype::F32 => on::<NdArrayAd>(case, DType::F32),
-        Dtype::F64 => on::<NdArrayAd64>(case, DType::F64),
+/// Every case on `backend`'s device under `path`: ndarray and Flex in each case's dtype, wgpu
+/// in f32 (f64 cases with the f32 tolerance, or counted as not representable in f32).
+fn parity(backend: TestBackend, path: LossPath, test: &str) {
+    if !backend.ready(test) {
+        return;
+    }
+    let has_f64 = backend.name != "wgpu";
+    let label = label(&backend, path);
+    if !backend.is_autodiff() {
+        println!("parity {label}: a plain device: the losses are compared, no gradient");
+    }
+    let device = backend.device;
+    check(label, path, has_f64, &|case| {
+        let dtype = if has_f64 { dtype_of(case) } else { DType::F32 };
+        run_case(case, dtype, &device)
     });
 }
 
-/// Flex: one backend type, each case's tensors in the case's dtype (f32 or f64).
-fn flex_on(path: LossPath) {
-    check("flex", path, true, &|case| {
-        on::<FlexAd>(case, dtype_of(case))
-    });
-}
-
-/// The GPU backend: every case in f32 (f64 cases with the f32 tolerance, or counted as not
-/// representable in f32).
-fn wgpu_on(path: LossPath) {
-    if common::wgpu_ready("pytorch_parity") {
-        check("wgpu", path, false, &|case| on::<WgpuAd>(case, DType::F32));
-    }
-}
-
-#[test]
-fn ndarray_fused() {
-    ndarray_on(LossPath::Fused);
-}
-
-#[test]
-fn ndarray_composite() {
-    ndarray_on(LossPath::Composite);
-}
-
-#[test]
-fn flex_fused() {
-    flex_on(LossPath::Fused);
-}
-
-#[test]
-fn flex_composite() {
-    flex_on(LossPath::Composite);
-}
-
-#[test]
-fn wgpu_fused() {
-    wgpu_on(LossPath::Fused);
-}
-
-#[test]
-fn wgpu_composite() {
-    wgpu_on(LossPath::Composite);
-}
-
-/// The reader's side of "a field or value it does not understand is a failure".
-mod reader {
-    use super::fixture::{Dtype, Loss, Reduction, Target, parse};
-    use serde_json::{Value, json};
-
-    /// A valid one-case file; tests edit it into invalid ones.
-    fn valid() -> Value {
-        json!({
-            "format": "xent-fixtures/1",
-            "generator": "test",
-            "cases": [{
-                "name": "ce",
-                "loss": "cross_entropy",
-                "dtype": "f32",
-                "input": {"shape": [2, 3], "data": [0.5, "nan", "-inf", 1, 2, "inf"]},
-                "target": {"shape": [2], "data": [0, -100], "kind": "index"},
-                "weight": null,
-                "ignore_index": -100,
-                "label_smoothing": 0.1,
-                "reduction": "mean",
-                "upstream": {"shape": [], "data": [2.0]},
-                "expected": {
-                    "loss": {"shape": [], "data": [0.25]},
-                    "grad_input": null
-                },
-                "tolerance": {"rtol": 1e-4, "atol": 1e-5}
-            }]
-        })
-    }
-
-    /// The reason the file's only case is rejected; panics if it is accepted.
-    fn case_rejected(file: Value) -> String {
-        let fixtures = parse(&file.to_string()).expect("the envelope is valid");
-        assert_eq!(fixtures.cases.len(), 1);
-        match &fixtures.cases[0] {
-            Ok(case) => panic!("accepted a case it should reject: {case:?}"),
-            Err(bad) => bad.reason.clone(),
-        }
-    }
-
-    fn with_case(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
-        let mut file = valid();
-        edit(file["cases"][0].as_object_mut().unwrap());
-        file
-    }
-
-    #[test]
-    fn accepts_the_valid_case() {
-        let fixtures = parse(&valid().to_string()).unwrap();
-        let case = fixtures.cases[0].as_ref().unwrap();
-        assert_eq!(case.loss, Loss::CrossEntropy);
-        assert_eq!(case.dtype, Dtype::F32);
-        assert_eq!(case.reduction, Reduction::Mean);
-        assert!(case.input.data[1].is_nan());
-        assert_eq!(case.input.data[2], f64::NEG_INFINITY);
-        assert_eq!(case.input.data[5], f64::INFINITY);
-        assert!(matches!(&case.target, Target::Index(t) if t.data == [0, -100]));
-        assert_eq!(case.upstream.as_ref().unwrap().shape, Vec::<usize>::new());
-        assert!(!case.expect_error);
-        assert_eq!(fixtures.generator.as_deref(), Some("test"));
-    }
-
-    #[test]
-    fn fills_in_the_defaults() {
-        let file = with_case(|case| {
-            for field in ["weight", "ignore_index", "label_smoothing", "upstream"] {
-                case.remove(field);
+/// One test per backend, device (autodiff or plain) and path.
+macro_rules! parity_tests {
+    ($($test:ident: $backend:ident $mode:ident $path:ident;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                parity(TestBackend::$backend().$mode(), LossPath::$path, stringify!($test));
             }
-        });
-        let fixtures = parse(&file.to_string()).unwrap();
-        let case = fixtures.cases[0].as_ref().unwrap();
-        assert_eq!(case.ignore_index, -100);
-        assert_eq!(case.label_smoothing, 0.0);
-        assert!(case.weight.is_none() && case.pos_weight.is_none() && case.upstream.is_none());
-    }
-
-    #[test]
-    fn rejects_a_bad_format_string() {
-        for format in [json!("xent-fixtures/2"), json!("XENT-FIXTURES/1"), json!(1)] {
-            let mut file = valid();
-            file["format"] = format;
-            let err = parse(&file.to_string()).unwrap_err();
-            assert!(err.contains("format"), "{err}");
-        }
-        let mut file = valid();
-        file.as_object_mut().unwrap().remove("format");
-        assert!(parse(&file.to_string()).unwrap_err().contains("format"));
-    }
-
-    #[test]
-    fn rejects_an_unknown_field() {
-        let mut file = valid();
-        file["comment"] = json!("hi");
-        assert!(parse(&file.to_string()).unwrap_err().contains("comment"));
-
-        let reason = case_rejected(with_case(|case| {
-            case.insert("reduce".into(), json!(true));
-        }));
-        assert!(reason.contains("reduce"), "{reason}");
-
-        let reason = case_rejected(with_case(|case| {
-            case["input"]["stride"] = json!([3, 1]);
-        }));
-        assert!(reason.contains("stride"), "{reason}");
-
-        let reason = case_rejected(with_case(|case| {
-            case["expected"]["grad_target"] = json!(null);
-        }));
-        assert!(reason.contains("grad_target"), "{reason}");
-
-        let reason = case_rejected(with_case(|case| {
-            case["tolerance"]["ulps"] = json!(4);
-        }));
-        assert!(reason.contains("ulps"), "{reason}");
-    }
-
-    #[test]
-    fn rejects_an_unknown_loss() {
-        let reason = case_rejected(with_case(|case| {
-            case["loss"] = json!("kl_div");
-        }));
-        assert!(reason.contains("kl_div"), "{reason}");
-    }
-
-    #[test]
-    fn rejects_an_unknown_dtype() {
-        for dtype in ["f16", "bf16", "float32"] {
-            let reason = case_rejected(with_case(|case| {
-                case["dtype"] = json!(dtype);
-            }));
-            assert!(reason.contains(dtype), "{reason}");
-        }
-    }
-
-    #[test]
-    fn rejects_an_unknown_reduction() {
-        for reduction in ["batchmean", "elementwise_mean", "Mean"] {
-            let reason = case_rejected(with_case(|case| {
-                case["reduction"] = json!(reduction);
-            }));
-            assert!(reason.contains(reduction), "{reason}");
-        }
-    }
-
-    #[test]
-    fn rejects_an_unknown_value() {
-        let reason = case_rejected(with_case(|case| {
-            case["input"]["data"][0] = json!("NaN");
-        }));
-        assert!(reason.contains("NaN"), "{reason}");
-        let reason = case_rejected(with_case(|case| {
-            case["target"]["kind"] = json!("probabilities");
-        }));
-        assert!(reason.contains("probabilities"), "{reason}");
-        let reason = case_rejected(with_case(|case| {
-            case["target"]["data"][0] = json!(1.5);
-        }));
-        assert!(reason.contains("target.data[0]"), "{reason}");
-        let reason = case_rejected(with_case(|case| {
-            case["input"]["data"] = json!([1.0, 2.0]);
-        }));
-        assert!(reason.contains("holds 6 values"), "{reason}");
-        let reason = case_rejected(with_case(|case| {
-            case.insert("expect_error".into(), json!("yes"));
-        }));
-        assert!(reason.contains("expect_error"), "{reason}");
-    }
-
-    #[test]
-    fn rejects_fields_that_do_not_apply() {
-        let reason = case_rejected(with_case(|case| {
-            case.insert(
-                "pos_weight".into(),
-                json!({"shape": [3], "data": [1, 2, 3]}),
-            );
-        }));
-        assert!(reason.contains("pos_weight"), "{reason}");
-        let reason = case_rejected(with_case(|case| {
-            case["loss"] = json!("nll_loss");
-        }));
-        assert!(reason.contains("label_smoothing"), "{reason}");
-        let reason = case_rejected(with_case(|case| {
-            case.insert("expect_error".into(), json!(true));
-        }));
-        assert!(reason.contains("expected"), "{reason}");
-        let reason = case_rejected(with_case(|case| {
-            case.remove("expected");
-        }));
-        assert!(reason.contains("expected"), "{reason}");
-    }
-
-    /// A valid one-case BCE file.
-    fn valid_bce() -> Value {
-        json!({
-            "format": "xent-fixtures/1",
-            "cases": [{
-                "name": "bce",
-                "loss": "binary_cross_entropy",
-                "dtype": "f64",
-                "input": {"shape": [2], "data": [0.25, 0.5]},
-                "target": {"shape": [2], "data": [1, 0], "kind": "float"},
-                "reduction": "sum",
-                "expected": {
-                    "loss": {"shape": [], "data": [2.0]},
-                    "grad_input": null
-                },
-                "tolerance": {"rtol": 1e-10, "atol": 1e-12}
-            }]
-        })
-    }
-
-    /// `file` with its only case edited by `edit`.
-    fn edited(mut file: Value, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
-        edit(file["cases"][0].as_object_mut().unwrap());
-        file
-    }
-
-    #[test]
-    fn accepts_the_default_of_a_field_that_does_not_apply() {
-        for loss in ["binary_cross_entropy", "binary_cross_entropy_with_logits"] {
-            let file = edited(valid_bce(), |case| {
-                case["loss"] = json!(loss);
-                case.insert("ignore_index".into(), json!(-100));
-                case.insert("label_smoothing".into(), json!(0));
-            });
-            let fixtures = parse(&file.to_string()).unwrap();
-            let case = fixtures.cases[0].as_ref().unwrap();
-            assert_eq!((case.ignore_index, case.label_smoothing), (-100, 0.0));
-            let file = edited(valid_bce(), |case| {
-                case["loss"] = json!(loss);
-                case.insert("label_smoothing".into(), json!(0.0));
-                case.insert("pos_weight".into(), json!(null));
-            });
-            let fixtures = parse(&file.to_string()).unwrap();
-            assert!(fixtures.cases[0].as_ref().unwrap().pos_weight.is_none());
-        }
-        // `pos_weight: null` on the class losses, `label_smoothing: 0` on NLL.
-        let fixtures = parse(
-            &with_case(|case| {
-                case.insert("pos_weight".into(), json!(null));
-            })
-            .to_string(),
-        )
-        .unwrap();
-        assert!(fixtures.cases[0].as_ref().unwrap().pos_weight.is_none());
-        let fixtures = parse(
-            &with_case(|case| {
-                case["loss"] = json!("nll_loss");
-                case["label_smoothing"] = json!(0.0);
-                case.insert("pos_weight".into(), json!(null));
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let case = fixtures.cases[0].as_ref().unwrap();
-        assert_eq!(case.loss, Loss::Nll);
-        assert_eq!(case.label_smoothing, 0.0);
-    }
-
-    #[test]
-    fn rejects_another_value_of_a_field_that_does_not_apply() {
-        for (field, value) in [
-            ("ignore_index", json!(3)),
-            ("ignore_index", json!(-1)),
-            ("label_smoothing", json!(0.1)),
-            ("pos_weight", json!({"shape": [2], "data": [1, 2]})),
-        ] {
-            let reason = case_rejected(edited(valid_bce(), |case| {
-                case.insert(field.into(), value.clone());
-            }));
-            assert!(reason.starts_with(field), "{field}: {reason}");
-        }
-        let reason = case_rejected(edited(valid_bce(), |case| {
-            case["loss"] = json!("binary_cross_entropy_with_logits");
-            case.insert("label_smoothing".into(), json!(0.2));
-        }));
-        assert!(reason.starts_with("label_smoothing"), "{reason}");
-        // The valid BCE file itself is accepted, so the rejections above are the fields'.
-        assert!(parse(&valid_bce().to_string()).unwrap().cases[0].is_ok());
-    }
-
-    #[test]
-    fn rejects_a_duplicate_name() {
-        let mut file = valid();
-        let case = file["cases"][0].clone();
-        file["cases"].as_array_mut().unwrap().push(case);
-        let fixtures = parse(&file.to_string()).unwrap();
-        assert!(fixtures.cases[0].is_ok());
-        assert!(
-            fixtures.cases[1]
-                .as_ref()
-                .unwrap_err()
-                .reason
-                .contains("unique")
-        );
-    }
-
-    #[test]
-    fn nan_matches_only_nan_and_infinity_only_itself() {
-        let tolerance = super::Tolerance {
-            rtol: 1e-4,
-            atol: 1e-5,
-        };
-        assert!(super::matches(f64::NAN, f64::NAN, tolerance));
-        assert!(!super::matches(0.0, f64::NAN, tolerance));
-        assert!(!super::matches(f64::NAN, 0.0, tolerance));
-        assert!(super::matches(f64::INFINITY, f64::INFINITY, tolerance));
-        assert!(!super::matches(f64::NEG_INFINITY, f64::INFINITY, tolerance));
-        assert!(!super::matches(1e300, f64::INFINITY, tolerance));
-        assert!(!super::matches(f64::INFINITY, 1e300, tolerance));
-        assert!(super::matches(1.0001, 1.0, tolerance));
-        assert!(!super::matches(1.001, 1.0, tolerance));
-    }
+        )*
+    };
 }
 
-/// The harness's own rules: ranks, values not representable in f32, the summary line.
-mod harness {
-    use super::common::NdArrayAd;
-    use super::fixture::{Case, parse};
-    use super::runner::{Run, run_case};
-    use super::{Report, f32_overflow, overflows_f32};
-    use burn::tensor::DType;
-    use serde_json::{Value, json};
-
-    /// The only case of a one-case file, which must be read.
-    fn case(case: Value) -> Case {
-        let file = json!({"format": "xent-fixtures/1", "cases": [case]});
-        let mut fixtures = parse(&file.to_string()).expect("the envelope is valid");
-        fixtures.cases.remove(0).expect("the case is valid")
-    }
-
-    /// A BCE-with-logits case of the given shape (all ones), in f64. Its `expected` is a
-    /// placeholder the format requires: these tests never judge a run's values.
-    fn binary(shape: &[usize], pos_weight: Value) -> Case {
-        let count: usize = shape.iter().product();
-        case(json!({
-            "name": "binary",
-            "loss": "binary_cross_entropy_with_logits",
-            "dtype": "f64",
-            "input": {"shape": shape, "data": vec![1.0; count]},
-            "target": {"shape": shape, "data": vec![1.0; count], "kind": "float"},
-            "pos_weight": pos_weight,
-            "reduction": "mean",
-            "expected": {"loss": {"shape": [], "data": [0.3]}, "grad_input": null},
-            "tolerance": {"rtol": 1e-10, "atol": 1e-12}
-        }))
-    }
-
-    fn harness_error(run: Run) -> String {
-        match run {
-            Run::HarnessError(reason) => reason,
-            other => panic!("expected a harness error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_rank_above_six_is_a_harness_error() {
-        let run = run_case::<NdArrayAd>(
-            &binary(&[1; 7], json!(null)),
-            DType::F32,
-            &Default::default(),
-        );
-        let reason = harness_error(run);
-        assert!(
-            reason.contains("input has rank 7") && reason.contains("not supported"),
-            "{reason}"
-        );
-        let pos_weight = json!({"shape": vec![1; 7], "data": [2.0]});
-        let run = run_case::<NdArrayAd>(
-            &binary(&[2, 1], pos_weight),
-            DType::F32,
-            &Default::default(),
-        );
-        let reason = harness_error(run);
-        assert!(reason.contains("pos_weight has rank 7"), "{reason}");
-    }
-
-    #[test]
-    fn rank_six_runs() {
-        let run = run_case::<NdArrayAd>(
-            &binary(&[1, 2, 1, 1, 2, 1], json!(null)),
-            DType::F32,
-            &Default::default(),
-        );
-        match run {
-            Run::Ran(outcome) => {
-                assert_eq!(outcome.loss_shape, [1]);
-                assert_eq!(outcome.grad_shape, [1, 2, 1, 1, 2, 1]);
-            }
-            other => panic!("expected a run, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn an_index_target_of_a_rank_pytorch_refuses_is_a_harness_error() {
-        let case = case(json!({
-            "name": "ce",
-            "loss": "cross_entropy",
-            "dtype": "f32",
-            "input": {"shape": [2, 3], "data": vec![0.0; 6]},
-            "target": {"shape": [2, 1], "data": [0, 1], "kind": "index"},
-            "reduction": "mean",
-            "expect_error": true,
-            "tolerance": {"rtol": 1e-4, "atol": 1e-5}
-        }));
-        let reason = harness_error(run_case::<NdArrayAd>(
-            &case,
-            DType::F32,
-            &Default::default(),
-        ));
-        assert!(reason.contains("index targets of rank 1 only"), "{reason}");
-    }
-
-    #[test]
-    fn finds_values_that_overflow_f32() {
-        assert!(overflows_f32(1e200) && overflows_f32(-1e39));
-        assert!(!overflows_f32(f64::from(f32::MAX)) && !overflows_f32(-3.0e38));
-        assert!(!overflows_f32(f64::INFINITY) && !overflows_f32(f64::NAN));
-        assert!(!overflows_f32(1e-300), "an underflow is not an overflow");
-
-        assert_eq!(f32_overflow(&binary(&[2], json!(null))), None);
-        let mut big = binary(&[2], json!({"shape": [2], "data": [1.0, 1e200]}));
-        assert_eq!(f32_overflow(&big).as_deref(), Some("pos_weight[1] = 1e200"));
-        big.pos_weight = None;
-        big.expected.as_mut().unwrap().loss.data[0] = -5e38;
-        assert_eq!(
-            f32_overflow(&big).as_deref(),
-            Some("expected.loss[0] = -5e38")
-        );
-    }
-
-    #[test]
-    fn the_summary_counts_cases_not_representable_in_f32() {
-        let mut report = Report {
-            cases: 5,
-            passed: 3,
-            not_representable: vec!["a (input[0] = 1e200)".to_string()],
-            ..Report::default()
-        };
-        assert_eq!(
-            report.summary("wgpu fused"),
-            "parity wgpu fused: 5 cases, 3 passed, 1 not representable in f32"
-        );
-        assert!(
-            !report.all_passed(),
-            "one case neither passed nor was counted"
-        );
-        report.passed = 4;
-        assert!(report.all_passed());
-        report.failures.push("FAILED x".to_string());
-        assert!(!report.all_passed());
-        let plain = Report {
-            cases: 2,
-            passed: 2,
-            ..Report::default()
-        };
-        assert_eq!(
-            plain.summary("ndarray composite"),
-            "parity ndarray composite: 2 cases, 2 passed"
-        );
-        assert!(plain.all_passed());
-    }
+parity_tests! {
+    ndarray_fused: ndarray_f32 autodiff Fused;
+    ndarray_composite: ndarray_f32 autodiff Composite;
+    ndarray_plain_fused: ndarray_f32 plain Fused;
+    ndarray_plain_composite: ndarray_f32 plain Composite;
+    flex_fused: flex_f32 autodiff Fused;
+    flex_composite: flex_f32 autodiff Composite;
+    flex_plain_fused: flex_f32 plain Fused;
+    flex_plain_composite: flex_f32 plain Composite;
+    wgpu_fused: wgpu autodiff Fused;
+    wgpu_composite: wgpu autodiff Composite;
+    wgpu_plain_fused: wgpu plain Fused;
+    wgpu_plain_composite: wgpu plain Composite;
 }
+
+#[path = "parity/reader_tests.rs"]
+mod reader;
+
+#[path = "parity/harness_tests.rs"]
+mod harness;

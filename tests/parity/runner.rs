@@ -12,17 +12,18 @@
 //! PyTorch's 0-dimensional tensors are Burn's shape `[1]`: a scalar target, upstream or
 //! weight is loaded as `[1]`, and a loss of shape `[]` is compared with the crate's `[1]`.
 //!
-//! Float tensors are created in the case's dtype with the common `float_as`: Burn 0.21 fixes a
-//! device's default float dtype per device type when the first tensor is created on it, and
-//! `NdArray<f32>` and `NdArray<f64>` share `NdArrayDevice`: in a process that ran f32 cases
-//! first, `Tensor::from_data(data, &device)` on `NdArray<f64>` would silently give f32 tensors.
+//! Float tensors are created in the case's dtype with the common `float_as`: Burn 0.22 chooses
+//! f64 at creation (`Tensor::from_data(data, &device)` gives the device's default float dtype,
+//! f32).
+//!
+//! On an autodiff device the input is a gradient leaf and its gradient is read; on a plain
+//! device the loss alone is computed (the outcome says the gradient was not asked for).
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{DType, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use burn_xent::{
     BceOptions, BceWithLogitsOptions, BroadcastWeight, CrossEntropyOptions, NllLossOptions,
     binary_cross_entropy, binary_cross_entropy_no_reduction, binary_cross_entropy_with_logits,
@@ -54,6 +55,9 @@ pub struct Outcome {
     pub grad: Vec<f64>,
     /// Burn returned no gradient for the input (taken as zeros of the input's shape).
     pub grad_missing: bool,
+    /// The gradient was asked for (an autodiff device); on a plain device `grad` is empty and
+    /// not compared.
+    pub tracked: bool,
     /// The dtype the loss was computed in.
     pub loss_dtype: DType,
     /// The dtype the gradient was computed in; `None` when there was none.
@@ -175,12 +179,12 @@ pub fn loaded_shape(shape: &[usize]) -> Vec<usize> {
     }
 }
 
-/// Runs `case` on backend `B`, its float tensors created in `dtype`.
-pub fn run_case<B: AutodiffBackend>(case: &Case, dtype: DType, device: &B::Device) -> Run {
+/// Runs `case` on `device` (plain or autodiff), its float tensors created in `dtype`.
+pub fn run_case(case: &Case, dtype: DType, device: &Device) -> Run {
     if let Err(reason) = check_ranks(case) {
         return Run::HarnessError(reason);
     }
-    let device = &Device { device, dtype };
+    let device = &Place { device, dtype };
     match (case.loss, &case.target) {
         (Loss::Bce | Loss::BceWithLogits, Target::Float(target)) => {
             let rank = loaded_rank(&case.input.shape);
@@ -191,7 +195,7 @@ pub fn run_case<B: AutodiffBackend>(case: &Case, dtype: DType, device: &B::Devic
                     case.input.shape.len()
                 ));
             }
-            with_rank!(rank, D => binary::<B, D>(case, target, device))
+            with_rank!(rank, D => binary::<D>(case, target, device))
         }
         (Loss::CrossEntropy | Loss::Nll, target) => {
             if case.input.shape.is_empty() {
@@ -224,7 +228,7 @@ pub fn run_case<B: AutodiffBackend>(case: &Case, dtype: DType, device: &B::Devic
                     }
                     with_rank!(rank, D => {
                         const DT: usize = minus_class_dim(D);
-                        class_indices::<B, D, DT>(case, target, device)
+                        class_indices::<D, DT>(case, target, device)
                     })
                 }
                 Target::Float(target) => {
@@ -237,7 +241,7 @@ pub fn run_case<B: AutodiffBackend>(case: &Case, dtype: DType, device: &B::Devic
                     }
                     with_rank!(rank, D => {
                         const DO: usize = minus_class_dim(D);
-                        class_probs::<B, D, DO>(case, target, device)
+                        class_probs::<D, DO>(case, target, device)
                     })
                 }
             }
@@ -247,35 +251,41 @@ pub fn run_case<B: AutodiffBackend>(case: &Case, dtype: DType, device: &B::Devic
 }
 
 /// Where a case's tensors are created: the device, and the float dtype.
-struct Device<'a, B: Backend> {
-    device: &'a B::Device,
+struct Place<'a> {
+    device: &'a Device,
     dtype: DType,
 }
 
 /// A float tensor of rank `D` from fixture data, in the case's float dtype.
-fn float<B: Backend, const D: usize>(tensor: &FloatTensor, device: &Device<B>) -> Tensor<B, D> {
+fn float<const D: usize>(tensor: &FloatTensor, device: &Place) -> Tensor<D> {
     let shape = loaded_shape(&tensor.shape);
     float_as(tensor.data.clone(), shape, device.device, device.dtype)
 }
 
+/// The input as a gradient leaf on an autodiff device; as it is on a plain one.
+fn leaf<const D: usize>(input: Tensor<D>) -> Tensor<D> {
+    if input.is_autodiff() {
+        input.require_grad()
+    } else {
+        input
+    }
+}
+
 /// An int tensor of rank `D` from fixture data, in the device's int dtype.
-fn int<B: Backend, const D: usize>(tensor: &IndexTensor, device: &Device<B>) -> Tensor<B, D, Int> {
+fn int<const D: usize>(tensor: &IndexTensor, device: &Place) -> Tensor<D, Int> {
     let shape = loaded_shape(&tensor.shape);
     Tensor::from_data(TensorData::new(tensor.data.clone(), shape), device.device)
 }
 
 /// A broadcast weight (`weight` or `pos_weight`) of the fixture's rank, 1 to [`MAX_RANK`].
-fn broadcast_weight<B: Backend>(
-    tensor: &FloatTensor,
-    device: &Device<B>,
-) -> Result<BroadcastWeight<B>, String> {
+fn broadcast_weight(tensor: &FloatTensor, device: &Place) -> Result<BroadcastWeight, String> {
     Ok(match loaded_rank(&tensor.shape) {
-        1 => BroadcastWeight::new(float::<B, 1>(tensor, device)),
-        2 => BroadcastWeight::new(float::<B, 2>(tensor, device)),
-        3 => BroadcastWeight::new(float::<B, 3>(tensor, device)),
-        4 => BroadcastWeight::new(float::<B, 4>(tensor, device)),
-        5 => BroadcastWeight::new(float::<B, 5>(tensor, device)),
-        6 => BroadcastWeight::new(float::<B, 6>(tensor, device)),
+        1 => BroadcastWeight::new(float::<1>(tensor, device)),
+        2 => BroadcastWeight::new(float::<2>(tensor, device)),
+        3 => BroadcastWeight::new(float::<3>(tensor, device)),
+        4 => BroadcastWeight::new(float::<4>(tensor, device)),
+        5 => BroadcastWeight::new(float::<5>(tensor, device)),
+        6 => BroadcastWeight::new(float::<6>(tensor, device)),
         rank => return Err(unsupported_rank("a broadcast weight", rank)),
     })
 }
@@ -299,23 +309,19 @@ fn run<T>(
     }
 }
 
-fn binary<B: AutodiffBackend, const D: usize>(
-    case: &Case,
-    target: &FloatTensor,
-    device: &Device<B>,
-) -> Run {
+fn binary<const D: usize>(case: &Case, target: &FloatTensor, device: &Place) -> Run {
     let build = || {
-        let input = float::<B, D>(&case.input, device).require_grad();
-        let target = float::<B, D>(target, device);
+        let input = leaf(float::<D>(&case.input, device));
+        let target = float::<D>(target, device);
         let weight = case
             .weight
             .as_ref()
-            .map(|w| broadcast_weight::<B>(w, device))
+            .map(|w| broadcast_weight(w, device))
             .transpose()?;
         let pos_weight = case
             .pos_weight
             .as_ref()
-            .map(|w| broadcast_weight::<B>(w, device))
+            .map(|w| broadcast_weight(w, device))
             .transpose()?;
         Ok((input, target, weight, pos_weight))
     };
@@ -367,15 +373,15 @@ fn binary<B: AutodiffBackend, const D: usize>(
     })
 }
 
-fn class_indices<B: AutodiffBackend, const D: usize, const DT: usize>(
+fn class_indices<const D: usize, const DT: usize>(
     case: &Case,
     target: &IndexTensor,
-    device: &Device<B>,
+    device: &Place,
 ) -> Run {
     let build = || {
-        let input = float::<B, D>(&case.input, device).require_grad();
-        let target = int::<B, DT>(target, device);
-        let weight = case.weight.as_ref().map(|w| float::<B, 1>(w, device));
+        let input = leaf(float::<D>(&case.input, device));
+        let target = int::<DT>(target, device);
+        let weight = case.weight.as_ref().map(|w| float::<1>(w, device));
         Ok((input, target, weight))
     };
     run(case, build, |(input, target, weight)| {
@@ -418,15 +424,15 @@ fn class_indices<B: AutodiffBackend, const D: usize, const DT: usize>(
     })
 }
 
-fn class_probs<B: AutodiffBackend, const D: usize, const DO: usize>(
+fn class_probs<const D: usize, const DO: usize>(
     case: &Case,
     target: &FloatTensor,
-    device: &Device<B>,
+    device: &Place,
 ) -> Run {
     let build = || {
-        let input = float::<B, D>(&case.input, device).require_grad();
-        let target = float::<B, D>(target, device);
-        let weight = case.weight.as_ref().map(|w| float::<B, 1>(w, device));
+        let input = leaf(float::<D>(&case.input, device));
+        let target = float::<D>(target, device);
+        let weight = case.weight.as_ref().map(|w| float::<1>(w, device));
         Ok((input, target, weight))
     };
     run(case, build, |(input, target, weight)| {
@@ -444,11 +450,8 @@ fn class_probs<B: AutodiffBackend, const D: usize, const DO: usize>(
                 finish(input, loss, upstream)
             }
             None => {
-                let loss = cross_entropy_with_probs_no_reduction::<B, D, DO>(
-                    input.clone(),
-                    target,
-                    &options,
-                );
+                let loss =
+                    cross_entropy_with_probs_no_reduction::<D, DO>(input.clone(), target, &options);
                 finish(input, loss, upstream)
             }
         }
@@ -464,15 +467,16 @@ fn reduced(reduction: Reduction) -> Option<burn_xent::Reduction> {
     }
 }
 
-/// Reads the loss, back-propagates `sum(loss * upstream)` and reads the input gradient.
+/// Reads the loss, back-propagates `sum(loss * upstream)` and reads the input gradient (on an
+/// autodiff device; on a plain one the loss alone, after the same check of the upstream).
 ///
 /// An upstream of shape `[]` multiplies the loss as a scalar; any other upstream must have
 /// the loss's shape; none means ones. An empty loss runs no tensor operation (burn-xent
 /// builds it from host data, and Burn's cube backends mishandle empty tensors) and so has no
 /// gradient, which is taken as zeros of the input's shape.
-fn finish<B: AutodiffBackend, const D: usize, const R: usize>(
-    input: Tensor<B, D>,
-    loss: Tensor<B, R>,
+fn finish<const D: usize, const R: usize>(
+    input: Tensor<D>,
+    loss: Tensor<R>,
     upstream: Option<&FloatTensor>,
 ) -> Result<Outcome, String> {
     let loss_shape = loss.dims().to_vec();
@@ -482,7 +486,7 @@ fn finish<B: AutodiffBackend, const D: usize, const R: usize>(
         None => Some(loss.clone().sum()),
         Some(u) if u.shape.is_empty() => Some(loss.clone().mul_scalar(u.data[0]).sum()),
         Some(u) if u.shape == loss_shape => {
-            let u = float_as::<B, R, _>(
+            let u = float_as::<R, _>(
                 u.data.clone(),
                 u.shape.clone(),
                 &loss.device(),
@@ -500,6 +504,19 @@ fn finish<B: AutodiffBackend, const D: usize, const R: usize>(
     let loss_dtype = loss.dtype();
     let loss = values(loss);
     let grad_shape = input.dims().to_vec();
+    let tracked = input.is_autodiff();
+    if !tracked {
+        return Ok(Outcome {
+            loss_shape,
+            loss,
+            grad_shape,
+            grad: Vec::new(),
+            grad_missing: false,
+            tracked,
+            loss_dtype,
+            grad_dtype: None,
+        });
+    }
     let grad = objective.and_then(|objective| input.grad(&objective.backward()));
     let grad_missing = grad.is_none();
     let grad_dtype = grad.as_ref().map(Tensor::dtype);
@@ -513,6 +530,7 @@ fn finish<B: AutodiffBackend, const D: usize, const R: usize>(
         grad_shape,
         grad,
         grad_missing,
+        tracked,
         loss_dtype,
         grad_dtype,
     })

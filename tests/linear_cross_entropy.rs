@@ -1,48 +1,50 @@
 //! `linear_cross_entropy` against its definition, `cross_entropy(linear(hidden, weight, bias),
-//! target)` computed by Burn's generic operations and the composite cross-entropy on
-//! `Autodiff<NdArray<f64>>`: values and the gradients of `hidden`, `weight` and `bias`, over
-//! options, reductions, ignored rows and chunk sizes, on both paths and both backends; f64
-//! gradchecks; the bad-input messages; the soft cap and z-loss of plain `cross_entropy`
-//! against their formulas; `mean_denominator`; and one training step with a `Linear` head of
-//! V = 32,000 classes, fused against composite.
+//! target)` computed by Burn's generic operations and the composite cross-entropy on the
+//! autodiff ndarray device in f64: values and the gradients of `hidden`, `weight` and `bias`,
+//! over options, reductions, ignored rows and chunk sizes, on both paths, on ndarray, Flex and
+//! wgpu in f32 and closely on ndarray and Flex in f64, and the forward on plain (non-autodiff)
+//! devices; f64 gradchecks; the bad-input messages (`linear_cross_entropy/refusals.rs`); the
+//! module, the soft cap and z-loss of plain `cross_entropy` against their formulas,
+//! `mean_denominator`, and one training step with a `Linear` head of V = 32,000 classes, fused
+//! against composite (`linear_cross_entropy/api.rs`).
 //!
 //! Shapes: `N = 12` rows, `D = 16`, `V = 37` classes (not a multiple of any vector width);
 //! chunks of 1, 4 (dividing N), 5 (not dividing) and the default. On wgpu one shape only
 //! (each new shape costs kernel compilations).
 
+#[path = "linear_cross_entropy/api.rs"]
+mod api;
 mod common;
+#[path = "linear_cross_entropy/refusals.rs"]
+mod refusals;
 
-use burn::module::Module;
 use burn::module::Param;
 use burn::nn::Linear;
-use burn::optim::{GradientsParams, Optimizer, SgdConfig};
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
 use burn_xent::gradcheck::{GradcheckConfig, assert_gradcheck};
 use burn_xent::*;
-use common::{
-    NdArrayAd, NdArrayAd64, Stream, WgpuAd, assert_close, assert_panics_with, float, int, values,
-    wgpu_ready,
-};
+use common::{Stream, TestBackend, assert_close, values};
 
-/// Two tests of the generic `$test`: on `Autodiff<NdArray<f32>>`, and on `Autodiff<Wgpu>` when
-/// an adapter exists (`SKIPPED` otherwise). `$test` runs both paths itself where it compares
-/// them (`matrix_tests!` would run it once per path).
+/// Two tests of `$test(backend: &TestBackend)`: on the autodiff ndarray device in f32, and on
+/// the autodiff wgpu device when an adapter exists (`SKIPPED` otherwise). `$test` runs both
+/// paths itself where it compares them (`matrix_tests!` would run it once per path).
 macro_rules! on_both_backends {
     ($ndarray:ident, $wgpu:ident, $test:ident) => {
         #[test]
         fn $ndarray() {
-            $test::<NdArrayAd>(&Default::default());
+            $test(&$crate::common::TestBackend::ndarray_f32().autodiff());
         }
 
         #[test]
         fn $wgpu() {
-            if wgpu_ready(stringify!($wgpu)) {
-                $test::<WgpuAd>(&Default::default());
+            let backend = $crate::common::TestBackend::wgpu().autodiff();
+            if backend.ready(stringify!($wgpu)) {
+                $test(&backend);
             }
         }
     };
 }
+pub(crate) use on_both_backends;
 
 const N: usize = 12;
 const D: usize = 16;
@@ -155,44 +157,49 @@ struct Evaluation {
     grads: [Option<Vec<f64>>; 3],
 }
 
-/// The tensors of a case on `B`, tracked.
-struct Inputs<B: AutodiffBackend> {
-    hidden: Tensor<B, 2>,
-    weight: Tensor<B, 2>,
-    bias: Option<Tensor<B, 1>>,
-    target: Tensor<B, 1, Int>,
-    class_weight: Option<Tensor<B, 1>>,
+/// The tensors of a case on a backend, tracked (on an autodiff device).
+struct Inputs {
+    hidden: Tensor<2>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    target: Tensor<1, Int>,
+    class_weight: Option<Tensor<1>>,
 }
 
-impl<B: AutodiffBackend> Inputs<B> {
-    fn new(data: &Data, setup: Setup, device: &B::Device) -> Self {
+impl Inputs {
+    fn new(data: &Data, setup: Setup, b: &TestBackend) -> Self {
         Self {
-            hidden: float::<B, 2>(&data.hidden, [data.rows, data.width], device).require_grad(),
-            weight: float::<B, 2>(&data.weight, [data.width, data.classes], device).require_grad(),
+            hidden: b
+                .float(&data.hidden, [data.rows, data.width])
+                .require_grad(),
+            weight: b
+                .float(&data.weight, [data.width, data.classes])
+                .require_grad(),
             bias: setup
                 .bias
-                .then(|| float::<B, 1>(&data.bias, [data.classes], device).require_grad()),
-            target: int(&data.target, [data.rows], device),
+                .then(|| b.float(&data.bias, [data.classes]).require_grad()),
+            target: b.int(&data.target, [data.rows]),
             class_weight: setup
                 .class_weight
-                .then(|| float(&data.class_weight, [data.classes], device)),
+                .then(|| b.float(&data.class_weight, [data.classes])),
         }
     }
 
     /// Backpropagates `loss` (per row: weighted by a fixed upstream gradient) and reads the
     /// value and the three gradients.
-    fn evaluate(&self, loss: Tensor<B, 1>, mode: Mode) -> Evaluation {
+    fn evaluate(&self, loss: Tensor<1>, mode: Mode) -> Evaluation {
         let value = values(loss.clone());
         let objective = match mode {
             Mode::Reduced(_) => loss,
             Mode::PerRow => {
                 let rows = loss.dims()[0];
                 let upstream: Vec<f64> = (0..rows).map(|i| 0.5 + (i % 3) as f64).collect();
-                (loss * float::<B, 1>(&upstream, [rows], &self.hidden.device())).sum()
+                let upstream = common::float_as(upstream, [rows], &loss.device(), loss.dtype());
+                (loss * upstream).sum()
             }
         };
         let grads = objective.backward();
-        let grad = |t: &Tensor<B, 2>| t.grad(&grads).map(values);
+        let grad = |t: &Tensor<2>| t.grad(&grads).map(values);
         Evaluation {
             value,
             grads: [
@@ -204,11 +211,7 @@ impl<B: AutodiffBackend> Inputs<B> {
     }
 }
 
-fn options<B: AutodiffBackend>(
-    setup: Setup,
-    inputs: &Inputs<B>,
-    chunk: Option<usize>,
-) -> LinearCrossEntropyOptions<B> {
+fn options(setup: Setup, inputs: &Inputs, chunk: Option<usize>) -> LinearCrossEntropyOptions {
     LinearCrossEntropyOptions {
         class_weight: inputs.class_weight.clone(),
         ignore_index: setup.ignore_index,
@@ -220,34 +223,33 @@ fn options<B: AutodiffBackend>(
     }
 }
 
-/// `linear_cross_entropy` (or its `none` form) on `B`, on the thread's current path.
-fn linear<B: AutodiffBackend>(
+/// `linear_cross_entropy` (or its `none` form) on `b`, on the thread's current path.
+fn linear(
     data: &Data,
     setup: Setup,
     mode: Mode,
     chunk: Option<usize>,
-    device: &B::Device,
+    b: &TestBackend,
 ) -> Evaluation {
-    let x = Inputs::<B>::new(data, setup, device);
+    let x = Inputs::new(data, setup, b);
     let options = options(setup, &x, chunk);
-    let (h, w, b, t) = (
+    let (h, w, bias, t) = (
         x.hidden.clone(),
         x.weight.clone(),
         x.bias.clone(),
         x.target.clone(),
     );
     let loss = match mode {
-        Mode::Reduced(reduction) => linear_cross_entropy(h, w, b, t, reduction, &options),
-        Mode::PerRow => linear_cross_entropy_no_reduction(h, w, b, t, &options),
+        Mode::Reduced(reduction) => linear_cross_entropy(h, w, bias, t, reduction, &options),
+        Mode::PerRow => linear_cross_entropy_no_reduction(h, w, bias, t, &options),
     };
     x.evaluate(loss, mode)
 }
 
 /// The definition: `cross_entropy(hidden · weight + bias, target)` by Burn's generic
-/// operations and the composite cross-entropy, on `Autodiff<NdArray<f64>>`.
+/// operations and the composite cross-entropy, on the autodiff ndarray device in f64.
 fn reference(data: &Data, setup: Setup, mode: Mode) -> Evaluation {
-    let device = Default::default();
-    let x = Inputs::<NdArrayAd64>::new(data, setup, &device);
+    let x = Inputs::new(data, setup, &TestBackend::ndarray_f64().autodiff());
     let logits = x.hidden.clone().matmul(x.weight.clone());
     let logits = match &x.bias {
         Some(bias) => logits + bias.clone().unsqueeze(),
@@ -269,28 +271,16 @@ fn reference(data: &Data, setup: Setup, mode: Mode) -> Evaluation {
 }
 
 /// A `Linear` layer `[d_in, d_out]` with a bias, initialised as `LinearConfig` does
-/// (uniform in `±1/√d_in`) but in `B`'s own dtype: `LinearConfig::init` takes the device's
-/// default dtype, which in this process (f32 and f64 tests share `NdArrayDevice`) depends on
-/// which test ran first.
-fn linear_layer<B: burn::tensor::backend::Backend>(
-    d_in: usize,
-    d_out: usize,
-    seed: u64,
-    device: &B::Device,
-) -> Linear<B> {
+/// (uniform in `±1/√d_in`) but in `b`'s dtype (`LinearConfig::init` takes the device's
+/// default float dtype).
+fn linear_layer(d_in: usize, d_out: usize, seed: u64, b: &TestBackend) -> Linear {
     let mut s = Stream::new(seed);
     let k = 1.0 / (d_in as f64).sqrt();
     Linear {
-        weight: Param::from_tensor(float(
-            &s.uniforms(d_in * d_out, -k, k),
-            [d_in, d_out],
-            device,
+        weight: Param::from_tensor(b.float(&s.uniforms(d_in * d_out, -k, k), [d_in, d_out])),
+        bias: Some(Param::from_tensor(
+            b.float(&s.uniforms(d_out, -k, k), [d_out]),
         )),
-        bias: Some(Param::from_tensor(float(
-            &s.uniforms(d_out, -k, k),
-            [d_out],
-            device,
-        ))),
     }
 }
 
@@ -315,16 +305,16 @@ fn assert_matches(got: &Evaluation, want: &Evaluation, rtol: f64, context: &str)
     }
 }
 
-/// Every option set, reduction and chunk size on `B` and the thread's path, against the
+/// Every option set, reduction and chunk size on `b` and the thread's path, against the
 /// definition.
-fn equals_definition<B: AutodiffBackend>(device: &B::Device, chunks: &[Option<usize>]) {
+fn equals_definition(b: &TestBackend, chunks: &[Option<usize>]) {
     for (i, setup) in setups().into_iter().enumerate() {
         let data = Data::new(N, D, V, setup.ignore_index, 7 + i as u64);
         for mode in MODES {
             let want = reference(&data, setup, mode);
             for &chunk in chunks {
-                let got = linear::<B>(&data, setup, mode, chunk, device);
-                let context = format!("{setup:?}, {mode:?}, chunk {chunk:?}");
+                let got = linear(&data, setup, mode, chunk, b);
+                let context = format!("{} {setup:?}, {mode:?}, chunk {chunk:?}", b.label());
                 assert_matches(&got, &want, 2e-5, &context);
             }
         }
@@ -333,59 +323,62 @@ fn equals_definition<B: AutodiffBackend>(device: &B::Device, chunks: &[Option<us
 
 const CHUNKS: [Option<usize>; 4] = [Some(1), Some(4), Some(5), None];
 
-#[test]
-fn ndarray_fused_equals_definition() {
-    with_loss_path(LossPath::Fused, || {
-        equals_definition::<NdArrayAd>(&Default::default(), &CHUNKS)
-    });
+/// The fused path (every chunk size) and the composite path on `backend` with autodiff, when
+/// it can run here.
+fn both_paths_equal_definition(backend: TestBackend, test: &str, fused_chunks: &[Option<usize>]) {
+    let b = backend.autodiff();
+    if b.ready(test) {
+        with_loss_path(LossPath::Fused, || equals_definition(&b, fused_chunks));
+        with_loss_path(LossPath::Composite, || equals_definition(&b, &[None]));
+    }
 }
 
 #[test]
-fn ndarray_composite_equals_definition() {
-    with_loss_path(LossPath::Composite, || {
-        equals_definition::<NdArrayAd>(&Default::default(), &[None])
-    });
+fn ndarray_equals_definition() {
+    both_paths_equal_definition(TestBackend::ndarray_f32(), "ndarray", &CHUNKS);
 }
 
 #[test]
-fn ndarray_f64_fused_equals_definition_closely() {
+fn flex_equals_definition() {
+    both_paths_equal_definition(TestBackend::flex_f32(), "flex", &CHUNKS);
+}
+
+#[test]
+fn wgpu_equals_definition() {
+    both_paths_equal_definition(TestBackend::wgpu(), "wgpu_equals_definition", &[Some(5)]);
+}
+
+/// In f64 the fused path matches the definition to f64 round-off.
+fn f64_fused_equals_definition_closely(b: &TestBackend) {
     with_loss_path(LossPath::Fused, || {
         for (i, setup) in setups().into_iter().enumerate() {
             let data = Data::new(N, D, V, setup.ignore_index, 70 + i as u64);
             for mode in MODES {
                 let want = reference(&data, setup, mode);
-                let got = linear::<NdArrayAd64>(&data, setup, mode, Some(5), &Default::default());
-                assert_matches(&got, &want, 1e-12, &format!("{setup:?}, {mode:?}"));
+                let got = linear(&data, setup, mode, Some(5), b);
+                let context = format!("{} {setup:?}, {mode:?}", b.label());
+                assert_matches(&got, &want, 1e-12, &context);
             }
         }
     });
 }
 
 #[test]
-fn wgpu_fused_equals_definition() {
-    if wgpu_ready("wgpu_fused_equals_definition") {
-        with_loss_path(LossPath::Fused, || {
-            equals_definition::<WgpuAd>(&Default::default(), &[Some(5)])
-        });
-    }
+fn ndarray_f64_fused_equals_definition_closely() {
+    f64_fused_equals_definition_closely(&TestBackend::ndarray_f64().autodiff());
 }
 
 #[test]
-fn wgpu_composite_equals_definition() {
-    if wgpu_ready("wgpu_composite_equals_definition") {
-        with_loss_path(LossPath::Composite, || {
-            equals_definition::<WgpuAd>(&Default::default(), &[None])
-        });
-    }
+fn flex_f64_fused_equals_definition_closely() {
+    f64_fused_equals_definition_closely(&TestBackend::flex_f64().autodiff());
 }
 
 /// `[B, T, D]` hidden states with `[B, T]` targets give the rows' loss, and the per-row loss
 /// comes back as `[B, T]`.
 #[test]
 fn batched_hidden_is_flattened_into_rows() {
-    let device = Default::default();
     let data = Data::new(N, D, V, -100, 3);
-    let x = Inputs::<NdArrayAd>::new(&data, PLAIN, &device);
+    let x = Inputs::new(&data, PLAIN, &TestBackend::ndarray_f32().autodiff());
     let options = LinearCrossEntropyOptions::new().with_chunk_size(5);
     let flat = linear_cross_entropy(
         x.hidden.clone(),
@@ -414,19 +407,14 @@ fn batched_hidden_is_flattened_into_rows() {
     assert_eq!(rows.dims(), [3, 4]);
 }
 
-/// Without autodiff (the inner backend) the fused forward gives the same value.
-#[test]
-fn inner_backend_forward_equals_definition() {
-    type Inner = burn_ndarray::NdArray<f32>;
-    let device = Default::default();
+/// Without autodiff (a plain device) the fused forward gives the same value.
+fn plain_forward_equals_definition(b: &TestBackend) {
     for (i, setup) in setups().into_iter().enumerate() {
         let data = Data::new(N, D, V, setup.ignore_index, 30 + i as u64);
         for mode in MODES {
             let want = reference(&data, setup, mode);
-            let options = LinearCrossEntropyOptions::<Inner> {
-                class_weight: setup
-                    .class_weight
-                    .then(|| float(&data.class_weight, [V], &device)),
+            let options = LinearCrossEntropyOptions {
+                class_weight: setup.class_weight.then(|| b.float(&data.class_weight, [V])),
                 ignore_index: setup.ignore_index,
                 label_smoothing: setup.smoothing,
                 softcap: setup.softcap,
@@ -434,17 +422,15 @@ fn inner_backend_forward_equals_definition() {
                 chunk_size: Some(5),
                 check_values: true,
             };
-            let h = float::<Inner, 2>(&data.hidden, [N, D], &device);
-            let w = float::<Inner, 2>(&data.weight, [D, V], &device);
-            let b = setup
-                .bias
-                .then(|| float::<Inner, 1>(&data.bias, [V], &device));
-            let t = int::<Inner, 1>(&data.target, [N], &device);
+            let h = b.float(&data.hidden, [N, D]);
+            let w = b.float(&data.weight, [D, V]);
+            let bias = setup.bias.then(|| b.float(&data.bias, [V]));
+            let t = b.int(&data.target, [N]);
             let got = with_loss_path(LossPath::Fused, || match mode {
                 Mode::Reduced(reduction) => {
-                    values(linear_cross_entropy(h, w, b, t, reduction, &options))
+                    values(linear_cross_entropy(h, w, bias, t, reduction, &options))
                 }
-                Mode::PerRow => values(linear_cross_entropy_no_reduction(h, w, b, t, &options)),
+                Mode::PerRow => values(linear_cross_entropy_no_reduction(h, w, bias, t, &options)),
             });
             let scale = want.value.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
             assert_close(
@@ -452,23 +438,33 @@ fn inner_backend_forward_equals_definition() {
                 &want.value,
                 2e-5,
                 2e-5 * scale,
-                &format!("{setup:?} {mode:?}"),
+                &format!("{} {setup:?} {mode:?}", b.label()),
             );
         }
     }
 }
 
+#[test]
+fn ndarray_plain_forward_equals_definition() {
+    plain_forward_equals_definition(&TestBackend::ndarray_f32());
+}
+
+#[test]
+fn flex_plain_forward_equals_definition() {
+    plain_forward_equals_definition(&TestBackend::flex_f32());
+}
+
 /// Only the tensors that require a gradient get one; none tracked, the loss still comes.
 #[test]
 fn gradients_only_for_tracked_inputs() {
-    let device = Default::default();
+    let b = TestBackend::ndarray_f32().autodiff();
     let data = Data::new(N, D, V, -100, 5);
     for path in [LossPath::Fused, LossPath::Composite] {
         with_loss_path(path, || {
-            let hidden = float::<NdArrayAd, 2>(&data.hidden, [N, D], &device);
-            let weight = float::<NdArrayAd, 2>(&data.weight, [D, V], &device).require_grad();
-            let bias = float::<NdArrayAd, 1>(&data.bias, [V], &device);
-            let target = int(&data.target, [N], &device);
+            let hidden = b.float(&data.hidden, [N, D]);
+            let weight = b.float(&data.weight, [D, V]).require_grad();
+            let bias = b.float(&data.bias, [V]);
+            let target = b.int(&data.target, [N]);
             let options = LinearCrossEntropyOptions::new().with_chunk_size(5);
             let loss = linear_cross_entropy(
                 hidden.clone(),
@@ -505,25 +501,14 @@ fn all_ignored_rows() {
         softcap: Some(3.0),
         ..PLAIN
     };
+    let b = TestBackend::ndarray_f32().autodiff();
     with_loss_path(LossPath::Fused, || {
-        let mean = linear::<NdArrayAd>(
-            &data,
-            setup,
-            Mode::Reduced(Reduction::Mean),
-            Some(5),
-            &Default::default(),
-        );
+        let mean = linear(&data, setup, Mode::Reduced(Reduction::Mean), Some(5), &b);
         assert!(mean.value[0].is_nan());
         for grad in mean.grads.iter().flatten() {
             assert!(grad.iter().all(|&g| g == 0.0), "{grad:?}");
         }
-        let sum = linear::<NdArrayAd>(
-            &data,
-            setup,
-            Mode::Reduced(Reduction::Sum),
-            Some(5),
-            &Default::default(),
-        );
+        let sum = linear(&data, setup, Mode::Reduced(Reduction::Sum), Some(5), &b);
         assert_eq!(sum.value, vec![0.0]);
     });
 }
@@ -533,7 +518,7 @@ fn all_ignored_rows() {
 /// z-loss.
 #[test]
 fn gradcheck_f64_fused() {
-    let device = Default::default();
+    let b = TestBackend::ndarray_f64().autodiff();
     let (rows, width, classes) = (6, 3, 7);
     let setups = [
         PLAIN,
@@ -551,15 +536,15 @@ fn gradcheck_f64_fused() {
         for chunk in [2, 4] {
             for mode in MODES {
                 let inputs = [
-                    float::<NdArrayAd64, 2>(&data.hidden, [rows, width], &device),
-                    float::<NdArrayAd64, 2>(&data.weight, [width, classes], &device),
-                    float::<NdArrayAd64, 2>(&data.bias, [1, classes], &device),
+                    b.float(&data.hidden, [rows, width]),
+                    b.float(&data.weight, [width, classes]),
+                    b.float(&data.bias, [1, classes]),
                 ];
-                let target = int::<NdArrayAd64, 1>(&data.target, [rows], &device);
-                let options = LinearCrossEntropyOptions::<NdArrayAd64> {
+                let target = b.int(&data.target, [rows]);
+                let options = LinearCrossEntropyOptions {
                     class_weight: setup
                         .class_weight
-                        .then(|| float(&data.class_weight, [classes], &device)),
+                        .then(|| b.float(&data.class_weight, [classes])),
                     ..LinearCrossEntropyOptions::new()
                         .with_ignore_index(setup.ignore_index)
                         .with_label_smoothing(setup.smoothing)
@@ -590,397 +575,5 @@ fn gradcheck_f64_fused() {
                 });
             }
         }
-    }
-}
-
-on_both_backends!(
-    ndarray_bad_input_is_refused,
-    wgpu_bad_input_is_refused,
-    bad_input_is_refused
-);
-
-/// Every bad argument is refused with a message naming the function, the argument, what was
-/// expected and what came, on both paths.
-fn bad_input_is_refused<B: AutodiffBackend>(device: &B::Device) {
-    let h = || Tensor::<B, 2>::zeros([4, 3], device);
-    let w = || Tensor::<B, 2>::zeros([3, 5], device);
-    let t = || int::<B, 1>(&[0, 1, 2, 4], [4], device);
-    let o = LinearCrossEntropyOptions::<B>::new;
-    let mean = Reduction::Mean;
-    for path in [LossPath::Fused, LossPath::Composite] {
-        with_loss_path(path, || {
-            assert_panics_with(
-                || {
-                    linear_cross_entropy(
-                        h(),
-                        Tensor::<B, 2>::zeros([4, 5], device),
-                        None,
-                        t(),
-                        mean,
-                        &o(),
-                    )
-                },
-                &[
-                    "linear_cross_entropy: weight: expected shape [3, V]",
-                    "got [4, 5]",
-                ],
-            );
-            assert_panics_with(
-                || {
-                    linear_cross_entropy(
-                        h(),
-                        w(),
-                        Some(Tensor::zeros([4], device)),
-                        t(),
-                        mean,
-                        &o(),
-                    )
-                },
-                &["linear_cross_entropy: bias: expected shape [5]", "got [4]"],
-            );
-            assert_panics_with(
-                || {
-                    linear_cross_entropy(
-                        h(),
-                        w(),
-                        None,
-                        int::<B, 1>(&[0, 1, 2], [3], device),
-                        mean,
-                        &o(),
-                    )
-                },
-                &[
-                    "linear_cross_entropy: target: expected shape [4]",
-                    "got [3]",
-                ],
-            );
-            assert_panics_with(
-                || {
-                    linear_cross_entropy(
-                        h(),
-                        w(),
-                        None,
-                        int::<B, 1>(&[0, 1, 5, 2], [4], device),
-                        mean,
-                        &o(),
-                    )
-                },
-                &[
-                    "linear_cross_entropy: target: expected class indices in [0, 5)",
-                    "got 5 at index [2]",
-                ],
-            );
-            assert_panics_with(
-                || {
-                    linear_cross_entropy(
-                        h(),
-                        w(),
-                        None,
-                        t(),
-                        mean,
-                        &o().with_class_weight(Tensor::ones([4], device)),
-                    )
-                },
-                &[
-                    "linear_cross_entropy: class_weight: expected one weight per class, shape [5]",
-                    "got shape [4]",
-                ],
-            );
-            assert_panics_with(
-                || linear_cross_entropy(h(), w(), None, t(), mean, &o().with_softcap(0.0)),
-                &["linear_cross_entropy: softcap: expected a positive finite cap, got 0"],
-            );
-            assert_panics_with(
-                || linear_cross_entropy(h(), w(), None, t(), mean, &o().with_z_loss(-1.0)),
-                &["linear_cross_entropy: z_loss: expected a non-negative finite scale, got -1"],
-            );
-            assert_panics_with(
-                || linear_cross_entropy(h(), w(), None, t(), mean, &o().with_label_smoothing(1.5)),
-                &["linear_cross_entropy: label_smoothing: expected a value in [0, 1], got 1.5"],
-            );
-            assert_panics_with(
-                || linear_cross_entropy(h(), w(), None, t(), mean, &o().with_chunk_size(0)),
-                &["linear_cross_entropy: chunk_size: expected at least 1 row per chunk, got 0"],
-            );
-            assert_panics_with(
-                || {
-                    linear_cross_entropy(
-                        Tensor::<B, 3>::zeros([2, 2, 3], device),
-                        w(),
-                        None,
-                        t(),
-                        mean,
-                        &o(),
-                    )
-                },
-                &[
-                    "linear_cross_entropy: target: expected shape [2, 2]",
-                    "got [4]",
-                ],
-            );
-        });
-    }
-    assert_panics_with(
-        || {
-            cross_entropy(
-                h(),
-                int::<B, 1>(&[0, 1, 2, 0], [4], device),
-                mean,
-                &CrossEntropyOptions::new().with_softcap(-1.0),
-            )
-        },
-        &["cross_entropy: softcap: expected a positive finite cap, got -1"],
-    );
-    assert_panics_with(
-        || {
-            cross_entropy(
-                h(),
-                int::<B, 1>(&[0, 1, 2, 0], [4], device),
-                mean,
-                &CrossEntropyOptions::new().with_z_loss(f64::NAN),
-            )
-        },
-        &["cross_entropy: z_loss: expected a non-negative finite scale, got NaN"],
-    );
-}
-
-/// The module and the `Linear` helper give the function's numbers.
-#[test]
-fn module_and_layer_helper_equal_the_function() {
-    let device = Default::default();
-    type B = NdArrayAd;
-    let layer: Linear<B> = linear_layer(D, V, 41, &device);
-    let data = Data::new(N, D, V, -100, 13);
-    let hidden = float::<B, 2>(&data.hidden, [N, D], &device);
-    let target = int::<B, 1>(&data.target, [N], &device);
-    let module = LinearCrossEntropyLossConfig::new()
-        .with_label_smoothing(0.1)
-        .with_z_loss(1e-3)
-        .with_chunk_size(Some(5))
-        .init::<B>(&device);
-    let options = module.options();
-    let function = linear_cross_entropy(
-        hidden.clone(),
-        layer.weight.val(),
-        layer.bias.as_ref().map(|b| b.val()),
-        target.clone(),
-        Reduction::Mean,
-        &options,
-    );
-    let from_module = module.forward_layer(&layer, hidden.clone(), target.clone(), Reduction::Mean);
-    let helper = linear_layer_cross_entropy(
-        &layer,
-        hidden.clone(),
-        target.clone(),
-        Reduction::Mean,
-        &options,
-    );
-    let with_z = module.forward_with_z_loss(
-        hidden.clone(),
-        layer.weight.val(),
-        layer.bias.as_ref().map(|b| b.val()),
-        target.clone(),
-        Reduction::Mean,
-    );
-    let want = values(function);
-    assert_eq!(values(from_module), want);
-    assert_eq!(values(helper), want);
-    assert_eq!(values(with_z.loss), want);
-    assert!(values(with_z.z_loss)[0] > 0.0);
-    // The composite path's z-loss term is the same number.
-    let composite = with_loss_path(LossPath::Composite, || {
-        module.forward_with_z_loss(
-            hidden,
-            layer.weight.val(),
-            layer.bias.as_ref().map(|b| b.val()),
-            target,
-            Reduction::Mean,
-        )
-    });
-    let fused_z = values(
-        module
-            .forward_with_z_loss(
-                float::<B, 2>(&data.hidden, [N, D], &device),
-                layer.weight.val(),
-                layer.bias.as_ref().map(|b| b.val()),
-                int::<B, 1>(&data.target, [N], &device),
-                Reduction::Mean,
-            )
-            .z_loss,
-    );
-    assert_close(
-        &fused_z,
-        &values(composite.z_loss),
-        1e-5,
-        1e-7,
-        "z-loss term",
-    );
-}
-
-/// Plain `cross_entropy`'s soft cap and z-loss against their formulas written with Burn's
-/// operations (f64, both paths): `cap · tanh(x / cap)` first, then `scale · w[t] · lse²` per
-/// element, reduced with the loss.
-#[test]
-fn cross_entropy_softcap_and_z_loss_follow_their_formulas() {
-    type B = NdArrayAd64;
-    let device = Default::default();
-    let data = Data::new(N, D, V, 3, 17);
-    let (cap, scale) = (2.0, 0.03);
-    let x = || float::<B, 2>(&data.hidden[..N * 8], [N, 8], &device).mul_scalar(3.0);
-    let t = || int::<B, 1>(&data.target, [N], &device).clamp(0, 7);
-    let w = float::<B, 1>(&data.class_weight[..8], [8], &device);
-    let base = CrossEntropyOptions::new().with_weight(w.clone());
-    for path in [LossPath::Fused, LossPath::Composite] {
-        with_loss_path(path, || {
-            for reduction in [Reduction::Mean, Reduction::Sum] {
-                let capped = x().mul_scalar(1.0 / cap).tanh().mul_scalar(cap);
-                let lse = capped.clone().exp().sum_dim(1).log().reshape([N]);
-                let tw = w.clone().select(0, t());
-                let plain = cross_entropy(capped, t(), reduction, &base);
-                let z_sum = (lse.powi_scalar(2) * tw.clone()).sum().mul_scalar(scale);
-                let z = match reduction {
-                    Reduction::Mean => z_sum / tw.sum(),
-                    Reduction::Sum => z_sum,
-                };
-                let want = values(plain + z.clone());
-                let got = cross_entropy_with_z_loss(
-                    x(),
-                    t(),
-                    reduction,
-                    &base.clone().with_softcap(cap).with_z_loss(scale),
-                );
-                assert_close(
-                    &values(got.loss),
-                    &want,
-                    1e-12,
-                    0.0,
-                    &format!("{path:?} {reduction:?}"),
-                );
-                assert_close(&values(got.z_loss), &values(z), 1e-12, 0.0, "z term");
-            }
-        });
-    }
-}
-
-/// `mean_denominator` is the weight sum of the non-ignored targets, and micro-batch sums over
-/// the global total give the whole batch's mean (value and gradient).
-#[test]
-fn mean_denominator_makes_accumulation_exact() {
-    type B = NdArrayAd64;
-    let device = Default::default();
-    let data = Data::new(N, D, V, -100, 19);
-    let w = float::<B, 1>(&data.class_weight, [V], &device);
-    let t = int::<B, 1>(&data.target, [N], &device);
-    let want: f64 = data
-        .target
-        .iter()
-        .filter(|&&t| t != -100)
-        .map(|&t| data.class_weight[t as usize])
-        .sum();
-    let got = values(mean_denominator(t.clone(), Some(w.clone()), -100))[0];
-    assert!((got - want).abs() < 1e-12, "{got} {want}");
-    assert_eq!(values(mean_denominator(t.clone(), None, -100))[0], 9.0);
-
-    // Unequal micro-batches (rows 0..3 and 3..12), with the linear loss.
-    let hidden = float::<B, 2>(&data.hidden, [N, D], &device).require_grad();
-    let weight = float::<B, 2>(&data.weight, [D, V], &device).require_grad();
-    let options = LinearCrossEntropyOptions::new()
-        .with_class_weight(w.clone())
-        .with_chunk_size(4);
-    let whole = linear_cross_entropy(
-        hidden.clone(),
-        weight.clone(),
-        None,
-        t.clone(),
-        Reduction::Mean,
-        &options,
-    );
-    let whole_grad = values(weight.grad(&whole.backward()).unwrap());
-    let total = mean_denominator(t.clone(), Some(w.clone()), -100);
-    let mut sum = 0.0;
-    let mut grad = vec![0.0; D * V];
-    for rows in [0..3, 3..N] {
-        let loss = linear_cross_entropy(
-            hidden.clone().slice([rows.clone()]),
-            weight.clone(),
-            None,
-            t.clone().slice([rows]),
-            Reduction::Sum,
-            &options,
-        ) / total.clone();
-        let g = values(weight.grad(&loss.backward()).unwrap());
-        grad.iter_mut().zip(g).for_each(|(a, b)| *a += b);
-        sum += values(loss)[0];
-    }
-    assert_close(&[sum], &values(whole), 1e-12, 0.0, "accumulated loss");
-    assert_close(&grad, &whole_grad, 1e-10, 1e-14, "accumulated gradient");
-}
-
-#[derive(Module, Debug)]
-struct Model<B: burn::tensor::backend::Backend> {
-    body: Linear<B>,
-    head: Linear<B>,
-}
-
-on_both_backends!(
-    ndarray_training_step_with_32k_vocabulary_matches_composite,
-    wgpu_training_step_with_32k_vocabulary_matches_composite,
-    training_step_with_32k_vocabulary_matches_composite
-);
-
-/// A two-layer model with a `Linear` head of V = 32,000 classes: one SGD step with the fused
-/// loss moves every parameter as the composite loss does.
-fn training_step_with_32k_vocabulary_matches_composite<B: AutodiffBackend>(device: &B::Device) {
-    let (rows, input, width, classes) = (48, 16, 32, 32_000);
-    let model = Model::<B> {
-        body: linear_layer(input, width, 42, device),
-        head: linear_layer(width, classes, 43, device),
-    };
-    let mut s = Stream::new(23);
-    let features = float::<B, 2>(&s.normals(rows * input, 1.0), [rows, input], device);
-    let mut target = s.classes(rows, classes);
-    target[5] = -100;
-    let target = int::<B, 1>(&target, [rows], device);
-    let options = LinearCrossEntropyOptions::new()
-        .with_label_smoothing(0.1)
-        .with_z_loss(1e-4);
-    let before = values(model.head.weight.val());
-    let step = |path: LossPath| {
-        with_loss_path(path, || {
-            let model = model.clone();
-            let hidden = burn::tensor::activation::relu(model.body.forward(features.clone()));
-            let loss = linear_layer_cross_entropy(
-                &model.head,
-                hidden,
-                target.clone(),
-                Reduction::Mean,
-                &options,
-            );
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let mut optim = SgdConfig::new().init::<B, Model<B>>();
-            optim.step(0.5, model, grads)
-        })
-    };
-    let (fused, composite) = (step(LossPath::Fused), step(LossPath::Composite));
-    let params = |m: &Model<B>| {
-        [
-            ("head.weight", values(m.head.weight.val())),
-            ("head.bias", values(m.head.bias.as_ref().unwrap().val())),
-            ("body.weight", values(m.body.weight.val())),
-            ("body.bias", values(m.body.bias.as_ref().unwrap().val())),
-        ]
-    };
-    let start = params(&model);
-    assert_eq!(start[0].1, before);
-    // The updates (new - old) agree within f32 round-off of each update's scale.
-    for ((name, old), ((_, f), (_, c))) in start
-        .iter()
-        .zip(params(&fused).into_iter().zip(params(&composite)))
-    {
-        let delta = |new: &[f64]| new.iter().zip(old).map(|(n, o)| n - o).collect::<Vec<_>>();
-        let (df, dc) = (delta(&f), delta(&c));
-        let scale = dc.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        assert!(scale > 0.0, "{name}: the step moved nothing");
-        assert_close(&df, &dc, 1e-4, 1e-4 * scale, name);
     }
 }

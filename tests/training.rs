@@ -15,11 +15,15 @@ mod common;
 mod model;
 
 mod ndarray {
-    type Ad = crate::common::NdArrayAd;
+    fn backend() -> crate::common::TestBackend {
+        crate::common::TestBackend::ndarray_f32().autodiff()
+    }
     include!("training/steps.rs");
 }
 
 mod flex {
-    type Ad = crate::common::FlexAd;
+    fn backend() -> crate::common::TestBackend {
+        crate::common::TestBackend::flex_f32().autodiff()
+    }
     include!("training/steps.rs");
 }

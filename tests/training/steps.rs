@@ -1,19 +1,18 @@
 // The training steps, included once per backend by `tests/training.rs`, in a module that
-// defines `Ad`, the backend.
+// defines `backend()`, the autodiff device and the float dtype (f32) the steps run in.
 
 use std::sync::Mutex;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig as BurnCeConfig};
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::{log_softmax, sigmoid};
-use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use burn_xent::{
     BceLossConfig, BceWithLogitsLossConfig, CrossEntropyLossConfig, NllLossConfig, Reduction,
 };
 
-use crate::common::{assert_close, float, int};
+use crate::common::assert_close;
 use crate::model::{
     CLASSES, FEATURES, Mlp, balanced_class_weights, good_label, mean_and_std, quality_class,
 };
@@ -26,11 +25,16 @@ const LEARNING_RATE: f64 = 1e-2;
 /// time to give every test the same initial weights.
 static INIT: Mutex<()> = Mutex::new(());
 
+/// The autodiff device the steps run on.
+fn device() -> Device {
+    backend().device
+}
+
 /// The example's MLP with `outputs` outputs, initialized from seed 42 (the example's default).
-fn mlp(outputs: usize) -> Mlp<Ad> {
+fn mlp(outputs: usize) -> Mlp {
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-    let device = Default::default();
-    Ad::seed(&device, 42);
+    let device = device();
+    device.seed(42);
     let model = Mlp::new(outputs, &device);
     // Parameters are initialized lazily, on first read: read them under the lock.
     let mut non_finite = NonFinite(0);
@@ -42,9 +46,9 @@ fn mlp(outputs: usize) -> Mlp<Ad> {
 /// Training data: standardized features `[256, 11]`, quality classes `[256]` (quality - 3)
 /// and good-wine labels `[256, 1]` (quality 7 or more), every sixth wine of the data set.
 struct Wines {
-    features: Tensor<Ad, 2>,
-    classes: Tensor<Ad, 1, Int>,
-    good: Tensor<Ad, 2, Int>,
+    features: Tensor<2>,
+    classes: Tensor<1, Int>,
+    good: Tensor<2, Int>,
     class_counts: [usize; CLASSES],
     positives: usize,
 }
@@ -71,11 +75,11 @@ fn wines() -> Wines {
     for &c in &classes {
         class_counts[c as usize] += 1;
     }
-    let device = Default::default();
+    let backend = backend();
     Wines {
-        features: float(&features, [SAMPLES, FEATURES], &device),
-        classes: int(&classes, [SAMPLES], &device),
-        good: int(&good, [SAMPLES, 1], &device),
+        features: backend.float(&features, [SAMPLES, FEATURES]),
+        classes: backend.int(&classes, [SAMPLES]),
+        good: backend.int(&good, [SAMPLES, 1]),
         class_counts,
         positives: good.iter().filter(|&&g| g == 1).count(),
     }
@@ -84,8 +88,8 @@ fn wines() -> Wines {
 /// Counts non-finite parameter values.
 struct NonFinite(usize);
 
-impl ModuleVisitor<Ad> for NonFinite {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Ad, D>>) {
+impl ModuleVisitor for NonFinite {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let values = param.val().into_data().convert::<f32>();
         self.0 += values
             .as_slice::<f32>()
@@ -98,16 +102,16 @@ impl ModuleVisitor<Ad> for NonFinite {
 
 /// Trains `model` for `STEPS` full-batch Adam steps on `loss(model)` and returns the losses.
 /// Checks that every loss and, at the end, every parameter is finite.
-fn train(mut model: Mlp<Ad>, loss: impl Fn(&Mlp<Ad>) -> Tensor<Ad, 1>) -> Vec<f32> {
-    let mut optim = AdamConfig::new().init::<Ad, Mlp<Ad>>();
+fn train(mut model: Mlp, loss: impl Fn(&Mlp) -> Tensor<1>) -> Vec<f32> {
+    let mut optim = AdamConfig::new().init();
     let mut losses = Vec::with_capacity(STEPS + 1);
     for _ in 0..STEPS {
         let value = loss(&model);
-        losses.push(value.clone().into_scalar());
+        losses.push(value.clone().into_scalar::<f32>());
         let grads = GradientsParams::from_grads(value.backward(), &model);
         model = optim.step(LEARNING_RATE, model, grads);
     }
-    losses.push(loss(&model).into_scalar());
+    losses.push(loss(&model).into_scalar::<f32>());
     assert!(
         losses.iter().all(|l| l.is_finite()),
         "non-finite loss: {losses:?}"
@@ -139,12 +143,12 @@ fn sqrt_balanced(counts: &[usize; CLASSES]) -> Vec<f32> {
 #[test]
 fn cross_entropy_with_class_weights_and_label_smoothing() {
     let data = wines();
-    let device = Default::default();
+    let device = device();
     // PyTorch: nn.CrossEntropyLoss(weight=w, label_smoothing=0.1)
     let criterion = CrossEntropyLossConfig::new()
         .with_weight(Some(sqrt_balanced(&data.class_counts)))
         .with_label_smoothing(0.1)
-        .init::<Ad>(&device);
+        .init(&device);
     let losses = train(mlp(CLASSES), |model| {
         criterion.forward(
             model.forward(data.features.clone()),
@@ -158,7 +162,7 @@ fn cross_entropy_with_class_weights_and_label_smoothing() {
 #[test]
 fn cross_entropy_plain() {
     let data = wines();
-    let criterion = CrossEntropyLossConfig::new().init::<Ad>(&Default::default());
+    let criterion = CrossEntropyLossConfig::new().init(&device());
     let losses = train(mlp(CLASSES), |model| {
         criterion.forward(
             model.forward(data.features.clone()),
@@ -172,7 +176,7 @@ fn cross_entropy_plain() {
 #[test]
 fn nll_on_log_softmax() {
     let data = wines();
-    let criterion = NllLossConfig::new().init::<Ad>(&Default::default());
+    let criterion = NllLossConfig::new().init(&device());
     let losses = train(mlp(CLASSES), |model| {
         criterion.forward(
             log_softmax(model.forward(data.features.clone()), 1),
@@ -190,7 +194,7 @@ fn bce_with_logits_with_pos_weight() {
     // PyTorch: nn.BCEWithLogitsLoss(pos_weight=torch.tensor([pw]))
     let criterion = BceWithLogitsLossConfig::new()
         .with_pos_weight(Some(vec![pos_weight]))
-        .init::<Ad>(&Default::default());
+        .init(&device());
     let losses = train(mlp(1), |model| {
         criterion.forward(
             model.forward(data.features.clone()),
@@ -204,7 +208,7 @@ fn bce_with_logits_with_pos_weight() {
 #[test]
 fn bce_on_sigmoid() {
     let data = wines();
-    let criterion = BceLossConfig::new().init::<Ad>(&Default::default());
+    let criterion = BceLossConfig::new().init(&device());
     let losses = train(mlp(1), |model| {
         criterion.forward(
             sigmoid(model.forward(data.features.clone())),
@@ -220,7 +224,7 @@ fn bce_on_sigmoid() {
 #[test]
 fn burn_nn_losses_train_like_burn_xent() {
     let data = wines();
-    let device = Default::default();
+    let device = device();
     // Step by step, within f32 round-off accumulated over the steps.
     let same = |name: &str, burn: &[f32], xent: &[f32]| {
         let as_f64 = |v: &[f32]| v.iter().map(|&l| f64::from(l)).collect::<Vec<_>>();
@@ -228,12 +232,12 @@ fn burn_nn_losses_train_like_burn_xent() {
         assert_close(&as_f64(xent), &as_f64(burn), 5e-5, 5e-5, &context);
     };
 
-    let burn_ce = BurnCeConfig::new().init::<Ad>(&device);
+    let burn_ce = BurnCeConfig::new().init(&device);
     let burn = train(mlp(CLASSES), |model| {
         burn_ce.forward(model.forward(data.features.clone()), data.classes.clone())
     });
     assert_goes_down("burn::nn CrossEntropyLoss", &burn);
-    let xent_ce = CrossEntropyLossConfig::new().init::<Ad>(&device);
+    let xent_ce = CrossEntropyLossConfig::new().init(&device);
     let xent = train(mlp(CLASSES), |model| {
         xent_ce.forward(
             model.forward(data.features.clone()),
@@ -245,12 +249,12 @@ fn burn_nn_losses_train_like_burn_xent() {
 
     let burn_bce = BinaryCrossEntropyLossConfig::new()
         .with_logits(true)
-        .init::<Ad>(&device);
+        .init(&device);
     let burn = train(mlp(1), |model| {
         burn_bce.forward(model.forward(data.features.clone()), data.good.clone())
     });
     assert_goes_down("burn::nn BinaryCrossEntropyLoss", &burn);
-    let xent_bce = BceWithLogitsLossConfig::new().init::<Ad>(&device);
+    let xent_bce = BceWithLogitsLossConfig::new().init(&device);
     let xent = train(mlp(1), |model| {
         xent_bce.forward(
             model.forward(data.features.clone()),
@@ -273,7 +277,7 @@ mod glue {
         let criterion = CrossEntropyLossConfig::new()
             .with_weight(Some(sqrt_balanced(&data.class_counts)))
             .with_label_smoothing(0.1)
-            .init::<Ad>(&Default::default());
+            .init(&device());
         let logits = mlp(CLASSES).forward(data.features.clone());
         let item = criterion.classification_output(logits.clone(), data.classes.clone());
         let expected = criterion.forward(logits.clone(), data.classes.clone(), Reduction::Mean);
@@ -288,7 +292,7 @@ mod glue {
     #[test]
     fn nll_classification_output() {
         let data = wines();
-        let criterion = NllLossConfig::new().init::<Ad>(&Default::default());
+        let criterion = NllLossConfig::new().init(&device());
         let log_probs = log_softmax(mlp(CLASSES).forward(data.features.clone()), 1);
         let item = criterion.classification_output(log_probs.clone(), data.classes.clone());
         let expected = criterion.forward(log_probs.clone(), data.classes.clone(), Reduction::Mean);
@@ -301,7 +305,7 @@ mod glue {
         let data = wines();
         let criterion = BceWithLogitsLossConfig::new()
             .with_pos_weight(Some(vec![6.0]))
-            .init::<Ad>(&Default::default());
+            .init(&device());
         let model = mlp(1);
         let logits = model.forward(data.features.clone());
         let item = criterion.multi_label_output(logits.clone(), data.good.clone());
@@ -335,7 +339,7 @@ mod glue {
     #[test]
     fn bce_outputs_hold_the_probabilities() {
         let data = wines();
-        let criterion = BceLossConfig::new().init::<Ad>(&Default::default());
+        let criterion = BceLossConfig::new().init(&device());
         let probs = sigmoid(mlp(1).forward(data.features.clone()));
         let item = criterion.multi_label_output(probs.clone(), data.good.clone());
         let expected = criterion.forward(probs.clone(), data.good.clone().float(), Reduction::Mean);

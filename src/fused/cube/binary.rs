@@ -2,15 +2,15 @@
 //! for a unit upstream gradient when asked), the backward (elementwise) and their launchers.
 //! Weights are periodic: `weight[i % period]` weighs element `i`.
 
-use burn::tensor::TensorMetadata;
-use burn_cubecl::CubeRuntime;
+use burn::backend::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 use super::helpers::{GRAD_EPSILON, clamped_ln, softplus};
 use super::launch::{
-    GradInto, backward_tensors, dummy, elementwise, empty_like, forward_cubes, periodic_arg, wanted,
+    GradInto, backward_tensors, dummy, elem, elementwise, empty_like, forward_cubes, periodic_arg,
+    wanted,
 };
 use super::reduce::{MeanOver, Reduce, element_grad, finish, loss_buffer, tree_sum};
 use super::{CUBE_UNITS, SHARED_LEN};
@@ -65,7 +65,7 @@ fn binary_forward_kernel<F: Float>(
     #[comptime] config: BinaryConfig,
     #[comptime] want_input: bool,
     #[comptime] want_target: bool,
-    #[define(F)] _dtype: StorageType,
+    #[define(F)] _dtype: ElemType,
 ) {
     let logits = comptime!(config.logits);
     let weighted = comptime!(config.weighted);
@@ -129,7 +129,7 @@ fn binary_forward_kernel<F: Float>(
     }
 
     if reduced {
-        let mut sh = SharedMemory::<F>::new(SHARED_LEN);
+        let mut sh = Shared::<[F]>::new_slice(SHARED_LEN);
         sh[unit] = acc;
         sync_cube();
         tree_sum::<F>(&mut sh, unit, unit, CUBE_DIM_X as usize, 1);
@@ -157,7 +157,7 @@ fn binary_backward_kernel<F: Float>(
     #[comptime] config: BinaryConfig,
     #[comptime] want_input: bool,
     #[comptime] want_target: bool,
-    #[define(F)] _dtype: StorageType,
+    #[define(F)] _dtype: ElemType,
 ) {
     let i = ABSOLUTE_POS;
     if i >= len as usize {
@@ -203,13 +203,13 @@ fn binary_backward_kernel<F: Float>(
 /// The binary forward on cube tensors (see `Kernels::binary_forward`); `weight` and
 /// `pos_weight` are `(values, period)` (`Periodic::parts`). The caller has checked that the
 /// kernels cover the op (`covers_binary`).
-pub(in crate::fused) fn binary_forward<R: CubeRuntime>(
-    input: &CubeTensor<R>,
-    target: &CubeTensor<R>,
-    weight: Option<(&CubeTensor<R>, usize)>,
-    pos_weight: Option<(&CubeTensor<R>, usize)>,
+pub(in crate::fused) fn binary_forward(
+    input: &CubeTensor,
+    target: &CubeTensor,
+    weight: Option<(&CubeTensor, usize)>,
+    pos_weight: Option<(&CubeTensor, usize)>,
     params: &BinaryParams,
-) -> CubeTensor<R> {
+) -> CubeTensor {
     let input = into_contiguous(input.clone());
     let placeholder = GradInto::New(dummy(&input));
     let grads = [&placeholder, &placeholder];
@@ -222,14 +222,14 @@ pub(in crate::fused) fn binary_forward<R: CubeRuntime>(
 /// (see `Kernels::binary_with_grad`), in one forward launch: the input gradient over
 /// `input`'s buffer when it is ours ([`GradInto`]), into a new one otherwise; weights as in
 /// [`binary_forward`].
-pub(in crate::fused) fn binary_with_grad<R: CubeRuntime>(
-    input: CubeTensor<R>,
-    target: &CubeTensor<R>,
-    weight: Option<(&CubeTensor<R>, usize)>,
-    pos_weight: Option<(&CubeTensor<R>, usize)>,
+pub(in crate::fused) fn binary_with_grad(
+    input: CubeTensor,
+    target: &CubeTensor,
+    weight: Option<(&CubeTensor, usize)>,
+    pos_weight: Option<(&CubeTensor, usize)>,
     params: &BinaryParams,
     wants: [bool; 2],
-) -> (CubeTensor<R>, [Option<CubeTensor<R>>; 2]) {
+) -> (CubeTensor, [Option<CubeTensor>; 2]) {
     let (input, input_into) = GradInto::of(input, wants[0]);
     let target_into = GradInto::New(if wants[1] {
         empty_like(&input, target.shape(), input.dtype)
@@ -251,15 +251,15 @@ pub(in crate::fused) fn binary_with_grad<R: CubeRuntime>(
 
 /// One launch of [`binary_forward_kernel()`] (and the finalise step) on the contiguous
 /// `input`, writing the `wants` gradients where `grads` says.
-fn launch_forward<R: CubeRuntime>(
-    input: &CubeTensor<R>,
-    target: &CubeTensor<R>,
-    weight: Option<(&CubeTensor<R>, usize)>,
-    pos_weight: Option<(&CubeTensor<R>, usize)>,
+fn launch_forward(
+    input: &CubeTensor,
+    target: &CubeTensor,
+    weight: Option<(&CubeTensor, usize)>,
+    pos_weight: Option<(&CubeTensor, usize)>,
     params: &BinaryParams,
-    grads: [&GradInto<R>; 2],
+    grads: [&GradInto; 2],
     wants: [bool; 2],
-) -> CubeTensor<R> {
+) -> CubeTensor {
     let target = into_contiguous(target.clone());
     let len = params.len;
     let config = BinaryConfig::new(params, weight.is_some(), pos_weight.is_some());
@@ -268,7 +268,7 @@ fn launch_forward<R: CubeRuntime>(
     let (pw, pw_period) = periodic_arg(pos_weight, input);
     let loss = loss_buffer(input, config.reduce, cubes, len);
 
-    binary_forward_kernel::launch::<R>(
+    binary_forward_kernel::launch(
         &input.client,
         CubeCount::Static(cubes, 1, 1),
         CubeDim::new_1d(CUBE_UNITS),
@@ -285,7 +285,7 @@ fn launch_forward<R: CubeRuntime>(
         config,
         wants[0],
         wants[1],
-        input.dtype.into(),
+        elem(input.dtype),
     );
     finish(
         input,
@@ -301,15 +301,15 @@ fn launch_forward<R: CubeRuntime>(
 
 /// The binary gradients on cube tensors (see `Kernels::binary_backward`); weights as in
 /// [`binary_forward`].
-pub(in crate::fused) fn binary_backward<R: CubeRuntime>(
-    input: &CubeTensor<R>,
-    target: &CubeTensor<R>,
-    weight: Option<(&CubeTensor<R>, usize)>,
-    pos_weight: Option<(&CubeTensor<R>, usize)>,
+pub(in crate::fused) fn binary_backward(
+    input: &CubeTensor,
+    target: &CubeTensor,
+    weight: Option<(&CubeTensor, usize)>,
+    pos_weight: Option<(&CubeTensor, usize)>,
     params: &BinaryParams,
-    grad: CubeTensor<R>,
+    grad: CubeTensor,
     wants: [bool; 2],
-) -> [Option<CubeTensor<R>>; 2] {
+) -> [Option<CubeTensor>; 2] {
     let Some(([input, target], grads)) = backward_tensors(input, target, wants) else {
         return [None, None];
     };
@@ -318,7 +318,7 @@ pub(in crate::fused) fn binary_backward<R: CubeRuntime>(
     let (pw, pw_period) = periodic_arg(pos_weight, &input);
     let (cube_count, cube_dim) = elementwise(&input, len);
 
-    binary_backward_kernel::launch::<R>(
+    binary_backward_kernel::launch(
         &input.client,
         cube_count,
         cube_dim,
@@ -335,7 +335,7 @@ pub(in crate::fused) fn binary_backward<R: CubeRuntime>(
         BinaryConfig::new(params, weight.is_some(), pos_weight.is_some()),
         wants[0],
         wants[1],
-        input.dtype.into(),
+        elem(input.dtype),
     );
     wanted(grads, wants)
 }

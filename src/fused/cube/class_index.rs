@@ -2,8 +2,7 @@
 //! [`super::rows`]), the cross-entropy backward (elementwise over `[N, C, S]`), the NLL
 //! backward (fill, then one scatter per element), and their launchers.
 
-use burn::tensor::TensorMetadata;
-use burn_cubecl::CubeRuntime;
+use burn::backend::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::zeros_client;
 use burn_cubecl::tensor::CubeTensor;
@@ -11,8 +10,8 @@ use cubecl::prelude::*;
 
 use super::helpers::{class_weight, target_class};
 use super::launch::{
-    GradInto, RowLaunch, RowLayout, dummy, elementwise, empty_like, ignore_u32, lowest, or_dummy,
-    row_layout, scalar, smoothing_args,
+    GradInto, RowLaunch, RowLayout, dummy, elem, elementwise, empty_like, ignore_u32, lowest,
+    or_dummy, row_layout, scalar, smoothing_args,
 };
 use super::reduce::{MeanOver, Reduce, element_grad, finish, loss_buffer, ordered_sum, tree_sum};
 use super::rows::{RowMemory, RowShape, RowSums, RowUnit, row_softmax};
@@ -57,7 +56,7 @@ fn class_index_forward_kernel<F: Float, I: Numeric>(
     #[comptime] smoothing: bool,
     #[comptime] reduce: Reduce,
     #[comptime] with_grad: bool,
-    #[define(F, I)] _dtypes: [StorageType; 2],
+    #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
     let unit = RowUnit::here(&shape);
     let m = unit.elements;
@@ -77,7 +76,7 @@ fn class_index_forward_kernel<F: Float, I: Numeric>(
 
     let mut memory = RowMemory::<F>::new();
     // Each row's target logit, at the row's first slot (cross-entropy).
-    let mut target_logit = SharedMemory::<F>::new(SHARED_LEN);
+    let mut target_logit = Shared::<[F]>::new_slice(SHARED_LEN);
 
     let mut acc_loss = F::new(0.0);
     let mut acc_weight = F::new(0.0);
@@ -107,7 +106,7 @@ fn class_index_forward_kernel<F: Float, I: Numeric>(
                 input,
                 input,
                 weight,
-                unit,
+                &unit,
                 base,
                 lowest.get::<F>(),
                 one_minus_eps,
@@ -231,7 +230,7 @@ fn total_weight_kernel<F: Float, I: Numeric>(
     classes: u32,
     ignore: u32,
     #[comptime] weighted: bool,
-    #[define(F, I)] _dtypes: [StorageType; 2],
+    #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
     let unit = UNIT_POS_X as usize;
     let units = CUBE_DIM_X as usize;
@@ -245,7 +244,7 @@ fn total_weight_kernel<F: Float, I: Numeric>(
         }
         i += units;
     }
-    let mut sums = SharedMemory::<F>::new(SHARED_LEN);
+    let mut sums = Shared::<[F]>::new_slice(SHARED_LEN);
     sums[unit] = acc;
     sync_cube();
     tree_sum::<F>(&mut sums, unit, unit, units, 1);
@@ -277,7 +276,7 @@ fn cross_entropy_backward_kernel<F: Float, I: Numeric>(
     #[comptime] weighted: bool,
     #[comptime] smoothing: bool,
     #[comptime] reduce: Reduce,
-    #[define(F, I)] _dtypes: [StorageType; 2],
+    #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
     let pos = ABSOLUTE_POS;
     if pos >= out.len() {
@@ -336,7 +335,7 @@ fn nll_backward_scatter_kernel<F: Float, I: Numeric>(
     ignore: u32,
     #[comptime] weighted: bool,
     #[comptime] reduce: Reduce,
-    #[define(F, I)] _dtypes: [StorageType; 2],
+    #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
     let i = ABSOLUTE_POS;
     if i >= target.len() {
@@ -356,23 +355,23 @@ fn nll_backward_scatter_kernel<F: Float, I: Numeric>(
 
 /// What [`class_index_forward`] returns: the loss and what the backward needs (see
 /// `ClassIndexSaved`).
-pub(in crate::fused) struct ClassIndexOutputs<R: CubeRuntime> {
+pub(in crate::fused) struct ClassIndexOutputs {
     /// `[N * S]` per element, `[1]` reduced.
-    pub loss: CubeTensor<R>,
+    pub loss: CubeTensor,
     /// `[2 * N * S]`, cross-entropy only.
-    pub log_sum_exp: Option<CubeTensor<R>>,
+    pub log_sum_exp: Option<CubeTensor>,
     /// `[1]`.
-    pub total_weight: CubeTensor<R>,
+    pub total_weight: CubeTensor,
 }
 
 /// The class-index forward on cube tensors (see `Kernels::class_index_forward`); `None` for
 /// an op the kernels do not cover.
-pub(in crate::fused) fn class_index_forward<R: CubeRuntime>(
-    input: &CubeTensor<R>,
-    target: &CubeTensor<R>,
-    weight: Option<&CubeTensor<R>>,
+pub(in crate::fused) fn class_index_forward(
+    input: &CubeTensor,
+    target: &CubeTensor,
+    weight: Option<&CubeTensor>,
     params: &ClassIndexParams,
-) -> Option<ClassIndexOutputs<R>> {
+) -> Option<ClassIndexOutputs> {
     if !super::covers_class_index(params) {
         return None;
     }
@@ -402,12 +401,12 @@ pub(in crate::fused) fn class_index_forward<R: CubeRuntime>(
 /// ([`GradInto`]), into a new one otherwise. `Err(input)` for an op the kernels do not
 /// cover.
 #[allow(clippy::result_large_err)]
-pub(in crate::fused) fn class_index_with_grad<R: CubeRuntime>(
-    input: CubeTensor<R>,
-    target: &CubeTensor<R>,
-    weight: Option<&CubeTensor<R>>,
+pub(in crate::fused) fn class_index_with_grad(
+    input: CubeTensor,
+    target: &CubeTensor,
+    weight: Option<&CubeTensor>,
     params: &ClassIndexParams,
-) -> Result<(CubeTensor<R>, CubeTensor<R>), CubeTensor<R>> {
+) -> Result<(CubeTensor, CubeTensor), CubeTensor> {
     if !super::covers_class_index(params) {
         return Err(input);
     }
@@ -422,7 +421,7 @@ pub(in crate::fused) fn class_index_with_grad<R: CubeRuntime>(
     };
     let total_weight = (params.output == Output::Reduced(Reduction::Mean)).then(|| {
         let total = empty_like(&input, [1].into(), input.dtype);
-        total_weight_kernel::launch::<R>(
+        total_weight_kernel::launch(
             &input.client,
             CubeCount::Static(1, 1, 1),
             CubeDim::new_1d(CUBE_UNITS),
@@ -432,7 +431,7 @@ pub(in crate::fused) fn class_index_with_grad<R: CubeRuntime>(
             params.classes as u32,
             ignore_u32(params.ignore_index, params.classes),
             weight.is_some(),
-            [input.dtype.into(), target.dtype.into()],
+            [elem(input.dtype), elem(target.dtype)],
         );
         total
     });
@@ -442,22 +441,22 @@ pub(in crate::fused) fn class_index_with_grad<R: CubeRuntime>(
 
 /// One launch of [`class_index_forward_kernel()`] (and the finalise step) on contiguous
 /// tensors.
-struct Forward<'a, R: CubeRuntime> {
-    input: &'a CubeTensor<R>,
-    target: &'a CubeTensor<R>,
-    weight: Option<&'a CubeTensor<R>>,
+struct Forward<'a> {
+    input: &'a CubeTensor,
+    target: &'a CubeTensor,
+    weight: Option<&'a CubeTensor>,
     params: &'a ClassIndexParams,
 }
 
-impl<R: CubeRuntime> Forward<'_, R> {
+impl Forward<'_> {
     /// Runs the forward, writing the log-sum-exp when given, or the gradient into `grad`'s
     /// place with the mean's known total weight (`[1]`, for a mean). Returns the loss and the
     /// total weight the finalise step added up (`None` with the gradient).
     fn launch(
         &self,
-        log_sum_exp: Option<&CubeTensor<R>>,
-        grad: Option<(&GradInto<R>, Option<CubeTensor<R>>)>,
-    ) -> (CubeTensor<R>, Option<CubeTensor<R>>) {
+        log_sum_exp: Option<&CubeTensor>,
+        grad: Option<(&GradInto, Option<CubeTensor>)>,
+    ) -> (CubeTensor, Option<CubeTensor>) {
         let (input, params) = (self.input, self.params);
         let dtype = input.dtype;
         let elements = params.batch * params.spatial;
@@ -479,7 +478,7 @@ impl<R: CubeRuntime> Forward<'_, R> {
             None => (dummy(input).into_tensor_arg(), None),
         };
 
-        class_index_forward_kernel::launch::<R>(
+        class_index_forward_kernel::launch(
             &input.client,
             rows.count,
             rows.dim,
@@ -508,7 +507,7 @@ impl<R: CubeRuntime> Forward<'_, R> {
             eps > 0.0,
             reduce,
             with_grad,
-            [dtype.into(), self.target.dtype.into()],
+            [elem(dtype), elem(self.target.dtype)],
         );
 
         // With the gradient, a mean divides by the total weight it already knows, and the
@@ -527,16 +526,16 @@ impl<R: CubeRuntime> Forward<'_, R> {
 /// The class-index input gradient on cube tensors (see `Kernels::class_index_backward`);
 /// `weight_sum` sums the class weights (`[C]` to `[1]`) for weighted label smoothing.
 #[allow(clippy::too_many_arguments)]
-pub(in crate::fused) fn class_index_backward<R: CubeRuntime>(
-    input: &CubeTensor<R>,
-    target: &CubeTensor<R>,
-    weight: Option<&CubeTensor<R>>,
+pub(in crate::fused) fn class_index_backward(
+    input: &CubeTensor,
+    target: &CubeTensor,
+    weight: Option<&CubeTensor>,
     params: &ClassIndexParams,
-    log_sum_exp: Option<&CubeTensor<R>>,
-    total_weight: &CubeTensor<R>,
-    grad: CubeTensor<R>,
-    weight_sum: impl FnOnce(&CubeTensor<R>) -> CubeTensor<R>,
-) -> CubeTensor<R> {
+    log_sum_exp: Option<&CubeTensor>,
+    total_weight: &CubeTensor,
+    grad: CubeTensor,
+    weight_sum: impl FnOnce(&CubeTensor) -> CubeTensor,
+) -> CubeTensor {
     let input = into_contiguous(input.clone());
     let target = into_contiguous(target.clone());
     let grad = into_contiguous(grad);
@@ -544,7 +543,7 @@ pub(in crate::fused) fn class_index_backward<R: CubeRuntime>(
     let weight_arg = or_dummy(weight.as_ref(), &input);
     let reduce = Reduce::of(params.output);
     let ignore = ignore_u32(params.ignore_index, params.classes);
-    let dtypes = [input.dtype.into(), target.dtype.into()];
+    let dtypes = [elem(input.dtype), elem(target.dtype)];
     if params.kind == ClassIndexKind::Nll {
         // A zero gradient but for one element per row: fill, then scatter.
         let out = zeros_client(
@@ -554,7 +553,7 @@ pub(in crate::fused) fn class_index_backward<R: CubeRuntime>(
             input.dtype,
         );
         let (cube_count, cube_dim) = elementwise(&input, target.meta.num_elements());
-        nll_backward_scatter_kernel::launch::<R>(
+        nll_backward_scatter_kernel::launch(
             &input.client,
             cube_count,
             cube_dim,
@@ -587,7 +586,7 @@ pub(in crate::fused) fn class_index_backward<R: CubeRuntime>(
     let (cube_count, cube_dim) = elementwise(&input, input.meta.num_elements());
     let (one_minus_eps, eps_over_c) = smoothing_args(eps, params.classes, &input);
 
-    cross_entropy_backward_kernel::launch::<R>(
+    cross_entropy_backward_kernel::launch(
         &input.client,
         cube_count,
         cube_dim,

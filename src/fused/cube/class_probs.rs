@@ -2,16 +2,15 @@
 //! upstream gradient when asked) and the backward (both row kernels, see [`super::rows`]: the
 //! backward needs a sum over each row) and their launchers.
 
-use burn::tensor::TensorMetadata;
-use burn_cubecl::CubeRuntime;
+use burn::backend::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 use super::SHARED_LEN;
 use super::launch::{
-    GradInto, RowLaunch, backward_tensors, dummy, empty_like, lowest, or_dummy, row_layout, scalar,
-    smoothing_args, wanted,
+    GradInto, RowLaunch, backward_tensors, dummy, elem, empty_like, lowest, or_dummy, row_layout,
+    scalar, smoothing_args, wanted,
 };
 use super::reduce::{MeanOver, Reduce, element_grad, finish, loss_buffer, ordered_sum, tree_sum};
 use super::rows::{RowMemory, RowShape, RowSums, RowUnit, row_softmax, target_weight};
@@ -47,7 +46,7 @@ fn class_probs_forward_kernel<F: Float>(
     #[comptime] reduce: Reduce,
     #[comptime] want_input: bool,
     #[comptime] want_target: bool,
-    #[define(F)] _dtype: StorageType,
+    #[define(F)] _dtype: ElemType,
 ) {
     let unit = RowUnit::here(&shape);
     let m = unit.elements;
@@ -73,7 +72,7 @@ fn class_probs_forward_kernel<F: Float>(
             input,
             target,
             weight,
-            unit,
+            &unit,
             base,
             lowest.get::<F>(),
             one_minus_eps,
@@ -164,14 +163,14 @@ fn class_probs_backward_kernel<F: Float>(
     #[comptime] reduce: Reduce,
     #[comptime] want_input: bool,
     #[comptime] want_target: bool,
-    #[define(F)] _dtype: StorageType,
+    #[define(F)] _dtype: ElemType,
 ) {
     let unit = RowUnit::here(&shape);
     let (c_count, s_count, m) = (unit.classes, unit.spatial, unit.elements);
     let one_minus_eps = one_minus_eps.get::<F>();
     let eps_over_c = eps_over_c.get::<F>();
 
-    let mut sh_wq = SharedMemory::<F>::new(SHARED_LEN);
+    let mut sh_wq = Shared::<[F]>::new_slice(SHARED_LEN);
 
     let mut block = CUBE_POS;
     while block < unit.blocks() {
@@ -236,12 +235,12 @@ fn class_probs_backward_kernel<F: Float>(
 
 /// The class-probability forward on cube tensors (see `Kernels::class_probs_forward`);
 /// `None` for an op the kernels do not cover.
-pub(in crate::fused) fn class_probs_forward<R: CubeRuntime>(
-    input: &CubeTensor<R>,
-    target: &CubeTensor<R>,
-    weight: Option<&CubeTensor<R>>,
+pub(in crate::fused) fn class_probs_forward(
+    input: &CubeTensor,
+    target: &CubeTensor,
+    weight: Option<&CubeTensor>,
     params: &ClassProbsParams,
-) -> Option<(CubeTensor<R>, CubeTensor<R>)> {
+) -> Option<(CubeTensor, CubeTensor)> {
     if !super::covers_class_probs(params) {
         return None;
     }
@@ -267,13 +266,13 @@ pub(in crate::fused) fn class_probs_forward<R: CubeRuntime>(
 /// over `input`'s buffer when it is ours ([`GradInto`]), into a new one otherwise.
 /// `Err(input)` for an op the kernels do not cover.
 #[allow(clippy::result_large_err, clippy::type_complexity)]
-pub(in crate::fused) fn class_probs_with_grad<R: CubeRuntime>(
-    input: CubeTensor<R>,
-    target: &CubeTensor<R>,
-    weight: Option<&CubeTensor<R>>,
+pub(in crate::fused) fn class_probs_with_grad(
+    input: CubeTensor,
+    target: &CubeTensor,
+    weight: Option<&CubeTensor>,
     params: &ClassProbsParams,
     wants: [bool; 2],
-) -> Result<(CubeTensor<R>, [Option<CubeTensor<R>>; 2]), CubeTensor<R>> {
+) -> Result<(CubeTensor, [Option<CubeTensor>; 2]), CubeTensor> {
     if !super::covers_class_probs(params) {
         return Err(input);
     }
@@ -298,15 +297,15 @@ pub(in crate::fused) fn class_probs_with_grad<R: CubeRuntime>(
 
 /// One launch of [`class_probs_forward_kernel()`] (and the finalise step) on the contiguous
 /// `input`: the log-sum-exp when given, the `wants` gradients where `grads` says.
-fn launch_forward<R: CubeRuntime>(
-    input: &CubeTensor<R>,
-    target: &CubeTensor<R>,
-    weight: Option<&CubeTensor<R>>,
+fn launch_forward(
+    input: &CubeTensor,
+    target: &CubeTensor,
+    weight: Option<&CubeTensor>,
     params: &ClassProbsParams,
-    log_sum_exp: Option<&CubeTensor<R>>,
-    grads: [&GradInto<R>; 2],
+    log_sum_exp: Option<&CubeTensor>,
+    grads: [&GradInto; 2],
     wants: [bool; 2],
-) -> CubeTensor<R> {
+) -> CubeTensor {
     let dtype = input.dtype;
     let elements = params.batch * params.spatial;
     let reduce = Reduce::of(params.output);
@@ -314,7 +313,7 @@ fn launch_forward<R: CubeRuntime>(
     let loss = loss_buffer(input, reduce, rows.cubes, elements);
     let (one_minus_eps, eps_over_c) = smoothing_args(params.label_smoothing, params.classes, input);
 
-    class_probs_forward_kernel::launch::<R>(
+    class_probs_forward_kernel::launch(
         &input.client,
         rows.count,
         rows.dim,
@@ -336,7 +335,7 @@ fn launch_forward<R: CubeRuntime>(
         reduce,
         wants[0],
         wants[1],
-        dtype.into(),
+        elem(dtype),
     );
 
     finish(
@@ -352,15 +351,15 @@ fn launch_forward<R: CubeRuntime>(
 }
 
 /// The class-probability gradients on cube tensors (see `Kernels::class_probs_backward`).
-pub(in crate::fused) fn class_probs_backward<R: CubeRuntime>(
-    input: &CubeTensor<R>,
-    target: &CubeTensor<R>,
-    weight: Option<&CubeTensor<R>>,
+pub(in crate::fused) fn class_probs_backward(
+    input: &CubeTensor,
+    target: &CubeTensor,
+    weight: Option<&CubeTensor>,
     params: &ClassProbsParams,
-    log_sum_exp: &CubeTensor<R>,
-    grad: CubeTensor<R>,
+    log_sum_exp: &CubeTensor,
+    grad: CubeTensor,
     wants: [bool; 2],
-) -> [Option<CubeTensor<R>>; 2] {
+) -> [Option<CubeTensor>; 2] {
     let Some(([input, target], grads)) = backward_tensors(input, target, wants) else {
         return [None, None];
     };
@@ -368,7 +367,7 @@ pub(in crate::fused) fn class_probs_backward<R: CubeRuntime>(
     let (one_minus_eps, eps_over_c) =
         smoothing_args(params.label_smoothing, params.classes, &input);
 
-    class_probs_backward_kernel::launch::<R>(
+    class_probs_backward_kernel::launch(
         &input.client,
         rows.count,
         rows.dim,
@@ -386,13 +385,13 @@ pub(in crate::fused) fn class_probs_backward<R: CubeRuntime>(
         Reduce::of(params.output),
         wants[0],
         wants[1],
-        input.dtype.into(),
+        elem(input.dtype),
     );
     wanted(grads, wants)
 }
 
 /// The launch of both class-probability kernels: one row of units per element.
-fn row_launch<R: CubeRuntime>(params: &ClassProbsParams) -> RowLaunch<R> {
+fn row_launch(params: &ClassProbsParams) -> RowLaunch {
     let layout = row_layout(params.classes, params.spatial);
     RowLaunch::new(layout, params.batch, params.classes, params.spatial)
 }

@@ -1,9 +1,8 @@
 //! Host-side helpers of the launchers: which ops the kernels cover, the cube layouts, the
 //! buffers and the scalar arguments.
 
-use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Shape, TensorMetadata};
-use burn_cubecl::CubeRuntime;
+use burn::backend::cubecl::dtype_to_elem_type;
+use burn::backend::{Backend, DType, Shape, TensorMetadata};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
@@ -114,7 +113,7 @@ pub(super) fn forward_cubes(blocks: usize) -> u32 {
 
 /// The launch of a row kernel (see [`super::rows`]) over `batch × spatial` rows of `classes`
 /// classes in cubes of a [`RowLayout`].
-pub(super) struct RowLaunch<R: Runtime> {
+pub(super) struct RowLaunch {
     /// The number of cubes (each writes one partial sum of a reduced forward).
     pub cubes: u32,
     /// `cubes` cubes…
@@ -122,10 +121,10 @@ pub(super) struct RowLaunch<R: Runtime> {
     /// …of `tx × ty` units (`ty × tx` along the spatial positions).
     pub dim: CubeDim,
     /// The kernel's shape argument.
-    pub shape: RowShapeLaunch<R>,
+    pub shape: RowShapeLaunch,
 }
 
-impl<R: Runtime> RowLaunch<R> {
+impl RowLaunch {
     /// The launch in cubes of `layout` (e.g. [`row_layout`]`(classes, spatial)`).
     pub(super) fn new(layout: RowLayout, batch: usize, classes: usize, spatial: usize) -> Self {
         let elements = batch * spatial;
@@ -150,10 +149,7 @@ impl<R: Runtime> RowLaunch<R> {
 }
 
 /// The cubes of [`CUBE_UNITS`] units of an elementwise kernel over `count` elements.
-pub(super) fn elementwise<R: CubeRuntime>(
-    like: &CubeTensor<R>,
-    count: usize,
-) -> (CubeCount, CubeDim) {
+pub(super) fn elementwise(like: &CubeTensor, count: usize) -> (CubeCount, CubeDim) {
     let cube_dim = CubeDim::new_1d(CUBE_UNITS);
     (
         calculate_cube_count_elemwise(&like.client, count, cube_dim),
@@ -162,33 +158,26 @@ pub(super) fn elementwise<R: CubeRuntime>(
 }
 
 /// An uninitialized tensor on `like`'s device.
-pub(super) fn empty_like<R: CubeRuntime>(
-    like: &CubeTensor<R>,
-    shape: Shape,
-    dtype: DType,
-) -> CubeTensor<R> {
+pub(super) fn empty_like(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
     empty_device_dtype(like.client.clone(), like.device.clone(), shape, dtype)
 }
 
 /// A one-element placeholder for an argument a comptime flag leaves unread or unwritten.
-pub(super) fn dummy<R: CubeRuntime>(like: &CubeTensor<R>) -> CubeTensor<R> {
+pub(super) fn dummy(like: &CubeTensor) -> CubeTensor {
     empty_like(like, Shape::new([1]), like.dtype)
 }
 
 /// An optional input (class weights) as a kernel argument: contiguous, or a placeholder.
-pub(super) fn or_dummy<R: CubeRuntime>(
-    tensor: Option<&CubeTensor<R>>,
-    like: &CubeTensor<R>,
-) -> CubeTensor<R> {
+pub(super) fn or_dummy(tensor: Option<&CubeTensor>, like: &CubeTensor) -> CubeTensor {
     tensor.map_or_else(|| dummy(like), |t| into_contiguous(t.clone()))
 }
 
 /// A binary weight `(values, period)` as the kernels take it: the values (or a placeholder)
 /// and the period (1 for none).
-pub(super) fn periodic_arg<R: CubeRuntime>(
-    weight: Option<(&CubeTensor<R>, usize)>,
-    like: &CubeTensor<R>,
-) -> (CubeTensor<R>, u32) {
+pub(super) fn periodic_arg(
+    weight: Option<(&CubeTensor, usize)>,
+    like: &CubeTensor,
+) -> (CubeTensor, u32) {
     (
         or_dummy(weight.map(|(values, _)| values), like),
         weight.map_or(1, |(_, period)| period as u32),
@@ -198,11 +187,11 @@ pub(super) fn periodic_arg<R: CubeRuntime>(
 /// The contiguous `[input, target]` of a backward and its gradient buffers `[input, target]`
 /// (uninitialized where wanted, placeholders otherwise); `None` when no gradient is wanted.
 #[allow(clippy::type_complexity)]
-pub(super) fn backward_tensors<R: CubeRuntime>(
-    input: &CubeTensor<R>,
-    target: &CubeTensor<R>,
+pub(super) fn backward_tensors(
+    input: &CubeTensor,
+    target: &CubeTensor,
     wants: [bool; 2],
-) -> Option<([CubeTensor<R>; 2], [CubeTensor<R>; 2])> {
+) -> Option<([CubeTensor; 2], [CubeTensor; 2])> {
     if wants == [false; 2] {
         return None;
     }
@@ -227,18 +216,18 @@ pub(super) fn backward_tensors<R: CubeRuntime>(
 /// buffer, which is ours), or into a new buffer.
 // Short-lived, one or two per launch: not worth a box.
 #[allow(clippy::large_enum_variant)]
-pub(super) enum GradInto<R: CubeRuntime> {
+pub(super) enum GradInto {
     /// Over the input: the kernel's gradient argument aliases its first argument.
     Input,
     /// Into this new tensor (of the gradient's shape, or a placeholder for a gradient not
     /// wanted, which the kernel leaves unwritten).
-    New(CubeTensor<R>),
+    New(CubeTensor),
 }
 
-impl<R: CubeRuntime> GradInto<R> {
+impl GradInto {
     /// The contiguous input and where its gradient goes, when it is `wanted` (otherwise a
     /// placeholder that the kernel leaves unwritten).
-    pub(super) fn of(input: CubeTensor<R>, wanted: bool) -> (CubeTensor<R>, Self) {
+    pub(super) fn of(input: CubeTensor, wanted: bool) -> (CubeTensor, Self) {
         let input = into_contiguous(input);
         let into = if !wanted {
             Self::New(dummy(&input))
@@ -252,7 +241,7 @@ impl<R: CubeRuntime> GradInto<R> {
 
     /// The kernel argument: an alias of argument 0 (`input`, which every such kernel takes
     /// first), or the new tensor.
-    pub(super) fn arg(&self, input: &CubeTensor<R>) -> TensorArg<R> {
+    pub(super) fn arg(&self, input: &CubeTensor) -> TensorArg {
         match self {
             Self::Input => input.as_tensor_alias(0),
             Self::New(out) => out.clone().into_tensor_arg(),
@@ -260,7 +249,7 @@ impl<R: CubeRuntime> GradInto<R> {
     }
 
     /// The gradient once the kernel ran.
-    pub(super) fn gradient(self, input: CubeTensor<R>) -> CubeTensor<R> {
+    pub(super) fn gradient(self, input: CubeTensor) -> CubeTensor {
         match self {
             Self::Input => input,
             Self::New(out) => out,
@@ -269,10 +258,10 @@ impl<R: CubeRuntime> GradInto<R> {
 }
 
 /// The wanted gradients of [`backward_tensors`].
-pub(super) fn wanted<R: CubeRuntime>(
-    [input, target]: [CubeTensor<R>; 2],
+pub(super) fn wanted(
+    [input, target]: [CubeTensor; 2],
     wants: [bool; 2],
-) -> [Option<CubeTensor<R>>; 2] {
+) -> [Option<CubeTensor>; 2] {
     [wants[0].then_some(input), wants[1].then_some(target)]
 }
 
@@ -295,16 +284,21 @@ pub(super) fn lowest(dtype: DType) -> f64 {
     }
 }
 
+/// The kernels' element type of `dtype`: the value of a `#[define]` argument.
+pub(super) fn elem(dtype: DType) -> ElemType {
+    dtype_to_elem_type(dtype)
+}
+
 /// A float scalar argument in `like`'s dtype.
-pub(super) fn scalar<R: CubeRuntime>(value: f64, like: &CubeTensor<R>) -> InputScalar {
-    InputScalar::new(value, like.dtype)
+pub(super) fn scalar(value: f64, like: &CubeTensor) -> InputScalar {
+    InputScalar::new(value, elem(like.dtype))
 }
 
 /// The label-smoothing scalars `(1 - ε, ε / C)` in `like`'s dtype.
-pub(super) fn smoothing_args<R: CubeRuntime>(
+pub(super) fn smoothing_args(
     label_smoothing: f64,
     classes: usize,
-    like: &CubeTensor<R>,
+    like: &CubeTensor,
 ) -> (InputScalar, InputScalar) {
     (
         scalar(1.0 - label_smoothing, like),

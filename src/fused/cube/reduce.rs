@@ -8,12 +8,11 @@
 //! sum (of the losses, and of the target weights for class indices) in a fixed order, and one
 //! single-cube kernel adds the partials and divides for the mean. Deterministic, no atomics.
 
-use burn::tensor::Shape;
-use burn_cubecl::CubeRuntime;
+use burn::backend::Shape;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
-use super::launch::{dummy, empty_like, scalar};
+use super::launch::{dummy, elem, empty_like, scalar};
 use super::{CUBE_UNITS, SHARED_LEN};
 use crate::fused::kernels::Output;
 use crate::reduction::Reduction;
@@ -89,7 +88,7 @@ pub(super) fn element_grad<F: Float>(
 /// group), one barrier per level.
 #[cube]
 pub(super) fn tree_sum<F: Float>(
-    sums: &mut SharedMemory<F>,
+    sums: &mut Shared<[F]>,
     slot: usize,
     lane: usize,
     width: usize,
@@ -108,7 +107,7 @@ pub(super) fn tree_sum<F: Float>(
 
 /// The sum of `sums[0..count]`, in order (one unit adds a cube's row results).
 #[cube]
-pub(super) fn ordered_sum<F: Float>(sums: &SharedMemory<F>, count: usize) -> F {
+pub(super) fn ordered_sum<F: Float>(sums: &Shared<[F]>, count: usize) -> F {
     let mut total = F::new(0.0);
     for k in 0..count {
         total += sums[k];
@@ -133,15 +132,15 @@ fn finalize_kernel<F: Float>(
     nan: InputScalar,
     #[comptime] reduce: Reduce,
     #[comptime] mean_over: MeanOver,
-    #[define(F)] _dtype: StorageType,
+    #[define(F)] _dtype: ElemType,
 ) {
     let unit = UNIT_POS_X as usize;
     let units = CUBE_DIM_X as usize;
     let p = count as usize;
     let with_loss = comptime!(reduce.is_reduced());
     let with_weight = comptime!(mean_over == MeanOver::TotalWeight);
-    let mut sh_loss = SharedMemory::<F>::new(SHARED_LEN);
-    let mut sh_weight = SharedMemory::<F>::new(SHARED_LEN);
+    let mut sh_loss = Shared::<[F]>::new_slice(SHARED_LEN);
+    let mut sh_weight = Shared::<[F]>::new_slice(SHARED_LEN);
     let mut acc_loss = F::new(0.0);
     let mut acc_weight = F::new(0.0);
     let mut k = unit;
@@ -187,12 +186,12 @@ fn finalize_kernel<F: Float>(
 
 /// The loss buffer of a forward over `elements` elements in `cubes` cubes: one loss per
 /// element, or one partial sum per cube.
-pub(super) fn loss_buffer<R: CubeRuntime>(
-    like: &CubeTensor<R>,
+pub(super) fn loss_buffer(
+    like: &CubeTensor,
     reduce: Reduce,
     cubes: u32,
     elements: usize,
-) -> CubeTensor<R> {
+) -> CubeTensor {
     let len = if reduce.is_reduced() {
         cubes as usize
     } else {
@@ -207,15 +206,15 @@ pub(super) fn loss_buffer<R: CubeRuntime>(
 /// Launches [`finalize_kernel()`] when there is something to add; a mean over
 /// [`MeanOver::Count`] divides by `count`, one over [`MeanOver::Known`] by the total weight
 /// passed as `partial_weight` (`[1]`).
-pub(super) fn finish<R: CubeRuntime>(
-    like: &CubeTensor<R>,
-    loss: CubeTensor<R>,
-    partial_weight: Option<CubeTensor<R>>,
+pub(super) fn finish(
+    like: &CubeTensor,
+    loss: CubeTensor,
+    partial_weight: Option<CubeTensor>,
     cubes: u32,
     count: usize,
     reduce: Reduce,
     mean_over: MeanOver,
-) -> (CubeTensor<R>, Option<CubeTensor<R>>) {
+) -> (CubeTensor, Option<CubeTensor>) {
     let total_weight =
         (mean_over == MeanOver::TotalWeight).then(|| empty_like(like, Shape::new([1]), like.dtype));
     let reduced = reduce
@@ -232,7 +231,7 @@ pub(super) fn finish<R: CubeRuntime>(
         }
         (MeanOver::Count, _) => dummy(like),
     };
-    finalize_kernel::launch::<R>(
+    finalize_kernel::launch(
         &like.client,
         CubeCount::Static(1, 1, 1),
         CubeDim::new_1d(CUBE_UNITS),
@@ -256,7 +255,7 @@ pub(super) fn finish<R: CubeRuntime>(
         scalar(f64::NAN, like),
         reduce,
         mean_over,
-        like.dtype.into(),
+        elem(like.dtype),
     );
     (reduced.unwrap_or(loss), total_weight)
 }

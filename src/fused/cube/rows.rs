@@ -31,7 +31,7 @@ pub(super) struct RowShape {
 }
 
 /// Where a unit of a row kernel stands in its `tx × ty` cube, and the shape of the work.
-#[derive(CubeType, Clone, Copy)]
+#[derive(CubeType)]
 pub(super) struct RowUnit {
     /// Units per row, `tx` (a power of two).
     pub width: usize,
@@ -146,13 +146,13 @@ pub(super) fn target_weight<F: Float>(
 #[derive(CubeType)]
 pub(super) struct RowMemory<F: Float> {
     /// The running maxima.
-    pub max: SharedMemory<F>,
+    pub max: Shared<[F]>,
     /// The running sums of `exp(x - max)`.
-    pub sum: SharedMemory<F>,
+    pub sum: Shared<[F]>,
     /// `Σ a_c` (see [`RowSums`]).
-    pub a_sum: SharedMemory<F>,
+    pub a_sum: Shared<[F]>,
     /// `Σ a_c (x_c - x0)`.
-    pub ax_sum: SharedMemory<F>,
+    pub ax_sum: Shared<[F]>,
 }
 
 #[cube]
@@ -160,10 +160,10 @@ impl<F: Float> RowMemory<F> {
     /// The cube's buffers.
     pub fn new() -> RowMemory<F> {
         RowMemory::<F> {
-            max: SharedMemory::<F>::new(SHARED_LEN),
-            sum: SharedMemory::<F>::new(SHARED_LEN),
-            a_sum: SharedMemory::<F>::new(SHARED_LEN),
-            ax_sum: SharedMemory::<F>::new(SHARED_LEN),
+            max: Shared::<[F]>::new_slice(SHARED_LEN),
+            sum: Shared::<[F]>::new_slice(SHARED_LEN),
+            a_sum: Shared::<[F]>::new_slice(SHARED_LEN),
+            ax_sum: Shared::<[F]>::new_slice(SHARED_LEN),
         }
     }
 }
@@ -172,8 +172,8 @@ impl<F: Float> RowMemory<F> {
 /// and `other` into `slot`.
 #[cube]
 fn merge_softmax<F: Float>(
-    max: &mut SharedMemory<F>,
-    sum: &mut SharedMemory<F>,
+    max: &mut Shared<[F]>,
+    sum: &mut Shared<[F]>,
     slot: usize,
     other: usize,
 ) {
@@ -208,7 +208,7 @@ pub(super) fn row_softmax<F: Float>(
     input: &Tensor<F>,
     target: &Tensor<F>,
     weight: &Tensor<F>,
-    unit: RowUnit,
+    unit: &RowUnit,
     base: usize,
     lowest: F,
     one_minus_eps: F,

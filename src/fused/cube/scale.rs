@@ -2,12 +2,11 @@
 //! for a unit upstream gradient, times the upstream gradient ([`Upstream`]), elementwise and
 //! over the gradient's own buffer when nothing else holds it.
 
-use burn_cubecl::CubeRuntime;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
-use super::launch::{GradInto, elementwise};
+use super::launch::{GradInto, elem, elementwise};
 use crate::fused::kernels::Upstream;
 
 /// Which upstream value scales each gradient element, a comptime choice of
@@ -32,7 +31,7 @@ fn scale_kernel<F: Float>(
     classes: u32,
     spatial: u32,
     #[comptime] how: Scale,
-    #[define(F)] _dtype: StorageType,
+    #[define(F)] _dtype: ElemType,
 ) {
     let pos = ABSOLUTE_POS;
     if pos >= grad.len() {
@@ -52,11 +51,7 @@ fn scale_kernel<F: Float>(
 /// `grad` times `upstream` as `how` says (see `Kernels::scale`), over `grad`'s buffer when
 /// it is ours ([`GradInto`]), into a new one otherwise. Always one launch, even for an
 /// upstream gradient of 1: checking it would read it back from the device.
-pub(in crate::fused) fn scale<R: CubeRuntime>(
-    grad: CubeTensor<R>,
-    upstream: CubeTensor<R>,
-    how: Upstream,
-) -> CubeTensor<R> {
+pub(in crate::fused) fn scale(grad: CubeTensor, upstream: CubeTensor, how: Upstream) -> CubeTensor {
     let (grad, into) = GradInto::of(grad, true);
     let upstream = into_contiguous(upstream);
     let (kind, classes, spatial) = match how {
@@ -65,7 +60,7 @@ pub(in crate::fused) fn scale<R: CubeRuntime>(
         Upstream::Elements => (Scale::Elements, 1, 1),
     };
     let (cube_count, cube_dim) = elementwise(&grad, grad.meta.num_elements());
-    scale_kernel::launch::<R>(
+    scale_kernel::launch(
         &grad.client,
         cube_count,
         cube_dim,
@@ -75,7 +70,7 @@ pub(in crate::fused) fn scale<R: CubeRuntime>(
         classes,
         spatial,
         kind,
-        grad.dtype.into(),
+        elem(grad.dtype),
     );
     into.gradient(grad)
 }

@@ -53,19 +53,26 @@ pub struct Evaluated {
     pub grad: Option<Vec<f64>>,
 }
 
+/// What [`run`] did: the input as evaluated, the output, and the gradients when the device
+/// is an autodiff one (`None` inside when the output is not part of a graph, as an empty
+/// loss built from host data: Burn 0.22 refuses a backward pass from it).
+type Ran<const D: usize, const DO: usize> = (Tensor<D>, Tensor<DO>, Option<Option<Gradients>>);
+
 /// `loss(input)` with `input` made a gradient leaf (on an autodiff device), and the
 /// projection back-propagated.
 fn run<const D: usize, const DO: usize>(
     input: Tensor<D>,
     loss: impl FnOnce(Tensor<D>) -> Tensor<DO>,
-) -> (Tensor<D>, Tensor<DO>, Option<Gradients>) {
+) -> Ran<D, DO> {
     if !input.is_autodiff() {
         let output = loss(input.clone());
         return (input, output, None);
     }
     let input = input.detach().require_grad();
     let output = loss(input.clone());
-    let grads = backward_projected(&output, PROJECTION_SEED);
+    let grads = output
+        .is_tracked()
+        .then(|| backward_projected(&output, PROJECTION_SEED));
     (input, output, Some(grads))
 }
 
@@ -77,8 +84,12 @@ pub fn evaluate<const D: usize, const DO: usize>(
     loss: impl FnOnce(Tensor<D>) -> Tensor<DO>,
 ) -> Evaluated {
     let (input, output, grads) = run(input, loss);
+    let grad = grads.map(|grads| match grads {
+        Some(grads) => gradient(&input, &grads, "the loss's input"),
+        None => panic!("the loss's input: Burn returned no gradient (the loss is untracked)"),
+    });
     Evaluated {
-        grad: grads.map(|grads| gradient(&input, &grads, "the loss's input")),
+        grad,
         loss: values(output),
     }
 }
@@ -91,7 +102,7 @@ pub fn evaluate_without_gradient<const D: usize, const DO: usize>(
     loss: impl FnOnce(Tensor<D>) -> Tensor<DO>,
 ) -> Vec<f64> {
     let (input, output, grads) = run(input, loss);
-    if let Some(grad) = grads.and_then(|grads| input.grad(&grads)) {
+    if let Some(grad) = grads.flatten().and_then(|grads| input.grad(&grads)) {
         assert_eq!(
             grad.shape().num_elements(),
             0,

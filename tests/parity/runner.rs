@@ -517,7 +517,11 @@ fn finish<const D: usize, const R: usize>(
             grad_dtype: None,
         });
     }
-    let grad = objective.and_then(|objective| input.grad(&objective.backward()));
+    // An untracked objective (a loss built from host data) has no graph to go back through:
+    // Burn 0.22 panics on its backward, so it is read as Burn returning no gradient.
+    let grad = objective
+        .filter(Tensor::is_tracked)
+        .and_then(|objective| input.grad(&objective.backward()));
     let grad_missing = grad.is_none();
     let grad_dtype = grad.as_ref().map(Tensor::dtype);
     let grad = match grad {

@@ -6,17 +6,21 @@
 
 mod common;
 
-use std::any::TypeId;
-
 use burn::tensor::activation::relu;
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 use burn_xent::backend_check::{
     BackendCheck, BackendCheckConfig, BackendStatus, Computation, HostInputs, Inputs, Outcome,
     Outputs, Side, Tolerance, assert_backends_agree, backend_check,
 };
 use burn_xent::{CrossEntropyOptions, LossPath, Reduction, cross_entropy, with_loss_path};
-use common::{NdArrayAd, NdArrayAd64, Stream, WgpuAd, assert_panics_with};
+use common::{Stream, assert_panics_with};
+
+/// The ndarray device with autodiff: the reference in f64 and the checked backend in f32.
+fn ndarray() -> Device {
+    #[allow(deprecated)] // Burn 0.22 deprecates ndarray for Flex; burn-xent still serves it
+    let device = Device::ndarray();
+    device.autodiff()
+}
 
 /// Host float data of `shape`, stored as f32 (so f32 backends and the f64 reference see the
 /// same numbers).
@@ -35,11 +39,11 @@ const HIDDEN: usize = 32;
 const CLASSES: usize = 10;
 
 impl Computation for Network {
-    fn run<B: AutodiffBackend>(&self, inputs: &Inputs<B>) -> Outputs<B> {
-        let x: Tensor<B, 2> = inputs.float("x");
+    fn run(&self, inputs: &Inputs) -> Outputs {
+        let x: Tensor<2> = inputs.float("x");
         let hidden = relu(x.matmul(inputs.float("w1")) + inputs.float::<1>("b1").unsqueeze());
         let logits = hidden.matmul(inputs.float("w2")) + inputs.float::<1>("b2").unsqueeze();
-        let target: Tensor<B, 1, Int> = inputs.int("target");
+        let target: Tensor<1, Int> = inputs.int("target");
         let options = CrossEntropyOptions::new().with_label_smoothing(0.1);
         let loss = cross_entropy(logits.clone(), target.clone(), Reduction::Mean, &options);
         let per_sample = burn_xent::cross_entropy_no_reduction(logits.clone(), target, &options);
@@ -79,11 +83,13 @@ fn round_off_is_not_flagged_on_ndarray() {
     let inputs = network_inputs();
     for path in [LossPath::Fused, LossPath::Composite] {
         let report = with_loss_path(path, || {
-            assert_backends_agree::<NdArrayAd64, NdArrayAd>(
+            assert_backends_agree(
                 &Network,
                 &inputs,
-                &Default::default(),
-                &Default::default(),
+                &ndarray(),
+                DType::F64,
+                &ndarray(),
+                DType::F32,
                 &BackendCheckConfig::new(),
             )
         });
@@ -109,10 +115,9 @@ fn round_off_is_not_flagged_on_ndarray() {
 fn round_off_is_not_flagged_on_wgpu() {
     let required = burn_xent::availability::required_by_env(common::REQUIRE_WGPU);
     let config = BackendCheckConfig::new().with_required(required);
-    let report =
-        BackendCheck::new::<NdArrayAd64>(&Network, &network_inputs(), &Default::default(), &config)
-            .against::<WgpuAd>(&Default::default())
-            .assert_agree();
+    let report = BackendCheck::new(&Network, &network_inputs(), &ndarray(), DType::F64, &config)
+        .against(&common::wgpu_device(), DType::F32)
+        .assert_agree();
     println!("{report}");
     match &report.backends[0].status {
         BackendStatus::Ran => assert!(report.backends[0].compared() > 0),
@@ -150,30 +155,31 @@ enum Plant {
 }
 
 /// A computation over inputs of three ranks and an int input, with a disagreement planted on
-/// the backend of type `on` only: `y = a * 2 + sum(b)` (`[5]`), `z = exp(b) * k` (`[2, 3, 2]`,
-/// `k` an int input broadcast over the last axis), and `"unused"` never read.
+/// the backend that runs in the float dtype `on` only (none when `None`): `y = a * 2 + sum(b)`
+/// (`[5]`), `z = exp(b) * k` (`[2, 3, 2]`, `k` an int input broadcast over the last axis), and
+/// `"unused"` never read.
 struct Planted {
-    on: TypeId,
+    on: Option<DType>,
     plant: Plant,
 }
 
 impl Computation for Planted {
-    fn run<B: AutodiffBackend>(&self, inputs: &Inputs<B>) -> Outputs<B> {
-        let here = TypeId::of::<B>() == self.on;
+    fn run(&self, inputs: &Inputs) -> Outputs {
+        let here = Some(inputs.float_dtype()) == self.on;
         let plant = if here { self.plant } else { Plant::Nothing };
-        let mut a: Tensor<B, 1> = inputs.float("a");
+        let mut a: Tensor<1> = inputs.float("a");
         if let Plant::DetachA = plant {
             a = a.detach();
         }
         if let Plant::Panic = plant {
             panic!("planted panic");
         }
-        let b: Tensor<B, 3> = inputs.float("b");
-        let k: Tensor<B, 1, Int> = inputs.int("k");
-        let scale: Tensor<B, 1> = inputs.float("scale");
+        let b: Tensor<3> = inputs.float("b");
+        let k: Tensor<1, Int> = inputs.int("k");
+        let scale: Tensor<1> = inputs.float("scale");
         let mut y = a * 2.0 + b.clone().sum() * scale;
-        // `Int::float` would take the device's default float dtype, which Burn 0.21 shares
-        // between NdArray<f32> and NdArray<f64>: cast to the inputs' dtype instead.
+        // `Int::float` would take the device's default float dtype (f32): cast to the inputs'
+        // dtype instead.
         let k = k
             .cast(FloatDType::from(inputs.float_dtype()))
             .reshape([1, 1, 3])
@@ -183,7 +189,7 @@ impl Computation for Planted {
         let one_hot = |flat: usize, count: usize, value: f64, shape: [usize; 3]| {
             let mut v = vec![0.0; count];
             v[flat] = value;
-            Tensor::<B, 3>::from_data(
+            Tensor::<3>::from_data(
                 TensorData::new(v, shape).convert_dtype(dtype),
                 (&device, dtype),
             )
@@ -197,7 +203,7 @@ impl Computation for Planted {
             Plant::NanOutput { flat } => {
                 let mut v = vec![0.0; 5];
                 v[flat] = f64::NAN;
-                let nan = Tensor::<B, 1>::from_data(
+                let nan = Tensor::<1>::from_data(
                     TensorData::new(v, [5]).convert_dtype(dtype),
                     (&device, dtype),
                 );
@@ -219,17 +225,19 @@ fn planted_inputs() -> HostInputs {
         .int("k", TensorData::new(vec![1i64, 2, 3], [3]))
 }
 
-/// Checks `plant` on `NdArray<f32>` against the default reference.
+/// Checks `plant` on ndarray in f32 against ndarray in f64 (the default reference).
 fn planted(plant: Plant) -> burn_xent::backend_check::BackendCheckReport {
     let computation = Planted {
-        on: TypeId::of::<NdArrayAd>(),
+        on: Some(DType::F32),
         plant,
     };
-    let report = backend_check::<NdArrayAd64, NdArrayAd>(
+    let report = backend_check(
         &computation,
         &planted_inputs(),
-        &Default::default(),
-        &Default::default(),
+        &ndarray(),
+        DType::F64,
+        &ndarray(),
+        DType::F32,
         &BackendCheckConfig::new(),
     );
     println!("{plant:?}: {report}");
@@ -355,7 +363,7 @@ fn a_panicking_backend_is_a_failure_with_its_message() {
 #[test]
 fn assert_backends_agree_panics_with_the_report() {
     let computation = Planted {
-        on: TypeId::of::<NdArrayAd>(),
+        on: Some(DType::F32),
         plant: Plant::OutputElement {
             flat: 4,
             delta: 0.5,
@@ -363,11 +371,13 @@ fn assert_backends_agree_panics_with_the_report() {
     };
     assert_panics_with(
         || {
-            assert_backends_agree::<NdArrayAd64, NdArrayAd>(
+            assert_backends_agree(
                 &computation,
                 &planted_inputs(),
-                &Default::default(),
-                &Default::default(),
+                &ndarray(),
+                DType::F64,
+                &ndarray(),
+                DType::F32,
                 &BackendCheckConfig::new(),
             )
         },
@@ -380,7 +390,7 @@ fn only_the_planted_backend_disagrees_and_tolerances_follow_dtypes() {
     // The f64 reference against f64 and f32 ndarray: the f64 backend gets f64 tolerances (and
     // passes them), the f32 one f32 tolerances (and fails them: it has the plant).
     let computation = Planted {
-        on: TypeId::of::<NdArrayAd>(),
+        on: Some(DType::F32),
         plant: Plant::OutputElement {
             flat: 0,
             delta: 1e-2,
@@ -388,10 +398,9 @@ fn only_the_planted_backend_disagrees_and_tolerances_follow_dtypes() {
     };
     let inputs = planted_inputs();
     let config = BackendCheckConfig::new();
-    let check =
-        BackendCheck::new::<NdArrayAd64>(&computation, &inputs, &Default::default(), &config)
-            .against::<NdArrayAd64>(&Default::default())
-            .against::<NdArrayAd>(&Default::default());
+    let check = BackendCheck::new(&computation, &inputs, &ndarray(), DType::F64, &config)
+        .against(&ndarray(), DType::F64)
+        .against(&ndarray(), DType::F32);
     let report = check.finish();
     println!("{report}");
     let (f64_run, f32_run) = (&report.backends[0], &report.backends[1]);
@@ -406,11 +415,13 @@ fn only_the_planted_backend_disagrees_and_tolerances_follow_dtypes() {
 
     // Set tolerances replace the dtype's: atol 1 hides the 1e-2 plant.
     let loose = BackendCheckConfig::new().with_atol(1.0);
-    let report = backend_check::<NdArrayAd64, NdArrayAd>(
+    let report = backend_check(
         &computation,
         &inputs,
-        &Default::default(),
-        &Default::default(),
+        &ndarray(),
+        DType::F64,
+        &ndarray(),
+        DType::F32,
         &loose,
     );
     assert!(report.passed(), "{report}");
@@ -422,11 +433,13 @@ fn only_the_planted_backend_disagrees_and_tolerances_follow_dtypes() {
 fn f32_round_off_fails_f64_tolerances() {
     // The same network with f64 tolerances forced: f32's round-off is caught, so the default
     // f32 tolerance is what lets it pass, not a blind spot.
-    let report = backend_check::<NdArrayAd64, NdArrayAd>(
+    let report = backend_check(
         &Network,
         &network_inputs(),
-        &Default::default(),
-        &Default::default(),
+        &ndarray(),
+        DType::F64,
+        &ndarray(),
+        DType::F32,
         &BackendCheckConfig::new().with_rtol(1e-7).with_atol(1e-7),
     );
     assert!(!report.passed());
@@ -441,15 +454,17 @@ fn no_adapter_child() {
     }
     let inputs = planted_inputs();
     let computation = Planted {
-        on: TypeId::of::<()>(),
+        on: None,
         plant: Plant::Nothing,
     };
     let run = |required: bool| {
-        backend_check::<NdArrayAd64, WgpuAd>(
+        backend_check(
             &computation,
             &inputs,
-            &Default::default(),
-            &Default::default(),
+            &ndarray(),
+            DType::F64,
+            &common::wgpu_device(),
+            DType::F32,
             &BackendCheckConfig::new().with_required(required),
         )
     };
@@ -493,28 +508,80 @@ fn no_adapter_is_skipped_unless_required() {
     }
 }
 
-/// The default reference is `Autodiff<NdArray<f64>>` on its default device (feature
-/// `fused-ndarray`, which brings burn-ndarray; the default feature `ndarray` turns it on).
+/// The default reference is the ndarray device with autodiff, in f64 (feature `fused-ndarray`,
+/// which the default feature `ndarray` turns on).
 #[cfg(feature = "fused-ndarray")]
 #[test]
 fn the_default_reference_is_autodiff_ndarray_f64() {
-    use burn_xent::backend_check::DefaultReference;
-    assert_eq!(
-        TypeId::of::<DefaultReference>(),
-        TypeId::of::<NdArrayAd64>()
-    );
+    use burn_xent::backend_check::default_reference;
+    let (device, dtype) = default_reference();
+    assert_eq!((&device, dtype), (&ndarray(), DType::F64));
+    assert!(device.is_autodiff());
     let inputs = planted_inputs();
     let computation = Planted {
-        on: TypeId::of::<()>(),
+        on: None,
         plant: Plant::Nothing,
     };
     let report =
         BackendCheck::with_default_reference(&computation, &inputs, &BackendCheckConfig::new())
-            .against::<NdArrayAd>(&Default::default())
+            .against(&ndarray(), DType::F32)
             .assert_agree();
     assert_eq!(report.reference_float_dtype, DType::F64);
+    assert_eq!(report.reference, "Autodiff<NdArray(Cpu)>", "{report}");
     assert!(
-        report.reference.starts_with("Autodiff<NdArray<f64>"),
+        report.to_string().contains("Autodiff<NdArray(Cpu)> [F64]"),
         "{report}"
+    );
+}
+
+/// A plain device runs as its autodiff form (gradients compared), a closure is a computation,
+/// and a float dtype that is not one is refused with a message.
+#[test]
+fn plain_devices_closures_and_bad_dtypes() {
+    let inputs = planted_inputs();
+    let case = |x: &Inputs| -> Outputs { (x.float::<1>("a").exp() * 3.0).into() };
+    let plain = ndarray().without_autodiff();
+    let report = BackendCheck::new(
+        &case,
+        &inputs,
+        &plain,
+        DType::F64,
+        &BackendCheckConfig::new(),
+    )
+    .against(&plain, DType::F32)
+    .assert_agree();
+    println!("{report}");
+    let backend = &report.backends[0];
+    assert_eq!(backend.backend, "Autodiff<NdArray(Cpu)>");
+    assert_eq!(report.reference, "Autodiff<NdArray(Cpu)>");
+    assert_eq!(backend.gradient("a").unwrap().outcome, Outcome::Compared);
+    assert_eq!(backend.compared(), 5 + 5, "{report}"); // the output, the gradient of a
+    assert_panics_with(
+        || {
+            BackendCheck::new(
+                &case,
+                &inputs,
+                &plain,
+                DType::I64,
+                &BackendCheckConfig::new(),
+            )
+        },
+        &["backend_check", "BackendCheck::new", "float_dtype", "I64"],
+    );
+    let check = BackendCheck::new(
+        &case,
+        &inputs,
+        &plain,
+        DType::F64,
+        &BackendCheckConfig::new(),
+    );
+    assert_panics_with(
+        move || check.against(&plain, DType::U8),
+        &[
+            "backend_check",
+            "BackendCheck::against",
+            "float_dtype",
+            "U8",
+        ],
     );
 }

@@ -1,6 +1,12 @@
 //! `burn_xent::gradcheck` on itself: every loss, every reduction and the main options, on
-//! every backend of the matrix (f32 settings), and again on `Autodiff<NdArray<f64>>` with
-//! PyTorch's tolerances; plus planted wrong gradients that the checker must catch and locate.
+//! every autodiff entry of the matrix (ndarray and Flex in f32 and f64, wgpu in f32; PyTorch's
+//! settings in f64, the f32 preset in f32); plus planted wrong gradients that the checker must
+//! catch and locate, and plain (non-autodiff) inputs, which it checks through autodiff copies.
+//!
+//! Since Burn 0.22, f64 is a dtype chosen when a tensor is created, so the f64 checks run in
+//! the same process as the f32 ones (under Burn 0.21, `NdArray<f32>` and `NdArray<f64>`
+//! shared one device whose default dtype the first tensor fixed, and the f64 checks ran in
+//! child processes).
 //!
 //! Shapes are few on purpose (wgpu compiles kernels per shape): `[6]` for rank-1 BCE,
 //! `[4, 3]` for 2-D inputs (class weights `[1, 3]`), `[2, 3, 2]` for K-dimensional ones.
@@ -8,8 +14,7 @@
 
 mod common;
 
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{DType, Int, Tensor};
 use burn_xent::gradcheck::{
     GradcheckConfig, GradcheckReport, Projection, assert_gradcheck, gradcheck,
 };
@@ -20,24 +25,24 @@ use burn_xent::{
     cross_entropy_with_probs, cross_entropy_with_probs_no_reduction, nll_loss,
     nll_loss_no_reduction,
 };
-use common::{NdArrayAd, NdArrayAd64, Stream, float, float_dtype, int, normalised_over_classes};
+use common::{Stream, TestBackend, float_as, normalised_over_classes};
 
 const REDUCTIONS: [Reduction; 2] = [Reduction::Mean, Reduction::Sum];
 
 /// The settings for the inputs' dtype: PyTorch's defaults in f64, the f32 preset otherwise.
-fn config_for<B: AutodiffBackend, const D: usize>(inputs: &[Tensor<B, D>]) -> GradcheckConfig {
+fn config_for<const D: usize>(inputs: &[Tensor<D>]) -> GradcheckConfig {
     GradcheckConfig::for_dtype(inputs[0].dtype())
 }
 
 /// Gradchecks `f` at `inputs` with every element checked, printing the report; fails the
 /// test with the report when an element fails.
 #[track_caller]
-fn check<B: AutodiffBackend, const D: usize, const DO: usize>(
+fn check<const D: usize, const DO: usize>(
     what: &str,
-    inputs: &[Tensor<B, D>],
-    f: impl Fn(&[Tensor<B, D>]) -> Tensor<B, DO>,
+    inputs: &[Tensor<D>],
+    f: impl Fn(&[Tensor<D>]) -> Tensor<DO>,
 ) -> GradcheckReport {
-    let dtype = float_dtype::<B>();
+    let dtype = inputs[0].dtype();
     for input in inputs {
         assert_eq!(input.dtype(), dtype, "{what}: input dtype");
     }
@@ -55,10 +60,10 @@ fn check<B: AutodiffBackend, const D: usize, const DO: usize>(
 /// path, and under `LossPath::Fused` (which refuses to fall back) these checks run on the
 /// composite path, saying so.
 #[track_caller]
-fn check_weight_gradient<B: AutodiffBackend, const D: usize, const DO: usize>(
+fn check_weight_gradient<const D: usize, const DO: usize>(
     what: &str,
-    inputs: &[Tensor<B, D>],
-    f: impl Fn(&[Tensor<B, D>]) -> Tensor<B, DO>,
+    inputs: &[Tensor<D>],
+    f: impl Fn(&[Tensor<D>]) -> Tensor<DO>,
 ) -> GradcheckReport {
     if burn_xent::loss_path() == burn_xent::LossPath::Fused {
         println!("{what}: weight gradient: composite path (the fused kernels have none)");
@@ -81,16 +86,16 @@ enum Wrt {
 /// Checks one loss in every reduction: `reduced(inputs, reduction)` for `mean` and `sum` (as
 /// `<name> Mean`, `<name> Sum`) and `none(inputs)` (as `<name> none`).
 #[track_caller]
-fn check_reductions<B: AutodiffBackend, const D: usize, const DO: usize>(
+fn check_reductions<const D: usize, const DO: usize>(
     name: &str,
-    inputs: &[Tensor<B, D>],
+    inputs: &[Tensor<D>],
     wrt: Wrt,
-    reduced: impl Fn(&[Tensor<B, D>], Reduction) -> Tensor<B, 1>,
-    none: impl Fn(&[Tensor<B, D>]) -> Tensor<B, DO>,
+    reduced: impl Fn(&[Tensor<D>], Reduction) -> Tensor<1>,
+    none: impl Fn(&[Tensor<D>]) -> Tensor<DO>,
 ) {
     for reduction in REDUCTIONS {
         let what = format!("{name} {reduction:?}");
-        let f = |x: &[Tensor<B, D>]| reduced(x, reduction);
+        let f = |x: &[Tensor<D>]| reduced(x, reduction);
         match wrt {
             Wrt::Inputs => check(&what, inputs, f),
             Wrt::Weight => check_weight_gradient(&what, inputs, f),
@@ -104,20 +109,16 @@ fn check_reductions<B: AutodiffBackend, const D: usize, const DO: usize>(
 }
 
 /// Class probabilities of shape `[N, C]` or `[N, C, d]` from positive `raw` values.
-fn probabilities<B: AutodiffBackend, const D: usize>(
-    raw: &[f64],
-    shape: [usize; D],
-    device: &B::Device,
-) -> Tensor<B, D> {
-    float(&normalised_over_classes(raw, &shape), shape, device)
+fn probabilities<const D: usize>(b: &TestBackend, raw: &[f64], shape: [usize; D]) -> Tensor<D> {
+    b.float(&normalised_over_classes(raw, &shape), shape)
 }
 
 // ---------------------------------------------------------------- BCE on probabilities
 
-fn bce_reductions<B: AutodiffBackend>(device: &B::Device) {
+fn bce_reductions(b: &TestBackend) {
     let mut s = Stream::new(11);
-    let p = float::<B, 1>(&s.uniforms(6, 0.05, 0.95), [6], device);
-    let t = float::<B, 1>(&s.uniforms(6, 0.0, 1.0), [6], device);
+    let p = b.float(&s.uniforms(6, 0.05, 0.95), [6]);
+    let t = b.float(&s.uniforms(6, 0.0, 1.0), [6]);
     let opts = BceOptions::new();
     check_reductions(
         "bce",
@@ -128,13 +129,13 @@ fn bce_reductions<B: AutodiffBackend>(device: &B::Device) {
     );
 }
 
-fn bce_weight<B: AutodiffBackend>(device: &B::Device) {
+fn bce_weight(b: &TestBackend) {
     let mut s = Stream::new(12);
-    let p = float::<B, 2>(&s.uniforms(12, 0.05, 0.95), [4, 3], device);
-    let t = float::<B, 2>(&s.uniforms(12, 0.0, 1.0), [4, 3], device);
+    let p = b.float(&s.uniforms(12, 0.05, 0.95), [4, 3]);
+    let t = b.float(&s.uniforms(12, 0.0, 1.0), [4, 3]);
     // The weight broadcasts from [1, 3]; its gradient is checked too.
-    let w = float::<B, 2>(&s.uniforms(3, 0.5, 2.0), [1, 3], device);
-    let opts = |x: &[Tensor<B, 2>]| BceOptions::new().with_weight(x[2].clone());
+    let w = b.float(&s.uniforms(3, 0.5, 2.0), [1, 3]);
+    let opts = |x: &[Tensor<2>]| BceOptions::new().with_weight(x[2].clone());
     check_reductions(
         "bce weight",
         &[p, t, w],
@@ -146,10 +147,10 @@ fn bce_weight<B: AutodiffBackend>(device: &B::Device) {
 
 // ---------------------------------------------------------------- BCE on logits
 
-fn bce_with_logits_reductions<B: AutodiffBackend>(device: &B::Device) {
+fn bce_with_logits_reductions(b: &TestBackend) {
     let mut s = Stream::new(21);
-    let x = float::<B, 1>(&s.normals(6, 1.5), [6], device);
-    let t = float::<B, 1>(&s.uniforms(6, 0.0, 1.0), [6], device);
+    let x = b.float(&s.normals(6, 1.5), [6]);
+    let t = b.float(&s.uniforms(6, 0.0, 1.0), [6]);
     let opts = BceWithLogitsOptions::new();
     check_reductions(
         "bce_with_logits",
@@ -162,14 +163,14 @@ fn bce_with_logits_reductions<B: AutodiffBackend>(device: &B::Device) {
     );
 }
 
-fn bce_with_logits_weights<B: AutodiffBackend>(device: &B::Device) {
+fn bce_with_logits_weights(b: &TestBackend) {
     let mut s = Stream::new(22);
-    let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
-    let t = float::<B, 2>(&s.uniforms(12, 0.0, 1.0), [4, 3], device);
-    let w = float::<B, 2>(&s.uniforms(12, 0.5, 2.0), [4, 3], device);
-    let pw = float::<B, 2>(&s.uniforms(3, 0.5, 3.0), [1, 3], device);
+    let x = b.float(&s.normals(12, 1.5), [4, 3]);
+    let t = b.float(&s.uniforms(12, 0.0, 1.0), [4, 3]);
+    let w = b.float(&s.uniforms(12, 0.5, 2.0), [4, 3]);
+    let pw = b.float(&s.uniforms(3, 0.5, 3.0), [1, 3]);
     // Gradients with respect to the logits, the target, the weight and the pos_weight.
-    let opts = |x: &[Tensor<B, 2>]| {
+    let opts = |x: &[Tensor<2>]| {
         BceWithLogitsOptions::new()
             .with_weight(x[2].clone())
             .with_pos_weight(x[3].clone())
@@ -189,11 +190,11 @@ fn bce_with_logits_weights<B: AutodiffBackend>(device: &B::Device) {
 
 /// `cross_entropy` of `[N, C]` logits `x` with class indices `target` and constant options,
 /// with respect to `x`, in every reduction.
-fn check_cross_entropy<B: AutodiffBackend>(
+fn check_cross_entropy(
     name: &str,
-    x: Tensor<B, 2>,
-    target: Tensor<B, 1, Int>,
-    opts: CrossEntropyOptions<B>,
+    x: Tensor<2>,
+    target: Tensor<1, Int>,
+    opts: CrossEntropyOptions,
 ) {
     check_reductions(
         name,
@@ -204,22 +205,22 @@ fn check_cross_entropy<B: AutodiffBackend>(
     );
 }
 
-fn cross_entropy_reductions<B: AutodiffBackend>(device: &B::Device) {
+fn cross_entropy_reductions(b: &TestBackend) {
     let mut s = Stream::new(31);
-    let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
-    let target = int::<B, 1>(&s.classes(4, 3), [4], device);
+    let x = b.float(&s.normals(12, 1.5), [4, 3]);
+    let target = b.int(&s.classes(4, 3), [4]);
     check_cross_entropy("cross_entropy", x, target, CrossEntropyOptions::new());
 }
 
-fn cross_entropy_options<B: AutodiffBackend>(device: &B::Device) {
+fn cross_entropy_options(b: &TestBackend) {
     let mut s = Stream::new(32);
-    let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
+    let x = b.float(&s.normals(12, 1.5), [4, 3]);
     // Class weight as [1, 3], reshaped to [3] inside: its gradient is checked too.
-    let w = float::<B, 2>(&s.uniforms(3, 0.5, 2.0), [1, 3], device);
+    let w = b.float(&s.uniforms(3, 0.5, 2.0), [1, 3]);
 
     // Weight, ignore_index 1 (rows 1 and 3 ignored), label smoothing.
-    let target = int::<B, 1>(&[2, 1, 0, 1], [4], device);
-    let opts = |w: &Tensor<B, 2>| {
+    let target = b.int(&[2, 1, 0, 1], [4]);
+    let opts = |w: &Tensor<2>| {
         CrossEntropyOptions::new()
             .with_weight(w.clone().reshape([3]))
             .with_ignore_index(1)
@@ -237,18 +238,18 @@ fn cross_entropy_options<B: AutodiffBackend>(device: &B::Device) {
     check_cross_entropy(
         "cross_entropy ignored -100",
         x,
-        int::<B, 1>(&[0, -100, 2, 1], [4], device),
+        b.int(&[0, -100, 2, 1], [4]),
         CrossEntropyOptions::new().with_label_smoothing(0.2),
     );
 }
 
 // ---------------------------------------------------------------- cross-entropy, probabilities
 
-fn cross_entropy_probs<B: AutodiffBackend>(device: &B::Device) {
+fn cross_entropy_probs(b: &TestBackend) {
     let mut s = Stream::new(41);
-    let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
-    let q = probabilities::<B, 2>(&s.uniforms(12, 0.05, 1.0), [4, 3], device);
-    let w = float::<B, 2>(&s.uniforms(3, 0.5, 2.0), [1, 3], device);
+    let x = b.float(&s.normals(12, 1.5), [4, 3]);
+    let q = probabilities(b, &s.uniforms(12, 0.05, 1.0), [4, 3]);
+    let w = b.float(&s.uniforms(3, 0.5, 2.0), [1, 3]);
 
     // Gradients with respect to the logits and the soft target.
     let plain = CrossEntropyOptions::new();
@@ -257,11 +258,11 @@ fn cross_entropy_probs<B: AutodiffBackend>(device: &B::Device) {
         &[x.clone(), q.clone()],
         Wrt::Inputs,
         |x, reduction| cross_entropy_with_probs(x[0].clone(), x[1].clone(), reduction, &plain),
-        |x| cross_entropy_with_probs_no_reduction::<_, 2, 1>(x[0].clone(), x[1].clone(), &plain),
+        |x| cross_entropy_with_probs_no_reduction::<2, 1>(x[0].clone(), x[1].clone(), &plain),
     );
 
     // Weight and label smoothing; the weight's gradient is checked too.
-    let opts = |w: &Tensor<B, 2>| {
+    let opts = |w: &Tensor<2>| {
         CrossEntropyOptions::new()
             .with_weight(w.clone().reshape([3]))
             .with_label_smoothing(0.1)
@@ -273,27 +274,21 @@ fn cross_entropy_probs<B: AutodiffBackend>(device: &B::Device) {
         |x, reduction| {
             cross_entropy_with_probs(x[0].clone(), x[1].clone(), reduction, &opts(&x[2]))
         },
-        |x| {
-            cross_entropy_with_probs_no_reduction::<_, 2, 1>(
-                x[0].clone(),
-                x[1].clone(),
-                &opts(&x[2]),
-            )
-        },
+        |x| cross_entropy_with_probs_no_reduction::<2, 1>(x[0].clone(), x[1].clone(), &opts(&x[2])),
     );
 }
 
 // ---------------------------------------------------------------- K-dimensional inputs
 
-fn cross_entropy_k_dim<B: AutodiffBackend>(device: &B::Device) {
+fn cross_entropy_k_dim(b: &TestBackend) {
     let mut s = Stream::new(51);
-    let x = float::<B, 3>(&s.normals(12, 1.5), [2, 3, 2], device);
-    let q = probabilities::<B, 3>(&s.uniforms(12, 0.05, 1.0), [2, 3, 2], device);
-    let w = float::<B, 3>(&s.uniforms(3, 0.5, 2.0), [1, 1, 3], device);
+    let x = b.float(&s.normals(12, 1.5), [2, 3, 2]);
+    let q = probabilities(b, &s.uniforms(12, 0.05, 1.0), [2, 3, 2]);
+    let w = b.float(&s.uniforms(3, 0.5, 2.0), [1, 1, 3]);
 
     // Class indices with weight, one ignored element and smoothing.
-    let target = int::<B, 2>(&[0, 2, -100, 1], [2, 2], device);
-    let opts = |w: &Tensor<B, 3>| {
+    let target = b.int(&[0, 2, -100, 1], [2, 2]);
+    let opts = |w: &Tensor<3>| {
         CrossEntropyOptions::new()
             .with_weight(w.clone().reshape([3]))
             .with_label_smoothing(0.1)
@@ -313,17 +308,17 @@ fn cross_entropy_k_dim<B: AutodiffBackend>(device: &B::Device) {
         &[x, q],
         Wrt::Inputs,
         |x, reduction| cross_entropy_with_probs(x[0].clone(), x[1].clone(), reduction, &opts),
-        |x| cross_entropy_with_probs_no_reduction::<_, 3, 2>(x[0].clone(), x[1].clone(), &opts),
+        |x| cross_entropy_with_probs_no_reduction::<3, 2>(x[0].clone(), x[1].clone(), &opts),
     );
 }
 
 // ---------------------------------------------------------------- NLL
 
-fn nll_loss_reductions<B: AutodiffBackend>(device: &B::Device) {
+fn nll_loss_reductions(b: &TestBackend) {
     let mut s = Stream::new(61);
-    let x = float::<B, 2>(&s.normals(12, 1.5), [4, 3], device);
-    let w = float::<B, 2>(&s.uniforms(3, 0.5, 2.0), [1, 3], device);
-    let target = int::<B, 1>(&s.classes(4, 3), [4], device);
+    let x = b.float(&s.normals(12, 1.5), [4, 3]);
+    let w = b.float(&s.uniforms(3, 0.5, 2.0), [1, 3]);
+    let target = b.int(&s.classes(4, 3), [4]);
     let plain = NllLossOptions::new();
     check_reductions(
         "nll_loss",
@@ -334,8 +329,8 @@ fn nll_loss_reductions<B: AutodiffBackend>(device: &B::Device) {
     );
 
     // Weight (gradient checked) and ignore_index 0.
-    let target = int::<B, 1>(&[0, 2, 1, 0], [4], device);
-    let opts = |w: &Tensor<B, 2>| {
+    let target = b.int(&[0, 2, 1, 0], [4]);
+    let opts = |w: &Tensor<2>| {
         NllLossOptions::new()
             .with_weight(w.clone().reshape([3]))
             .with_ignore_index(0)
@@ -349,12 +344,12 @@ fn nll_loss_reductions<B: AutodiffBackend>(device: &B::Device) {
     );
 }
 
-fn nll_loss_k_dim<B: AutodiffBackend>(device: &B::Device) {
+fn nll_loss_k_dim(b: &TestBackend) {
     let mut s = Stream::new(62);
-    let x = float::<B, 3>(&s.normals(12, 1.5), [2, 3, 2], device);
-    let w = float::<B, 3>(&s.uniforms(3, 0.5, 2.0), [1, 1, 3], device);
-    let target = int::<B, 2>(&[1, -100, 2, 0], [2, 2], device);
-    let opts = |w: &Tensor<B, 3>| NllLossOptions::new().with_weight(w.clone().reshape([3]));
+    let x = b.float(&s.normals(12, 1.5), [2, 3, 2]);
+    let w = b.float(&s.uniforms(3, 0.5, 2.0), [1, 1, 3]);
+    let target = b.int(&[1, -100, 2, 0], [2, 2]);
+    let opts = |w: &Tensor<3>| NllLossOptions::new().with_weight(w.clone().reshape([3]));
     check_reductions(
         "nll_loss k-dim",
         &[x, w],
@@ -368,34 +363,35 @@ fn nll_loss_k_dim<B: AutodiffBackend>(device: &B::Device) {
 
 /// `[4, 3]` inputs with element `[1, 2]` (flat 5) set to 1.25 and `[2, 0]` (flat 6) to -1.5,
 /// so that the planted errors there are large.
-fn planted_input<B: AutodiffBackend>(seed: u64, device: &B::Device) -> Tensor<B, 2> {
+fn planted_input(seed: u64, b: &TestBackend) -> Tensor<2> {
     let mut values = Stream::new(seed).normals(12, 1.0);
     values[5] = 1.25;
     values[6] = -1.5;
-    float(&values, [4, 3], device)
+    b.float(&values, [4, 3])
 }
 
-/// A float mask of `[4, 3]` with a single 1 at flat position `at`.
-fn one_hot<B: AutodiffBackend>(at: usize, device: &B::Device) -> Tensor<B, 2> {
+/// A float mask of `[4, 3]` with a single 1 at flat position `at`, on `like`'s device in its
+/// dtype.
+fn one_hot(at: usize, like: &Tensor<2>) -> Tensor<2> {
     let mut values = vec![0.0; 12];
     values[at] = 1.0;
-    float(&values, [4, 3], device)
+    float_as(values, [4, 3], &like.device(), like.dtype())
 }
 
 /// `Σ x²`, except that element `[1, 2]` of one factor is detached: its gradient is `x`
 /// instead of `2x` there, right everywhere else.
-fn planted_square<B: AutodiffBackend>(x: &[Tensor<B, 2>]) -> Tensor<B, 1> {
+fn planted_square(x: &[Tensor<2>]) -> Tensor<1> {
     let x = x[0].clone();
-    let mask = one_hot::<B>(5, &x.device());
+    let mask = one_hot(5, &x);
     let keep = mask.clone().neg() + 1.0;
     let mixed = x.clone() * keep + x.clone().detach() * mask;
     (x * mixed).sum()
 }
 
-fn planted_detach_is_caught<B: AutodiffBackend>(device: &B::Device) {
-    let x = planted_input::<B>(71, device);
+fn planted_detach_is_caught(b: &TestBackend) {
+    let x = planted_input(71, b);
     let inputs = [x];
-    let report = gradcheck(planted_square::<B>, &inputs, &config_for(&inputs));
+    let report = gradcheck(planted_square, &inputs, &config_for(&inputs));
     println!("{report}");
     assert!(!report.passed, "{report}");
     assert_eq!(report.checked, 12);
@@ -415,13 +411,13 @@ fn planted_detach_is_caught<B: AutodiffBackend>(device: &B::Device) {
     assert!(text.contains("input 0 element [1, 2]"), "{text}");
 }
 
-fn planted_detach_in_second_input_is_caught<B: AutodiffBackend>(device: &B::Device) {
-    let x = planted_input::<B>(72, device);
-    let t = float::<B, 2>(&Stream::new(73).uniforms(12, 0.0, 1.0), [4, 3], device);
+fn planted_detach_in_second_input_is_caught(b: &TestBackend) {
+    let x = planted_input(72, b);
+    let t = b.float(&Stream::new(73).uniforms(12, 0.0, 1.0), [4, 3]);
     // The target's element [2, 0] (flat 6) is detached: its gradient -x there is lost.
     let inputs = [x, t];
-    let f = |x: &[Tensor<B, 2>]| {
-        let mask = one_hot::<B>(6, &x[1].device());
+    let f = |x: &[Tensor<2>]| {
+        let mask = one_hot(6, &x[1]);
         let keep = mask.clone().neg() + 1.0;
         let t = x[1].clone() * keep + x[1].clone().detach() * mask;
         let opts = BceWithLogitsOptions::new();
@@ -438,8 +434,8 @@ fn planted_detach_in_second_input_is_caught<B: AutodiffBackend>(device: &B::Devi
     assert_eq!(report.inputs[1].failed, 1);
 }
 
-fn correct_function_passes<B: AutodiffBackend>(device: &B::Device) {
-    let x = planted_input::<B>(74, device);
+fn correct_function_passes(b: &TestBackend) {
+    let x = planted_input(74, b);
     let inputs = [x];
     // A non-linear [4, 3] -> [4] map, checked through the random projection.
     let report = check("sin(x) * x summed over rows", &inputs, |x| {
@@ -452,11 +448,11 @@ fn correct_function_passes<B: AutodiffBackend>(device: &B::Device) {
     assert!(report.inputs[0].worst.is_some());
 }
 
-fn assert_gradcheck_panics_with_the_report<B: AutodiffBackend>(device: &B::Device) {
-    let inputs = [planted_input::<B>(75, device)];
+fn assert_gradcheck_panics_with_the_report(b: &TestBackend) {
+    let inputs = [planted_input(75, b)];
     let config = config_for(&inputs);
     common::assert_panics_with(
-        || assert_gradcheck(planted_square::<B>, &inputs, &config),
+        || assert_gradcheck(planted_square, &inputs, &config),
         &[
             "gradcheck FAILED",
             "input 0 element [1, 2]",
@@ -469,12 +465,12 @@ fn assert_gradcheck_panics_with_the_report<B: AutodiffBackend>(device: &B::Devic
     assert!(report.passed && report.checked == 12);
 }
 
-fn sum_projection_misses_what_random_catches<B: AutodiffBackend>(device: &B::Device) {
+fn sum_projection_misses_what_random_catches(b: &TestBackend) {
     // y = x + (x[2] - x[2].detach()) v with Σ v = 0: the value is x, but the gradient of
     // x[2] gains p · v, which vanishes for the plain sum (p = 1) and not for a random p.
-    let x = float::<B, 1>(&Stream::new(76).normals(6, 1.0), [6], device);
-    let v = float::<B, 1>(&[1.0, -1.0, 0.0, 0.0, 0.0, 0.0], [6], device);
-    let f = |x: &[Tensor<B, 1>]| {
+    let x = b.float(&Stream::new(76).normals(6, 1.0), [6]);
+    let v = b.float(&[1.0, -1.0, 0.0, 0.0, 0.0, 0.0], [6]);
+    let f = |x: &[Tensor<1>]| {
         let x2 = x[0].clone().narrow(0, 2, 1);
         x[0].clone() + (x2.clone() - x2.detach()) * v.clone()
     };
@@ -498,9 +494,9 @@ fn sum_projection_misses_what_random_catches<B: AutodiffBackend>(device: &B::Dev
     );
 }
 
-fn max_elements_caps_the_check<B: AutodiffBackend>(device: &B::Device) {
-    let x = planted_input::<B>(77, device);
-    let w = float::<B, 2>(&[0.5, 1.0, 2.0], [1, 3], device);
+fn max_elements_caps_the_check(b: &TestBackend) {
+    let x = planted_input(77, b);
+    let w = b.float(&[0.5, 1.0, 2.0], [1, 3]);
     let inputs = [x, w];
     let config = config_for(&inputs).with_max_elements_per_input(Some(5));
     let report = gradcheck(
@@ -513,111 +509,55 @@ fn max_elements_caps_the_check<B: AutodiffBackend>(device: &B::Device) {
     assert_eq!(report.inputs[0].checked, 5);
     assert_eq!(report.inputs[1].checked, 3);
     // A capped check can miss the planted element ([1, 2] is flat 5; 5 of 12 checks 0, 2, 4, 7, 9).
-    let capped = gradcheck(planted_square::<B>, &inputs[..1], &config);
+    let capped = gradcheck(planted_square, &inputs[..1], &config);
     assert!(capped.passed, "{capped}");
 }
 
-/// Calls `$run!` with the checks that run on every backend of the matrix (f32 settings) and
-/// again on `Autodiff<NdArray<f64>>` (PyTorch's settings), then with `$more`.
-macro_rules! checks_in_f32_and_f64 {
-    ($run:ident $(, $more:ident)* $(,)?) => {
-        $run!(
-            bce_reductions,
-            bce_weight,
-            bce_with_logits_reductions,
-            bce_with_logits_weights,
-            cross_entropy_reductions,
-            cross_entropy_options,
-            cross_entropy_probs,
-            cross_entropy_k_dim,
-            nll_loss_reductions,
-            nll_loss_k_dim,
-            planted_detach_is_caught,
-            planted_detach_in_second_input_is_caught,
-            sum_projection_misses_what_random_catches,
-            $($more),*
-        );
-    };
+/// Inputs on a plain device are checked too: `f` receives autodiff copies of them.
+fn plain_inputs_are_checked_through_autodiff(b: &TestBackend) {
+    let plain = b.clone().plain();
+    let mut s = Stream::new(81);
+    let x = plain.float(&s.normals(12, 1.5), [4, 3]);
+    let target = plain.int(&s.classes(4, 3), [4]);
+    assert!(!x.is_autodiff());
+    let opts = CrossEntropyOptions::new();
+    let report = check("cross_entropy of plain inputs", &[x], |x| {
+        assert!(x[0].is_autodiff(), "gradcheck hands f autodiff tensors");
+        cross_entropy(x[0].clone(), target.clone(), Reduction::Sum, &opts)
+    });
+    assert_eq!(report.inputs[0].dtype, b.dtype);
 }
 
-checks_in_f32_and_f64!(
-    matrix_tests,
+// Every check on every autodiff entry of the matrix, on both loss paths: PyTorch's settings
+// (step 1e-6, atol 1e-5, rtol 1e-3) in f64, the f32 preset in f32 (`config_for`).
+matrix_tests!(autodiff:
+    bce_reductions,
+    bce_weight,
+    bce_with_logits_reductions,
+    bce_with_logits_weights,
+    cross_entropy_reductions,
+    cross_entropy_options,
+    cross_entropy_probs,
+    cross_entropy_k_dim,
+    nll_loss_reductions,
+    nll_loss_k_dim,
+    planted_detach_is_caught,
+    planted_detach_in_second_input_is_caught,
+    sum_projection_misses_what_random_catches,
     correct_function_passes,
     assert_gradcheck_panics_with_the_report,
     max_elements_caps_the_check,
+    plain_inputs_are_checked_through_autodiff,
 );
 
-/// The same checks on `Autodiff<NdArray<f64>>`, with PyTorch's defaults (step 1e-6,
-/// atol 1e-5, rtol 1e-3), each in a child process of this test binary.
-///
-/// Burn 0.21 fixes a device's default float dtype when the first tensor is created on it,
-/// per device *type*, and `NdArray<f32>` and `NdArray<f64>` share `NdArrayDevice`: in one
-/// process, whichever test runs first decides whether tensors that Burn or a loss creates
-/// without an explicit dtype (a bool mask turned float, say) are f32 or f64 for all the
-/// others. A child process that touches only `NdArray<f64>` keeps every tensor f64, and the
-/// f32 tests of the parent unaffected.
-mod double {
-    use super::*;
-
-    /// Set in a child to the name of the one test it runs.
-    const CHILD: &str = "BURN_XENT_GRADCHECK_F64_CHILD";
-
-    /// Runs `test` when this process is the child for `name`; otherwise runs this test
-    /// binary again for `name` alone, in a child, and fails with its output if it fails.
-    pub(super) fn in_own_process(name: &str, test: impl FnOnce()) {
-        if std::env::var(CHILD).as_deref() == Ok(name) {
-            test();
-            return;
-        }
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let output = std::process::Command::new(exe)
-            .args(["--exact", name, "--nocapture", "--test-threads", "1"])
-            .env(CHILD, name)
-            .output()
-            .expect("running the test binary again");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        println!("{stdout}");
-        eprintln!("{stderr}");
-        assert!(
-            output.status.success(),
-            "{name} failed in its own process:\n{stdout}\n{stderr}"
-        );
-        assert!(
-            stdout.contains("test result: ok. 1 passed"),
-            "{name}: the child process did not run exactly this test:\n{stdout}"
-        );
-    }
-
-    macro_rules! f64_tests {
-        ($($test:ident),* $(,)?) => {
-            $(
-                #[test]
-                fn $test() {
-                    let name = concat!("double::", stringify!($test));
-                    in_own_process(name, || {
-                        for path in [burn_xent::LossPath::Fused, burn_xent::LossPath::Composite] {
-                            burn_xent::with_loss_path(path, || {
-                                super::$test::<NdArrayAd64>(&Default::default())
-                            });
-                        }
-                    });
-                }
-            )*
-        };
-    }
-
-    checks_in_f32_and_f64!(f64_tests);
-
-    #[test]
-    fn f64_uses_pytorch_defaults() {
-        in_own_process("double::f64_uses_pytorch_defaults", || {
-            let x = float::<NdArrayAd64, 1>(&[0.5, -1.0], [2], &Default::default());
-            assert_eq!(x.dtype(), burn::tensor::DType::F64);
-            let config = config_for(&[x]);
-            assert_eq!(config, GradcheckConfig::new());
-            assert_eq!((config.step, config.atol, config.rtol), (1e-6, 1e-5, 1e-3));
-        });
+#[test]
+fn f64_uses_pytorch_defaults() {
+    for b in [TestBackend::ndarray_f64(), TestBackend::flex_f64()] {
+        let x = b.autodiff().float(&[0.5, -1.0], [2]);
+        assert_eq!(x.dtype(), DType::F64);
+        let config = config_for(&[x]);
+        assert_eq!(config, GradcheckConfig::new());
+        assert_eq!((config.step, config.atol, config.rtol), (1e-6, 1e-5, 1e-3));
     }
 }
 
@@ -625,9 +565,9 @@ mod double {
 
 #[test]
 fn bad_settings_panic_with_a_message() {
-    let device = Default::default();
-    let x = float::<NdArrayAd, 1>(&[1.0, 2.0], [2], &device);
-    let square = |x: &[Tensor<NdArrayAd, 1>]| x[0].clone().powi_scalar(2);
+    let b = TestBackend::ndarray_f32().autodiff();
+    let x = b.float(&[1.0, 2.0], [2]);
+    let square = |x: &[Tensor<1>]| x[0].clone().powi_scalar(2);
     let config = GradcheckConfig::f32();
     common::assert_panics_with(
         || gradcheck(square, &[], &config),
@@ -664,9 +604,9 @@ fn bad_settings_panic_with_a_message() {
 fn inputs_without_gradient_get_zero() {
     // The second input does not reach the output: autodiff gives it no gradient (`None`),
     // which is compared as 0 with a numeric derivative of 0.
-    let device = Default::default();
-    let x = float::<NdArrayAd, 2>(&[0.5, -1.0, 2.0], [1, 3], &device);
-    let unused = float::<NdArrayAd, 2>(&[3.0, 4.0], [1, 2], &device);
+    let b = TestBackend::ndarray_f32().autodiff();
+    let x = b.float(&[0.5, -1.0, 2.0], [1, 3]);
+    let unused = b.float(&[3.0, 4.0], [1, 2]);
     let inputs = [x, unused];
     let report = gradcheck(
         |x| x[0].clone().exp().sum(),
@@ -678,8 +618,9 @@ fn inputs_without_gradient_get_zero() {
     assert_eq!(report.inputs[1].worst.as_ref().unwrap().analytic, 0.0);
     assert_eq!(report.inputs[1].worst.as_ref().unwrap().numeric, 0.0);
 
-    // A detached output reaches no input at all: the backward pass gives no gradient, and
-    // the (wrong) zero is reported against the numeric derivative exp(x).
+    // A detached output reaches no input at all: there is no backward pass (Burn 0.22 refuses
+    // one from an untracked tensor), no gradient, and the (wrong) zero is reported against the
+    // numeric derivative exp(x).
     let report = gradcheck(
         |x| x[0].clone().detach().exp().sum(),
         &inputs[..1],

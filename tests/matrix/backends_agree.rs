@@ -20,7 +20,7 @@ use burn_xent::backend_check::{
 };
 use burn_xent::*;
 
-use crate::common::{REQUIRE_WGPU, Stream, TestBackend};
+use crate::common::{REQUIRE_WGPU, Stream, TestBackend, normalised_over_classes};
 use crate::support::{C, CLASS_WEIGHT, K_SHAPE, N};
 
 /// The loss and the input layout of a case.
@@ -307,12 +307,7 @@ fn f32_data(values: Vec<f64>, shape: &[usize]) -> TensorData {
 /// `[rows, C]` class probabilities (rows sum to 1), as `support::class_probabilities`.
 fn class_probabilities(rows: usize) -> Vec<f64> {
     let raw = Stream::new(4).uniforms(rows * C, 0.1, 1.0);
-    raw.chunks(C)
-        .flat_map(|row| {
-            let sum: f64 = row.iter().sum();
-            row.iter().map(move |v| v / sum).collect::<Vec<_>>()
-        })
-        .collect()
+    normalised_over_classes(&raw, &[rows, C])
 }
 
 /// Every loss with each of its options alone and together, each in every reduction, and an

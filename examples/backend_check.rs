@@ -1,8 +1,9 @@
 //! Checking a small model across backends with `burn_xent::backend_check`.
 //!
 //! A classifier (a Linear layer, GELU, a Linear layer) trained with burn-xent's cross-entropy
-//! (class weights, label smoothing) runs on `Autodiff<NdArray<f64>>`, the reference, and on
-//! `Autodiff<NdArray<f32>>` and `Autodiff<Wgpu>`, from the same parameters and the same batch;
+//! (class weights, label smoothing) runs on the ndarray device with autodiff in f64, the
+//! reference, and on the same device in f32 and on wgpu (f32), from the same parameters and the
+//! same batch;
 //! the loss, the logits and the gradient of every parameter and of the features are compared
 //! element by element. Then the same model with a hand-written log-softmax,
 //! `log(exp(z) / Σ exp(z))`, on unscaled features: exact enough in f64, but `exp` overflows in
@@ -13,17 +14,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Gelu, Linear, LinearConfig};
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{DType, Int, Tensor};
+use burn::tensor::{DType, Device, DeviceKind, Int, Tensor};
 use burn_xent::backend_check::{
     BackendCheck, BackendCheckConfig, Computation, HostInputs, Inputs, Outputs,
 };
 use burn_xent::{CrossEntropyOptions, NllLossOptions, Reduction, cross_entropy, nll_loss};
-
-/// The reference: `burn_xent::backend_check::DefaultReference`, spelled out.
-type Reference = burn_autodiff::Autodiff<burn_ndarray::NdArray<f64>>;
-type Cpu32 = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
-type Gpu = burn_autodiff::Autodiff<burn_wgpu::Wgpu>;
 
 const BATCH: usize = 16;
 const FEATURES: usize = 4;
@@ -32,14 +27,14 @@ const CLASSES: usize = 3;
 
 /// The user's model.
 #[derive(Module, Debug)]
-struct Classifier<B: Backend> {
-    hidden: Linear<B>,
+struct Classifier {
+    hidden: Linear,
     activation: Gelu,
-    output: Linear<B>,
+    output: Linear,
 }
 
-impl<B: Backend> Classifier<B> {
-    fn init(device: &B::Device) -> Self {
+impl Classifier {
+    fn init(device: &Device) -> Self {
         Self {
             hidden: LinearConfig::new(FEATURES, HIDDEN).init(device),
             activation: Gelu::new(),
@@ -48,7 +43,7 @@ impl<B: Backend> Classifier<B> {
     }
 
     /// `[N, FEATURES]` features to `[N, CLASSES]` logits.
-    fn forward(&self, features: Tensor<B, 2>) -> Tensor<B, 2> {
+    fn forward(&self, features: Tensor<2>) -> Tensor<2> {
         let hidden = self.activation.forward(self.hidden.forward(features));
         self.output.forward(hidden)
     }
@@ -66,9 +61,9 @@ impl<B: Backend> Classifier<B> {
     }
 }
 
-/// The model rebuilt on backend `B` from the host parameters (the same gradient leaves the
-/// check reads the gradients of).
-fn model_from<B: AutodiffBackend>(x: &Inputs<B>) -> Classifier<B> {
+/// The model rebuilt on the inputs' backend from the host parameters (the same gradient leaves
+/// the check reads the gradients of).
+fn model_from(x: &Inputs) -> Classifier {
     let linear = |name: &str| Linear {
         weight: Param::from_tensor(x.float(&format!("{name}.weight"))),
         bias: Some(Param::from_tensor(x.float(&format!("{name}.bias")))),
@@ -87,11 +82,11 @@ struct TrainingStep {
 }
 
 impl Computation for TrainingStep {
-    fn run<B: AutodiffBackend>(&self, x: &Inputs<B>) -> Outputs<B> {
+    fn run(&self, x: &Inputs) -> Outputs {
         let model = model_from(x);
         let logits = model.forward(x.float("features"));
-        let labels: Tensor<B, 1, Int> = x.int("labels");
-        let class_weight: Tensor<B, 1> = x.float("class_weight");
+        let labels: Tensor<1, Int> = x.int("labels");
+        let class_weight: Tensor<1> = x.float("class_weight");
         let loss = if self.burn_xent_loss {
             // PyTorch: F.cross_entropy(logits, labels, weight=w, label_smoothing=0.1)
             let options = CrossEntropyOptions::new()
@@ -129,11 +124,15 @@ fn batch(scale: f64) -> HostInputs {
 }
 
 fn main() {
+    // The backends: a device and the float dtype to run it in. The reference is
+    // `burn_xent::backend_check::default_reference()`, spelled out.
+    #[allow(deprecated)] // Burn 0.22 deprecates ndarray for Flex; burn-xent still serves it
+    let cpu = Device::ndarray().autodiff();
+    let gpu = Device::wgpu(DeviceKind::DefaultDevice).autodiff();
+
     // The parameters of a freshly initialised model (any model's, trained or not, will do).
-    // Initialised on the reference's backend: the first tensors of the process, in f64.
-    let device = Default::default();
-    burn_ndarray::NdArray::<f64>::seed(&device, 42);
-    let model = Classifier::<burn_ndarray::NdArray<f64>>::init(&device);
+    cpu.seed(42);
+    let model = Classifier::init(&cpu);
 
     // The same numbers for every backend: rounded to f32 once, so the f32 backends and the
     // f64 reference start from identical inputs and only the computation's round-off shows.
@@ -149,9 +148,9 @@ fn main() {
     let step = TrainingStep {
         burn_xent_loss: true,
     };
-    let report = BackendCheck::new::<Reference>(&step, &standardised, &device, &config)
-        .against::<Cpu32>(&Default::default())
-        .against::<Gpu>(&Default::default())
+    let report = BackendCheck::new(&step, &standardised, &cpu, DType::F64, &config)
+        .against(&cpu, DType::F32)
+        .against(&gpu, DType::F32)
         .assert_agree();
     println!("{report}\n");
 
@@ -159,9 +158,9 @@ fn main() {
         "2. Unscaled features (in the thousands: logits beyond 88), burn-xent's cross-entropy:"
     );
     let unscaled = inputs(1000.0);
-    let report = BackendCheck::new::<Reference>(&step, &unscaled, &device, &config)
-        .against::<Cpu32>(&Default::default())
-        .against::<Gpu>(&Default::default())
+    let report = BackendCheck::new(&step, &unscaled, &cpu, DType::F64, &config)
+        .against(&cpu, DType::F32)
+        .against(&gpu, DType::F32)
         .assert_agree();
     println!("{report}\n");
 
@@ -169,9 +168,9 @@ fn main() {
     let naive = TrainingStep {
         burn_xent_loss: false,
     };
-    let report = BackendCheck::new::<Reference>(&naive, &unscaled, &device, &config)
-        .against::<Cpu32>(&Default::default())
-        .against::<Gpu>(&Default::default())
+    let report = BackendCheck::new(&naive, &unscaled, &cpu, DType::F64, &config)
+        .against(&cpu, DType::F32)
+        .against(&gpu, DType::F32)
         .finish();
     println!("{report}");
     assert!(!report.passed(), "the f32 overflow should have been caught");

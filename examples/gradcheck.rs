@@ -1,25 +1,19 @@
 //! Checking the gradient of a custom loss with `burn_xent::gradcheck`.
 //!
 //! A binary focal loss (Lin et al., 2017; torchvision's `sigmoid_focal_loss`) written with
-//! Burn tensor ops is checked on `Autodiff<NdArray<f64>>` against central finite differences,
-//! with respect to the logits and to a soft target. A variant that detaches the modulating
-//! factor, a tempting "optimisation", is caught, and so is a variant built on Burn's
-//! `sigmoid`, which Burn 0.21 computes in f32 even on an f64 backend. Last, burn-xent's own
-//! `binary_cross_entropy_with_logits` is checked with respect to input and target.
+//! Burn tensor ops is checked on f64 tensors of the ndarray device with autodiff against
+//! central finite differences, with respect to the logits and to a soft target. A variant that
+//! detaches the modulating factor, a tempting "optimisation", is caught, and so is a variant
+//! built on Burn's `sigmoid`, which Burn 0.22 computes in f32 on ndarray even for f64 tensors.
+//! Last, burn-xent's own `binary_cross_entropy_with_logits` is checked with respect to input
+//! and target.
 //!
 //! Run with `cargo run --example gradcheck`.
 
-use burn::tensor::Tensor;
 use burn::tensor::activation::{log_sigmoid, sigmoid};
-use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use burn_xent::gradcheck::{GradcheckConfig, assert_gradcheck, gradcheck};
 use burn_xent::{BceWithLogitsOptions, Reduction, binary_cross_entropy_with_logits};
-
-/// The tests' helpers, for their dtype-aware tensor constructor.
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-type B = burn_autodiff::Autodiff<burn_ndarray::NdArray<f64>>;
 
 /// How the focal loss gets `p = sigmoid(x)`.
 #[derive(Clone, Copy)]
@@ -29,21 +23,22 @@ enum Variant {
     /// `p` detached: the modulating factor `(1 - p_t)^γ` gets no gradient. Same value, wrong
     /// gradient.
     DetachedModulation,
-    /// Burn's `sigmoid`, which Burn 0.21 computes in f32 whatever the backend's dtype: right
-    /// gradient, but values good to 1e-7 only, too coarse for f64 finite differences.
+    /// Burn's `sigmoid`, which Burn 0.22 computes in f32 on ndarray whatever the tensor's
+    /// dtype (the default implementation, which casts to f32): right gradient, but values good
+    /// to 1e-7 only, too coarse for f64 finite differences.
     BurnSigmoid,
 }
 
 /// Binary focal loss on logits, per element:
 /// `FL = α_t (1 - p_t)^γ BCE(x, t)` with `p = sigmoid(x)`, `p_t = p t + (1 - p)(1 - t)` and
 /// `α_t = α t + (1 - α)(1 - t)`; torchvision's `sigmoid_focal_loss(x, t, alpha, gamma)`.
-fn binary_focal_loss<Bk: Backend, const D: usize>(
-    logits: Tensor<Bk, D>,
-    target: Tensor<Bk, D>,
+fn binary_focal_loss<const D: usize>(
+    logits: Tensor<D>,
+    target: Tensor<D>,
     gamma: f64,
     alpha: f64,
     variant: Variant,
-) -> Tensor<Bk, D> {
+) -> Tensor<D> {
     let p = match variant {
         Variant::Correct => log_sigmoid(logits.clone()).exp(),
         Variant::DetachedModulation => log_sigmoid(logits.clone()).exp().detach(),
@@ -58,12 +53,21 @@ fn binary_focal_loss<Bk: Backend, const D: usize>(
     alpha_t * modulating * bce
 }
 
-/// A `[rows, cols]` tensor in `B`'s f64, the dtype stated (as `gradcheck`'s docs advise).
-fn tensor(values: &[f64], shape: [usize; 2]) -> Tensor<B, 2> {
-    common::float(values, shape, &Default::default())
+/// A `[rows, cols]` f64 tensor on `device`, the dtype stated at creation (as `gradcheck`'s
+/// docs advise: `Tensor::from_data(data, &device)` would give the device's default, f32).
+fn tensor(values: &[f64], shape: [usize; 2], device: &Device) -> Tensor<2> {
+    Tensor::from_data(
+        TensorData::new(values.to_vec(), shape),
+        (device, DType::F64),
+    )
 }
 
 fn main() {
+    // The ndarray device with autodiff (Burn 0.22 deprecates ndarray for Flex; its f32
+    // `sigmoid` is the point of check 4).
+    #[allow(deprecated)]
+    let device = Device::ndarray().autodiff();
+    let tensor = |values: &[f64], shape| tensor(values, shape, &device);
     let logits = tensor(
         &[
             1.2, -0.7, 0.3, -2.1, 0.9, 1.8, -0.4, 2.5, -1.3, 0.1, -0.9, 0.6,
@@ -111,7 +115,7 @@ fn main() {
     println!("{report}\n");
     assert!(!report.passed);
 
-    println!("4. The same loss on Burn's sigmoid, which Burn 0.21 computes in f32: at f64");
+    println!("4. The same loss on Burn's sigmoid, which ndarray computes in f32: at f64");
     println!("   tolerances its finite differences are rounding noise, and the check fails:");
     let report = gradcheck(
         |x| {

@@ -18,7 +18,7 @@
 //! | [`BceLoss`] | [`binary_output`](BceLoss::binary_output) | probabilities `[N]` | `[N]` Int 0/1 | [`MultiLabelClassificationOutput`] `[N, 1]` (probabilities) |
 //!
 //! The binary case is a one-label [`MultiLabelClassificationOutput`] because that is what
-//! burn-train 0.21's binary metrics read: `PrecisionMetric::binary(0.5)`,
+//! burn-train 0.22's binary metrics read: `PrecisionMetric::binary(0.5)`,
 //! `RecallMetric::binary(0.5)`, `FBetaScoreMetric::binary(1.0, 0.5)` and `HammingScore` (which
 //! on one label is the accuracy) threshold *probabilities* at 0.5, so the BCE-with-logits
 //! methods store `sigmoid(logits)` (detached; the loss is computed on the logits). Do not add
@@ -26,49 +26,52 @@
 //! and is meaningless on a single column; use `HammingScore` there.
 //!
 //! The cross-entropy methods store the logits (or log-probabilities) themselves, as Burn's
-//! own examples do: `AccuracyMetric` takes their argmax and `AurocMetric` and
-//! `PerplexityMetric` apply the softmax themselves (a softmax of log-probabilities gives the
-//! probabilities back). The loss leaves out rows whose target is `ignore_index`, as PyTorch
+//! own examples do: `AccuracyMetric` takes their argmax (as do the top-k rules of precision,
+//! recall and F-β) and `PerplexityMetric` applies the log-softmax itself (a log-softmax of
+//! log-probabilities gives them back). burn-train 0.22's `AurocMetric` ranks each class's
+//! column as stored, with no softmax: on a binary task's single column (the BCE methods'
+//! probabilities) that is the usual AUROC; on multi-class logits the ranking of a class's
+//! raw scores can differ from that of its probabilities. The loss leaves out rows whose target is `ignore_index`, as PyTorch
 //! does, but burn-train's metrics see every row: with padded targets, use a non-negative
 //! `ignore_index` and give the same index to `AccuracyMetric::with_pad_token`.
 //!
 //! With `check_values` on (the default), each call reads the targets (or probabilities) back
-//! from the device once to check them; burn-train reads every step's output back for its
-//! metrics anyway. Switch the check off on the config to avoid the wait on a GPU.
+//! from the device once to check them, a wait for the step's work on a GPU (burn-train 0.22's
+//! metrics compute on the device and read back only their scalars). Switch the check off on
+//! the config to avoid it.
 //!
 //! ```
-//! use burn::tensor::{Int, Tensor};
+//! use burn::tensor::{Device, Int, Tensor};
 //! use burn::train::ClassificationOutput;
 //! use burn_xent::CrossEntropyLossConfig;
-//! type B = burn_ndarray::NdArray<f32>;
-//! let device = Default::default();
+//! let device = Device::ndarray();
 //!
 //! // In a model's `TrainStep::step` / `InferenceStep::step`:
 //! // PyTorch: nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5]), label_smoothing=0.1)
 //! let criterion = CrossEntropyLossConfig::new()
 //!     .with_weight(Some(vec![1.0, 2.0, 0.5]))
 //!     .with_label_smoothing(0.1)
-//!     .init::<B>(&device);
-//! let logits = Tensor::<B, 2>::from_floats([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], &device);
-//! let targets = Tensor::<B, 1, Int>::from_ints([0, 2], &device);
-//! let item: ClassificationOutput<B> = criterion.classification_output(logits, targets);
+//!     .init(&device);
+//! let logits = Tensor::<2>::from_floats([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], &device);
+//! let targets = Tensor::<1, Int>::from_ints([0, 2], &device);
+//! let item: ClassificationOutput = criterion.classification_output(logits, targets);
 //! assert_eq!(item.loss.dims(), [1]);
 //! assert_eq!(item.output.dims(), [2, 3]);
 //! ```
 
 use burn::tensor::activation::sigmoid;
-use burn::tensor::backend::Backend;
+use burn::tensor::kind::Basic;
 use burn::tensor::{Int, Tensor};
 use burn::train::{ClassificationOutput, MultiLabelClassificationOutput};
 
 use crate::{BceLoss, BceWithLogitsLoss, CrossEntropyLoss, NllLoss, Reduction};
 
 /// `[N]` to `[N, 1]`: a binary task as burn-train's one-label multi-label output.
-fn column<B: Backend, K: burn::tensor::BasicOps<B>>(tensor: Tensor<B, 1, K>) -> Tensor<B, 2, K> {
+fn column<K: Basic>(tensor: Tensor<1, K>) -> Tensor<2, K> {
     tensor.unsqueeze_dim(1)
 }
 
-impl<B: Backend> CrossEntropyLoss<B> {
+impl CrossEntropyLoss {
     /// The mean cross-entropy of `logits` against class indices `targets`, with the logits
     /// and targets, as burn-train's [`ClassificationOutput`].
     ///
@@ -82,15 +85,15 @@ impl<B: Backend> CrossEntropyLoss<B> {
     /// the wrong length, a target outside `[0, C)` that is not `ignore_index`.
     pub fn classification_output(
         &self,
-        logits: Tensor<B, 2>,
-        targets: Tensor<B, 1, Int>,
-    ) -> ClassificationOutput<B> {
+        logits: Tensor<2>,
+        targets: Tensor<1, Int>,
+    ) -> ClassificationOutput {
         let loss = self.forward(logits.clone(), targets.clone(), Reduction::Mean);
         ClassificationOutput::new(loss, logits, targets)
     }
 }
 
-impl<B: Backend> NllLoss<B> {
+impl NllLoss {
     /// The mean negative log-likelihood of `log_probs` against class indices `targets`, with
     /// the log-probabilities and targets, as burn-train's [`ClassificationOutput`].
     ///
@@ -104,15 +107,15 @@ impl<B: Backend> NllLoss<B> {
     /// As [`nll_loss`](crate::nll_loss).
     pub fn classification_output(
         &self,
-        log_probs: Tensor<B, 2>,
-        targets: Tensor<B, 1, Int>,
-    ) -> ClassificationOutput<B> {
+        log_probs: Tensor<2>,
+        targets: Tensor<1, Int>,
+    ) -> ClassificationOutput {
         let loss = self.forward(log_probs.clone(), targets.clone(), Reduction::Mean);
         ClassificationOutput::new(loss, log_probs, targets)
     }
 }
 
-impl<B: Backend> BceWithLogitsLoss<B> {
+impl BceWithLogitsLoss {
     /// The mean binary cross-entropy of `logits` against 0/1 `targets`, with the predicted
     /// probabilities and targets, as burn-train's [`MultiLabelClassificationOutput`].
     ///
@@ -128,9 +131,9 @@ impl<B: Backend> BceWithLogitsLoss<B> {
     /// shapes that do not match, a `weight` or `pos_weight` that does not broadcast.
     pub fn multi_label_output(
         &self,
-        logits: Tensor<B, 2>,
-        targets: Tensor<B, 2, Int>,
-    ) -> MultiLabelClassificationOutput<B> {
+        logits: Tensor<2>,
+        targets: Tensor<2, Int>,
+    ) -> MultiLabelClassificationOutput {
         let loss = self.forward(logits.clone(), targets.clone().float(), Reduction::Mean);
         MultiLabelClassificationOutput::new(loss, sigmoid(logits.detach()), targets)
     }
@@ -145,14 +148,14 @@ impl<B: Backend> BceWithLogitsLoss<B> {
     /// As [`multi_label_output`](Self::multi_label_output).
     pub fn binary_output(
         &self,
-        logits: Tensor<B, 1>,
-        targets: Tensor<B, 1, Int>,
-    ) -> MultiLabelClassificationOutput<B> {
+        logits: Tensor<1>,
+        targets: Tensor<1, Int>,
+    ) -> MultiLabelClassificationOutput {
         self.multi_label_output(column(logits), column(targets))
     }
 }
 
-impl<B: Backend> BceLoss<B> {
+impl BceLoss {
     /// The mean binary cross-entropy of probabilities `probs` against 0/1 `targets`, with the
     /// probabilities and targets, as burn-train's [`MultiLabelClassificationOutput`].
     ///
@@ -169,9 +172,9 @@ impl<B: Backend> BceLoss<B> {
     /// checked).
     pub fn multi_label_output(
         &self,
-        probs: Tensor<B, 2>,
-        targets: Tensor<B, 2, Int>,
-    ) -> MultiLabelClassificationOutput<B> {
+        probs: Tensor<2>,
+        targets: Tensor<2, Int>,
+    ) -> MultiLabelClassificationOutput {
         let loss = self.forward(probs.clone(), targets.clone().float(), Reduction::Mean);
         MultiLabelClassificationOutput::new(loss, probs, targets)
     }
@@ -186,9 +189,9 @@ impl<B: Backend> BceLoss<B> {
     /// As [`multi_label_output`](Self::multi_label_output).
     pub fn binary_output(
         &self,
-        probs: Tensor<B, 1>,
-        targets: Tensor<B, 1, Int>,
-    ) -> MultiLabelClassificationOutput<B> {
+        probs: Tensor<1>,
+        targets: Tensor<1, Int>,
+    ) -> MultiLabelClassificationOutput {
         self.multi_label_output(column(probs), column(targets))
     }
 }

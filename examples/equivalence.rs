@@ -12,17 +12,16 @@
 //! Run: `cargo run --example equivalence`
 
 use burn::tensor::activation::{log_softmax, sigmoid, softmax};
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use burn::tensor::kind::Basic;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use burn_xent::*;
 
-/// The tests' helpers, for reading tensors back.
+/// The tests' helpers, for the backend matrix's entries, the wgpu probe and reading tensors
+/// back.
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-type NdArray = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
-type Flex = burn_autodiff::Autodiff<burn_flex::Flex>;
-type Wgpu = burn_autodiff::Autodiff<burn_wgpu::Wgpu>;
+use common::TestBackend;
 
 /// The notebook's random inputs, drawn once (seeded) on the CPU so every backend gets the
 /// same numbers.
@@ -33,20 +32,17 @@ struct Inputs {
     targets: TensorData,
 }
 
-fn draw_inputs() -> Inputs {
-    use burn::tensor::backend::Backend;
-    type Cpu = burn_ndarray::NdArray<f32>;
-    let device = Default::default();
-    Cpu::seed(&device, 42);
+fn draw_inputs(device: &Device) -> Inputs {
+    device.seed(42);
     let normal = Distribution::Normal(0.0, 1.0);
     let coin = Distribution::Uniform(0.0, 2.0);
     Inputs {
-        binary_logits: Tensor::<Cpu, 2>::random([10, 1], normal, &device).into_data(),
-        binary_targets: Tensor::<Cpu, 2>::random([10, 1], coin, &device)
+        binary_logits: Tensor::<2>::random([10, 1], normal, device).into_data(),
+        binary_targets: Tensor::<2>::random([10, 1], coin, device)
             .floor()
             .into_data(),
-        logits: Tensor::<Cpu, 2>::random([10, 2], normal, &device).into_data(),
-        targets: Tensor::<Cpu, 1>::random([10], coin, &device)
+        logits: Tensor::<2>::random([10, 2], normal, device).into_data(),
+        targets: Tensor::<1>::random([10], coin, device)
             .floor()
             .int()
             .into_data(),
@@ -54,9 +50,9 @@ fn draw_inputs() -> Inputs {
 }
 
 /// A loss and the gradient of it with respect to `x`, both as f64 vectors.
-fn with_grad<B: AutodiffBackend, const D: usize>(
-    x: &Tensor<B, D>,
-    loss: impl FnOnce(Tensor<B, D>) -> Tensor<B, 1>,
+fn with_grad<const D: usize>(
+    x: &Tensor<D>,
+    loss: impl FnOnce(Tensor<D>) -> Tensor<1>,
 ) -> (Vec<f64>, Vec<f64>) {
     let x = x.clone().detach().require_grad();
     let value = loss(x.clone());
@@ -83,23 +79,18 @@ fn cross_check(name: &str, a: (Vec<f64>, Vec<f64>), b: (Vec<f64>, Vec<f64>)) -> 
     loss_diff.max(grad_diff)
 }
 
-fn describe<B: burn::tensor::backend::Backend, const D: usize, K>(
-    name: &str,
-    tensor: &Tensor<B, D, K>,
-) -> String
-where
-    K: burn::tensor::TensorKind<B> + burn::tensor::BasicOps<B>,
-{
+fn describe<const D: usize, K: Basic>(name: &str, tensor: &Tensor<D, K>) -> String {
     format!("{name}: {:?} {:?}", tensor.dims(), tensor.dtype())
 }
 
-fn run<B: AutodiffBackend>(backend: &str, device: &B::Device, inputs: &Inputs) -> f64 {
+/// The notebook on `device` (an autodiff device); returns the largest difference seen.
+fn run(backend: &str, device: &Device, inputs: &Inputs) -> f64 {
     println!("\n================ {backend} ================");
     let mut worst: f64 = 0.0;
 
     println!("\n1. Binary case");
-    let logits = Tensor::<B, 2>::from_data(inputs.binary_logits.clone(), device);
-    let targets = Tensor::<B, 2>::from_data(inputs.binary_targets.clone(), device);
+    let logits = Tensor::<2>::from_data(inputs.binary_logits.clone(), device);
+    let targets = Tensor::<2>::from_data(inputs.binary_targets.clone(), device);
     let probs = sigmoid(logits.clone());
     let log_probs = probs.clone().log();
     let preds = probs.clone().greater_elem(0.5).float();
@@ -113,9 +104,9 @@ fn run<B: AutodiffBackend>(backend: &str, device: &B::Device, inputs: &Inputs) -
         println!("  {line}");
     }
 
-    let value = |t: Tensor<B, 1>| t.into_scalar();
+    let value = |t: Tensor<1>| t.into_scalar::<f32>();
     println!("\n  BCELoss and binary_cross_entropy");
-    let bce = BceLossConfig::new().init::<B>(device);
+    let bce = BceLossConfig::new().init(device);
     println!(
         "    The module:            {}",
         value(bce.forward(probs.clone(), targets.clone(), Reduction::Mean))
@@ -130,7 +121,7 @@ fn run<B: AutodiffBackend>(backend: &str, device: &B::Device, inputs: &Inputs) -
         ))
     );
     println!("\n  BCEWithLogitsLoss and binary_cross_entropy_with_logits");
-    let bce_logits = BceWithLogitsLossConfig::new().init::<B>(device);
+    let bce_logits = BceWithLogitsLossConfig::new().init(device);
     println!(
         "    The module:            {}",
         value(bce_logits.forward(logits.clone(), targets.clone(), Reduction::Mean))
@@ -146,8 +137,8 @@ fn run<B: AutodiffBackend>(backend: &str, device: &B::Device, inputs: &Inputs) -
     );
 
     println!("\n2. Multi-class case");
-    let mc_logits = Tensor::<B, 2>::from_data(inputs.logits.clone(), device);
-    let mc_targets = Tensor::<B, 1, Int>::from_data(inputs.targets.clone(), device);
+    let mc_logits = Tensor::<2>::from_data(inputs.logits.clone(), device);
+    let mc_targets = Tensor::<1, Int>::from_data(inputs.targets.clone(), device);
     let mc_probs = softmax(mc_logits.clone(), 1);
     let mc_log_probs = mc_probs.clone().log();
     let mc_preds = mc_probs.clone().argmax(1).squeeze_dim::<1>(1).float();
@@ -161,7 +152,7 @@ fn run<B: AutodiffBackend>(backend: &str, device: &B::Device, inputs: &Inputs) -
         println!("  {line}");
     }
     println!("\n  CrossEntropyLoss and cross_entropy");
-    let ce = CrossEntropyLossConfig::new().init::<B>(device);
+    let ce = CrossEntropyLossConfig::new().init(device);
     println!(
         "    The module:            {}",
         value(ce.forward(mc_logits.clone(), mc_targets.clone(), Reduction::Mean))
@@ -176,7 +167,7 @@ fn run<B: AutodiffBackend>(backend: &str, device: &B::Device, inputs: &Inputs) -
         ))
     );
     println!("\n  NLLLoss and nll_loss");
-    let nll = NllLossConfig::new().init::<B>(device);
+    let nll = NllLossConfig::new().init(device);
     println!(
         "    The module:            {}",
         value(nll.forward(mc_log_probs.clone(), mc_targets.clone(), Reduction::Mean))
@@ -213,11 +204,11 @@ fn run<B: AutodiffBackend>(backend: &str, device: &B::Device, inputs: &Inputs) -
 /// reciprocal instruction from 32 elements up (relative error up to 2^-14 on AVX-512): at 10
 /// rows it is exact; on a batch of thousands of rows it is off by up to 4e-5, where
 /// burn-xent's cross-entropy stays within f32 round-off on both paths (`src/workarounds.rs`).
-fn cross_checks<B: AutodiffBackend>(
-    logits: &Tensor<B, 2>,
-    targets: &Tensor<B, 2>,
-    mc_logits: &Tensor<B, 2>,
-    mc_targets: &Tensor<B, 1, Int>,
+fn cross_checks(
+    logits: &Tensor<2>,
+    targets: &Tensor<2>,
+    mc_logits: &Tensor<2>,
+    mc_targets: &Tensor<1, Int>,
 ) -> f64 {
     let mut worst: f64 = 0.0;
     worst = worst.max(cross_check(
@@ -284,27 +275,19 @@ fn cross_checks<B: AutodiffBackend>(
     worst
 }
 
+/// The notebook on one entry of the tests' matrix, with autodiff.
+fn run_on(backend: TestBackend, inputs: &Inputs) -> f64 {
+    let backend = backend.autodiff();
+    run(&backend.label(), &backend.device, inputs)
+}
+
 fn main() {
-    let inputs = draw_inputs();
-    let mut worst = run::<NdArray>(
-        "ndarray (Autodiff<NdArray<f32>>)",
-        &Default::default(),
-        &inputs,
-    );
-    worst = worst.max(run::<Flex>(
-        "flex (Autodiff<Flex>)",
-        &Default::default(),
-        &inputs,
-    ));
+    let inputs = draw_inputs(&TestBackend::ndarray_f32().device);
+    let mut worst = run_on(TestBackend::ndarray_f32(), &inputs);
+    worst = worst.max(run_on(TestBackend::flex_f32(), &inputs));
     // One quiet probe: without a GPU driver this prints one SKIPPED line, no panic text.
-    match burn_xent::availability::backend_unavailable::<Wgpu>(&Default::default()) {
-        None => {
-            worst = worst.max(run::<Wgpu>(
-                "wgpu (Autodiff<Wgpu>)",
-                &Default::default(),
-                &inputs,
-            ));
-        }
+    match common::wgpu_unavailable() {
+        None => worst = worst.max(run_on(TestBackend::wgpu(), &inputs)),
         Some(reason) => println!("\nSKIPPED wgpu: {reason}"),
     }
     println!("\nLargest difference over every check and backend: {worst:.3e}");

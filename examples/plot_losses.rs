@@ -7,7 +7,7 @@
 //! - `binary_cross_entropy_with_logits(x, t)` (PyTorch's `F.binary_cross_entropy_with_logits`,
 //!   `nn.BCEWithLogitsLoss`),
 //!
-//! both computed by burn-xent on `Autodiff<NdArray<f32>>`, gradients by Burn's autodiff, with
+//! both computed by burn-xent on ndarray in f32 (an autodiff device), gradients by Burn's autodiff, with
 //! the exact values (`softplus`, `sigmoid`, in f64) underneath. In f32, `sigmoid(x)` rounds to
 //! exactly 1 for `x` above about 16.6, so with target 0 the probability form takes
 //! `log(1 - 1) = -inf`, which PyTorch (and burn-xent) clamp at -100: the loss jumps to 100 and
@@ -19,21 +19,20 @@
 //! Run with `cargo run --example plot_losses`; it prints a few values, where the probability
 //! form breaks down and the largest errors of both forms, then writes the picture.
 
-use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
+use burn::tensor::{DType, Tensor};
 use burn_xent::{
     BceOptions, BceWithLogitsOptions, binary_cross_entropy_no_reduction,
     binary_cross_entropy_with_logits_no_reduction,
 };
 use plotters::prelude::*;
 
-/// The tests' helpers, for their tensor constructors and read-back.
+/// The tests' helpers, for the ndarray entry of their matrix, their tensor constructor and
+/// read-back.
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{float_as, float_dtype, values};
-
-type B = burn_autodiff::Autodiff<burn_ndarray::NdArray<f32>>;
+use common::{TestBackend, float_as, values};
 
 const X_MIN: f64 = -30.0;
 const X_MAX: f64 = 30.0;
@@ -49,12 +48,12 @@ struct Curve {
 
 /// The two losses for one target on the grid `xs`, in f32, with autodiff gradients.
 fn curves(xs: &[f32], target: f32) -> (Curve, Curve) {
-    let device = Default::default();
+    let device = TestBackend::ndarray_f32().autodiff().device;
     let n = xs.len();
     let run = |with_logits: bool| {
-        let x: Tensor<B, 1> = float_as(xs.to_vec(), [n], &device, float_dtype::<B>());
+        let x: Tensor<1> = float_as(xs.to_vec(), [n], &device, DType::F32);
         let x = x.require_grad();
-        let t = float_as(vec![target; n], [n], &device, float_dtype::<B>());
+        let t = float_as(vec![target; n], [n], &device, DType::F32);
         let loss = if with_logits {
             binary_cross_entropy_with_logits_no_reduction(
                 x.clone(),
@@ -195,7 +194,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     root.fill(&WHITE)?;
     let (title, body) = root.split_vertically(40);
     title.titled(
-        "Binary cross-entropy in f32: on probabilities sigmoid(x) vs on logits x (burn-xent, NdArray<f32>)",
+        "Binary cross-entropy in f32: on probabilities sigmoid(x) vs on logits x (burn-xent, ndarray, f32)",
         ("sans-serif", 20),
     )?;
     let panels = body.split_evenly((2, 2));

@@ -50,32 +50,29 @@ use std::sync::Arc;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::InMemDataset;
-use burn::module::{AutodiffModule, Module};
+use burn::module::Module;
 use burn::nn::loss::{BinaryCrossEntropyLoss, BinaryCrossEntropyLossConfig};
 use burn::optim::AdamConfig;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use burn::train::metric::{
-    AccuracyMetric, ClassReduction, FBetaScoreMetric, HammingScore, LossMetric, MetricDefinition,
-    MetricId, PrecisionMetric, RecallMetric,
-};
-use burn::train::renderer::{
-    EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
-    MetricsRendererTraining, ProgressType, TrainingProgress,
+    AccuracyMetric, ClassReduction, FBetaScoreMetric, HammingScore, LossMetric, PrecisionMetric,
+    RecallMetric,
 };
 use burn::train::{
-    ClassificationOutput, InferenceStep, Learner, MultiLabelClassificationOutput,
+    ClassificationOutput, InferenceStep, Learner, LearnerModel, MultiLabelClassificationOutput,
     SupervisedTraining, TrainOutput, TrainStep,
 };
 use burn_xent::{BceWithLogitsLoss, BceWithLogitsLossConfig, CrossEntropyLossConfig};
 
-/// The seeded generator of the tests (`Stream`, SplitMix64), for the split.
+/// The tests' helpers: the seeded generator (`Stream`, SplitMix64), for the split, and the
+/// devices of their backend matrix.
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod model;
+mod progress;
 
-use common::Stream;
+use common::{Stream, TestBackend};
 use model::{
     CLASSES, FEATURES, LOWEST_QUALITY, Mlp, balanced_class_weights, good_label, mean_and_std,
     quality_class,
@@ -100,17 +97,17 @@ struct WineItem {
 
 /// A batch: features `[N, 11]`, quality classes `[N]`, good-wine labels `[N, 1]`.
 #[derive(Clone, Debug)]
-struct WineBatch<B: Backend> {
-    features: Tensor<B, 2>,
-    classes: Tensor<B, 1, Int>,
-    good: Tensor<B, 2, Int>,
+struct WineBatch {
+    features: Tensor<2>,
+    classes: Tensor<1, Int>,
+    good: Tensor<2, Int>,
 }
 
 #[derive(Clone, Default)]
 struct WineBatcher;
 
-impl<B: Backend> Batcher<B, WineItem, WineBatch<B>> for WineBatcher {
-    fn batch(&self, items: Vec<WineItem>, device: &B::Device) -> WineBatch<B> {
+impl Batcher<WineItem, WineBatch> for WineBatcher {
+    fn batch(&self, items: Vec<WineItem>, device: &Device) -> WineBatch {
         let n = items.len();
         let features: Vec<f32> = items.iter().flat_map(|item| item.features).collect();
         let classes: Vec<i64> = items.iter().map(|item| item.class).collect();
@@ -168,22 +165,22 @@ fn load_split(seed: u64) -> (Vec<WineItem>, Vec<WineItem>) {
 
 /// The loss of the quality classifier.
 #[derive(Module, Debug)]
-enum QualityLoss<B: Backend> {
+enum QualityLoss {
     /// `burn::nn::loss::CrossEntropyLoss`, as configured by the caller.
-    Burn(burn::nn::loss::CrossEntropyLoss<B>),
+    Burn(burn::nn::loss::CrossEntropyLoss),
     /// `burn_xent::CrossEntropyLoss`.
-    Xent(burn_xent::CrossEntropyLoss<B>),
+    Xent(burn_xent::CrossEntropyLoss),
 }
 
 /// Six-class quality classifier: logits `[N, 6]`.
 #[derive(Module, Debug)]
-struct QualityModel<B: Backend> {
-    mlp: Mlp<B>,
-    loss: QualityLoss<B>,
+struct QualityModel {
+    mlp: Mlp,
+    loss: QualityLoss,
 }
 
-impl<B: Backend> QualityModel<B> {
-    fn forward_classification(&self, batch: WineBatch<B>) -> ClassificationOutput<B> {
+impl QualityModel {
+    fn forward_classification(&self, batch: WineBatch) -> ClassificationOutput {
         let logits = self.mlp.forward(batch.features);
         match &self.loss {
             QualityLoss::Burn(loss) => {
@@ -196,43 +193,45 @@ impl<B: Backend> QualityModel<B> {
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for QualityModel<B> {
-    type Input = WineBatch<B>;
-    type Output = ClassificationOutput<B>;
+impl TrainStep for QualityModel {
+    type Input = WineBatch;
+    type Output = ClassificationOutput;
 
-    fn step(&self, batch: WineBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
+    fn step(&self, batch: WineBatch) -> TrainOutput<ClassificationOutput> {
         let item = self.forward_classification(batch);
         TrainOutput::new(self, item.loss.backward(), item)
     }
 }
 
-impl<B: Backend> InferenceStep for QualityModel<B> {
-    type Input = WineBatch<B>;
-    type Output = ClassificationOutput<B>;
+impl InferenceStep for QualityModel {
+    type Input = WineBatch;
+    type Output = ClassificationOutput;
 
-    fn step(&self, batch: WineBatch<B>) -> ClassificationOutput<B> {
+    fn step(&self, batch: WineBatch) -> ClassificationOutput {
         self.forward_classification(batch)
     }
 }
 
 /// The loss of the good-wine detector.
+// One per model, built once per run: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
-enum GoodLoss<B: Backend> {
+enum GoodLoss {
     /// `burn::nn::loss::BinaryCrossEntropyLoss` on logits.
-    Burn(BinaryCrossEntropyLoss<B>),
+    Burn(BinaryCrossEntropyLoss),
     /// `burn_xent::BceWithLogitsLoss`.
-    Xent(BceWithLogitsLoss<B>),
+    Xent(BceWithLogitsLoss),
 }
 
 /// Good-wine detector: one logit per wine, `[N, 1]`.
 #[derive(Module, Debug)]
-struct GoodModel<B: Backend> {
-    mlp: Mlp<B>,
-    loss: GoodLoss<B>,
+struct GoodModel {
+    mlp: Mlp,
+    loss: GoodLoss,
 }
 
-impl<B: Backend> GoodModel<B> {
-    fn forward_classification(&self, batch: WineBatch<B>) -> MultiLabelClassificationOutput<B> {
+impl GoodModel {
+    fn forward_classification(&self, batch: WineBatch) -> MultiLabelClassificationOutput {
         let logits = self.mlp.forward(batch.features);
         match &self.loss {
             GoodLoss::Burn(loss) => {
@@ -249,118 +248,22 @@ impl<B: Backend> GoodModel<B> {
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for GoodModel<B> {
-    type Input = WineBatch<B>;
-    type Output = MultiLabelClassificationOutput<B>;
+impl TrainStep for GoodModel {
+    type Input = WineBatch;
+    type Output = MultiLabelClassificationOutput;
 
-    fn step(&self, batch: WineBatch<B>) -> TrainOutput<MultiLabelClassificationOutput<B>> {
+    fn step(&self, batch: WineBatch) -> TrainOutput<MultiLabelClassificationOutput> {
         let item = self.forward_classification(batch);
         TrainOutput::new(self, item.loss.backward(), item)
     }
 }
 
-impl<B: Backend> InferenceStep for GoodModel<B> {
-    type Input = WineBatch<B>;
-    type Output = MultiLabelClassificationOutput<B>;
+impl InferenceStep for GoodModel {
+    type Input = WineBatch;
+    type Output = MultiLabelClassificationOutput;
 
-    fn step(&self, batch: WineBatch<B>) -> MultiLabelClassificationOutput<B> {
+    fn step(&self, batch: WineBatch) -> MultiLabelClassificationOutput {
         self.forward_classification(batch)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Progress display when stdout is not a terminal
-
-/// burn-train shows its terminal UI when stdout is a terminal and otherwise prints every
-/// iteration; this prints the validation metrics every `every` epochs instead.
-struct EpochLines {
-    every: usize,
-    names: Vec<(MetricId, String)>,
-    latest: Vec<(MetricId, String)>,
-}
-
-impl EpochLines {
-    fn new(every: usize) -> Self {
-        Self {
-            every,
-            names: Vec::new(),
-            latest: Vec::new(),
-        }
-    }
-
-    fn remember(&mut self, state: MetricState) {
-        let entry = match state {
-            MetricState::Generic(entry) | MetricState::Numeric(entry, _) => entry,
-        };
-        // The formatted entry reads "epoch <running value> - batch <batch value>".
-        let running = entry
-            .serialized_entry
-            .formatted
-            .split(" - batch")
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("epoch ")
-            .to_string();
-        match self
-            .latest
-            .iter_mut()
-            .find(|(id, _)| *id == entry.metric_id)
-        {
-            Some(slot) => slot.1 = running,
-            None => self.latest.push((entry.metric_id, running)),
-        }
-    }
-}
-
-impl MetricsRendererTraining for EpochLines {
-    fn update_train(&mut self, _state: MetricState) {}
-
-    fn update_valid(&mut self, state: MetricState) {
-        self.remember(state);
-    }
-
-    fn render_train(&mut self, _item: TrainingProgress, _indicators: Vec<ProgressType>) {}
-
-    fn render_valid(&mut self, item: TrainingProgress, _indicators: Vec<ProgressType>) {
-        let Some(progress) = item.progress else {
-            return;
-        };
-        let (epoch, epochs) = (
-            item.global_progress.items_processed,
-            item.global_progress.items_total,
-        );
-        if progress.items_processed < progress.items_total
-            || (epoch % self.every != 0 && epoch != epochs)
-        {
-            return;
-        }
-        let metrics: Vec<String> = self
-            .latest
-            .iter()
-            .map(|(id, value)| {
-                let name = self
-                    .names
-                    .iter()
-                    .find(|(known, _)| known == id)
-                    .map_or("?", |(_, name)| name.as_str());
-                format!("{name} {value}")
-            })
-            .collect();
-        println!("  epoch {epoch:>3}/{epochs}  valid: {}", metrics.join(", "));
-    }
-}
-
-impl MetricsRendererEvaluation for EpochLines {
-    fn update_test(&mut self, _name: EvaluationName, _state: MetricState) {}
-
-    fn render_test(&mut self, _item: EvaluationProgress, _indicators: Vec<ProgressType>) {}
-}
-
-impl MetricsRenderer for EpochLines {
-    fn manual_close(&mut self) {}
-
-    fn register_metric(&mut self, definition: MetricDefinition) {
-        self.names.push((definition.metric_id, definition.name));
     }
 }
 
@@ -368,8 +271,9 @@ impl MetricsRenderer for EpochLines {
 // Training
 
 /// What a run needs besides the model.
-struct Run<'a, B: AutodiffBackend> {
-    device: &'a B::Device,
+struct Run<'a> {
+    /// The autodiff device the model trains on (validation runs on its inner device).
+    device: &'a Device,
     train: &'a [WineItem],
     valid: &'a [WineItem],
     epochs: usize,
@@ -378,10 +282,10 @@ struct Run<'a, B: AutodiffBackend> {
     directory: PathBuf,
 }
 
-impl<B: AutodiffBackend> Run<'_, B> {
-    /// The training loader (shuffled, on the autodiff backend) and the validation loader (the
-    /// whole held-out split in one batch, on the inner backend).
-    fn loaders(&self) -> (Loader<B>, Loader<B::InnerBackend>) {
+impl Run<'_> {
+    /// The training loader (shuffled, on the autodiff device) and the validation loader (the
+    /// whole held-out split in one batch, on the inner device).
+    fn loaders(&self) -> (Loader, Loader) {
         let train = DataLoaderBuilder::new(WineBatcher)
             .batch_size(BATCH_SIZE)
             .shuffle(self.seed)
@@ -389,7 +293,7 @@ impl<B: AutodiffBackend> Run<'_, B> {
             .build(InMemDataset::new(self.train.to_vec()));
         let valid = DataLoaderBuilder::new(WineBatcher)
             .batch_size(self.valid.len())
-            .set_device(self.device.clone())
+            .set_device(self.device.clone().inner())
             .build(InMemDataset::new(self.valid.to_vec()));
         (train, valid)
     }
@@ -401,12 +305,9 @@ impl<B: AutodiffBackend> Run<'_, B> {
         self.directory.clone()
     }
 
-    fn training<M>(
-        &self,
-    ) -> SupervisedTraining<burn::train::LearningComponentsMarker<B, f64, M, Optim<M, B>>>
+    fn training<M>(&self) -> SupervisedTraining<M>
     where
-        M: TrainStep<Input = WineBatch<B>> + AutodiffModule<B> + core::fmt::Display + 'static,
-        M::InnerModule: InferenceStep<Input = WineBatch<B::InnerBackend>>,
+        M: LearnerModel + TrainStep<Input = WineBatch> + InferenceStep<Input = WineBatch>,
     {
         let (train, valid) = self.loaders();
         let training = SupervisedTraining::new(self.directory(), train, valid)
@@ -416,13 +317,12 @@ impl<B: AutodiffBackend> Run<'_, B> {
         if std::io::stdout().is_terminal() {
             training
         } else {
-            training.renderer(EpochLines::new(10))
+            training.renderer(Box::new(progress::EpochLines::new(10)))
         }
     }
 }
 
-type Loader<B> = Arc<dyn DataLoader<B, WineBatch<B>>>;
-type Optim<M, B> = burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, M, B>;
+type Loader = Arc<dyn DataLoader<WineBatch>>;
 
 /// Held-out scores of one trained model.
 struct Scores {
@@ -440,7 +340,7 @@ enum Variant {
     Xent,
 }
 
-fn train_quality<B: AutodiffBackend>(run: &Run<B>, variant: Variant) -> Scores {
+fn train_quality(run: &Run, variant: Variant) -> Scores {
     let weights = class_weights(run.train, run.options.class_weights);
     let smoothing = run.options.label_smoothing;
     let shown = match &weights {
@@ -450,7 +350,7 @@ fn train_quality<B: AutodiffBackend>(run: &Run<B>, variant: Variant) -> Scores {
         }
         None => "none".to_string(),
     };
-    B::seed(run.device, run.seed);
+    run.device.seed(run.seed);
     let mlp = Mlp::new(CLASSES, run.device);
     let (name, loss) = match variant {
         Variant::Burn if run.options.burn_options => (
@@ -479,7 +379,7 @@ fn train_quality<B: AutodiffBackend>(run: &Run<B>, variant: Variant) -> Scores {
     };
     println!("\n== {name}");
     let model = QualityModel { mlp, loss };
-    let training = run.training::<QualityModel<B>>().metrics((
+    let training = run.training::<QualityModel>().metrics((
         LossMetric::new(),
         AccuracyMetric::new(),
         RecallMetric::multiclass(1, ClassReduction::Macro),
@@ -489,12 +389,12 @@ fn train_quality<B: AutodiffBackend>(run: &Run<B>, variant: Variant) -> Scores {
     score_quality(name, &result.model, run.valid, run.device)
 }
 
-fn train_good<B: AutodiffBackend>(run: &Run<B>, variant: Variant) -> Scores {
+fn train_good(run: &Run, variant: Variant) -> Scores {
     let pos_weight = run.options.pos_weight.unwrap_or_else(|| {
         let positives = run.train.iter().filter(|w| w.good == 1).count();
         (run.train.len() - positives) as f32 / positives as f32
     });
-    B::seed(run.device, run.seed);
+    run.device.seed(run.seed);
     let mlp = Mlp::new(1, run.device);
     let (name, loss) = match variant {
         Variant::Burn if run.options.burn_options => (
@@ -528,7 +428,7 @@ fn train_good<B: AutodiffBackend>(run: &Run<B>, variant: Variant) -> Scores {
     };
     println!("\n== {name}");
     let model = GoodModel { mlp, loss };
-    let training = run.training::<GoodModel<B>>().metrics((
+    let training = run.training::<GoodModel>().metrics((
         LossMetric::new(),
         HammingScore::new(),
         PrecisionMetric::binary(0.5),
@@ -567,22 +467,23 @@ fn class_weights(train: &[WineItem], kind: ClassWeights) -> Option<Vec<f32>> {
 // ---------------------------------------------------------------------------------------
 // Held-out metrics, computed over the whole held-out split at once
 
-fn held_out<B: Backend>(valid: &[WineItem], device: &B::Device) -> WineBatch<B> {
-    Batcher::<B, _, _>::batch(&WineBatcher, valid.to_vec(), device)
+/// The held-out split as one batch on `device`'s inner device, where burn-train's trained model
+/// lives.
+fn held_out(valid: &[WineItem], device: &Device) -> WineBatch {
+    WineBatcher.batch(valid.to_vec(), &device.clone().inner())
 }
 
-fn score_quality<B: Backend>(
+fn score_quality(
     name: String,
-    model: &QualityModel<B>,
+    model: &QualityModel,
     valid: &[WineItem],
-    device: &B::Device,
+    device: &Device,
 ) -> Scores {
-    let logits = model.mlp.forward(held_out::<B>(valid, device).features);
+    let logits = model.mlp.forward(held_out(valid, device).features);
     let predicted: Vec<i64> = logits
         .argmax(1)
         .into_data()
-        .convert::<i64>()
-        .to_vec()
+        .try_into_vec_as::<i64>()
         .unwrap();
     // Per class: wines of that class, predicted as that class, and both.
     let (mut support, mut predicted_as, mut right) =
@@ -621,14 +522,9 @@ fn score_quality<B: Backend>(
     }
 }
 
-fn score_good<B: Backend>(
-    name: String,
-    model: &GoodModel<B>,
-    valid: &[WineItem],
-    device: &B::Device,
-) -> Scores {
-    let logits = model.mlp.forward(held_out::<B>(valid, device).features);
-    let scores: Vec<f32> = logits.into_data().convert::<f32>().to_vec().unwrap();
+fn score_good(name: String, model: &GoodModel, valid: &[WineItem], device: &Device) -> Scores {
+    let logits = model.mlp.forward(held_out(valid, device).features);
+    let scores: Vec<f32> = logits.into_data().try_into_vec_as::<f32>().unwrap();
     let (mut tp, mut fp, mut tn, mut fn_) = (0usize, 0usize, 0usize, 0usize);
     for (wine, &s) in valid.iter().zip(&scores) {
         match (s > 0.0, wine.good == 1) {
@@ -777,16 +673,16 @@ fn parse_args() -> Args {
 
 fn main() {
     let args = parse_args();
-    if args.wgpu {
-        type B = burn::backend::Autodiff<burn_wgpu::Wgpu>;
-        run::<B>(&args, &Default::default(), "wgpu");
+    let backend = if args.wgpu {
+        TestBackend::wgpu()
     } else {
-        type B = burn::backend::Autodiff<burn_ndarray::NdArray<f32>>;
-        run::<B>(&args, &Default::default(), "ndarray");
-    }
+        TestBackend::ndarray_f32()
+    };
+    run(&args, &backend.device.autodiff(), backend.name);
 }
 
-fn run<B: AutodiffBackend>(args: &Args, device: &B::Device, backend: &str) {
+/// Both variants of the task on `device`, an autodiff device.
+fn run(args: &Args, device: &Device, backend: &str) {
     let start = std::time::Instant::now();
     let (train, valid) = load_split(args.seed);
     let task = match args.task {
@@ -804,7 +700,7 @@ fn run<B: AutodiffBackend>(args: &Args, device: &B::Device, backend: &str) {
         positives(&valid),
         args.seed
     );
-    let run_with = |variant: &str| Run::<B> {
+    let run_with = |variant: &str| Run {
         device,
         train: &train,
         valid: &valid,

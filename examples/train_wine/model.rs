@@ -5,8 +5,7 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Relu};
-use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
+use burn::tensor::{Device, Tensor};
 
 /// Physico-chemical measurements per wine.
 pub const FEATURES: usize = 11;
@@ -28,16 +27,16 @@ pub fn good_label(quality: usize) -> i64 {
 
 /// 11 -> 64 -> 32 -> `outputs`, ReLU: raw scores (logits).
 #[derive(Module, Debug)]
-pub struct Mlp<B: Backend> {
-    hidden1: Linear<B>,
-    hidden2: Linear<B>,
-    output: Linear<B>,
+pub struct Mlp {
+    hidden1: Linear,
+    hidden2: Linear,
+    output: Linear,
     activation: Relu,
 }
 
-impl<B: Backend> Mlp<B> {
-    /// Burn's default initialization, from `B`'s random generator (seed it first).
-    pub fn new(outputs: usize, device: &B::Device) -> Self {
+impl Mlp {
+    /// Burn's default initialization, from `device`'s random generator (seed it first).
+    pub fn new(outputs: usize, device: &Device) -> Self {
         Self {
             hidden1: LinearConfig::new(FEATURES, 64).init(device),
             hidden2: LinearConfig::new(64, 32).init(device),
@@ -47,7 +46,7 @@ impl<B: Backend> Mlp<B> {
     }
 
     /// `[N, 11]` -> `[N, outputs]`.
-    pub fn forward(&self, features: Tensor<B, 2>) -> Tensor<B, 2> {
+    pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
         let x = self.activation.forward(self.hidden1.forward(features));
         let x = self.activation.forward(self.hidden2.forward(x));
         self.output.forward(x)

@@ -1,4 +1,4 @@
-//! `linear_cross_entropy` on `Autodiff<NdArray<f32>>`, fused (chunked) against the composite
+//! `linear_cross_entropy` on ndarray (autodiff, f32), fused (chunked) against the composite
 //! path (`linear` then the composite `cross_entropy`, the `[N, V]` logits whole) and against
 //! what a user writes without it (`logits+ce`: the logits whole, then `cross_entropy` on its
 //! fused path): forward + backward time and peak extra memory. PyTorch's side is `python3 tools/bench_torch.py --losses linear_cross_entropy`.
@@ -30,15 +30,12 @@ use std::hint::black_box;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use burn_xent::{
     CrossEntropyOptions, LinearCrossEntropyOptions, LossPath, Reduction, cross_entropy,
     linear_cross_entropy, with_loss_path,
 };
 use criterion::Criterion;
-
-type Inner = burn_ndarray::NdArray<f32>;
-type B = burn_autodiff::Autodiff<Inner>;
 
 #[path = "common/counting.rs"]
 mod counting;
@@ -52,15 +49,17 @@ struct Case {
     rows: usize,
     width: usize,
     classes: usize,
-    hidden: Tensor<B, 2>,
-    weight: Tensor<B, 2>,
-    bias: Tensor<B, 1>,
-    target: Tensor<B, 1, Int>,
+    hidden: Tensor<2>,
+    weight: Tensor<2>,
+    bias: Tensor<1>,
+    target: Tensor<1, Int>,
 }
 
 impl Case {
     fn new(rows: usize, width: usize, classes: usize) -> Self {
-        let device = Default::default();
+        // Burn 0.22 deprecates burn-ndarray in favour of Flex; burn-xent still serves both.
+        #[allow(deprecated)]
+        let device = Device::ndarray().autodiff();
         // A cheap deterministic stream (the values only need to be ordinary).
         let mut state = 0x2545_F491_4F6C_DD1Du64;
         let mut next = move || {
@@ -85,9 +84,9 @@ impl Case {
             rows,
             width,
             classes,
-            hidden: Tensor::from_data(TensorData::new(hidden, [rows, width]), &device),
-            weight: Tensor::from_data(TensorData::new(weight, [width, classes]), &device),
-            bias: Tensor::from_data(TensorData::new(bias, [classes]), &device),
+            hidden: floats(hidden, [rows, width], &device),
+            weight: floats(weight, [width, classes], &device),
+            bias: floats(bias, [classes], &device),
             target: Tensor::from_data(TensorData::new(target, [rows]), &device),
         }
     }
@@ -122,7 +121,7 @@ impl Case {
             // One element each, sliced out: burn-ndarray's `reshape` copies, so a
             // `reshape([-1])` would copy the weight gradient inside the measured run (the
             // peaks measured here did not change: they come earlier).
-            let first = |t: Tensor<Inner, 2>| t.slice([0..1, 0..1]).into_scalar();
+            let first = |t: Tensor<2>| t.slice([0..1, 0..1]).into_scalar::<f32>();
             let g_h = hidden.grad(&grads).expect("hidden's gradient");
             let g_w = weight.grad(&grads).expect("weight's gradient");
             let g_b = bias.grad(&grads).expect("bias's gradient").unsqueeze::<2>();
@@ -134,6 +133,11 @@ impl Case {
     fn gradient_bytes(&self) -> usize {
         4 * (self.rows * self.width + self.width * self.classes + self.classes)
     }
+}
+
+/// Host floats as an f32 tensor of `shape` on `device`.
+fn floats<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values, shape), (device, DType::F32))
 }
 
 /// What computes the loss.
@@ -211,7 +215,7 @@ fn main() {
     };
     let impls = std::env::var("BURN_XENT_LCE_IMPLS").unwrap_or_else(|_| "all".into());
     eprintln!(
-        "linear_cross_entropy bench: Autodiff<NdArray<f32>>, rayon threads {}, median of {runs} \
+        "linear_cross_entropy bench: ndarray (autodiff, f32), rayon threads {}, median of {runs} \
          run(s) after one untimed run",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );

@@ -1,5 +1,5 @@
 //! Times of the four losses, burn-xent against the nearest `burn::nn::loss` module, forward and
-//! forward + backward, on `Autodiff<NdArray<f32>>`, `Autodiff<Flex>` and `Autodiff<Wgpu>`.
+//! forward + backward, on ndarray, Flex and wgpu (autodiff devices, f32).
 //!
 //! ```sh
 //! cargo bench --bench losses                                  # everything (see BENCHMARKS.md)
@@ -29,15 +29,15 @@ mod common;
 
 use std::cell::OnceCell;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 
+use burn::tensor::Device;
 use common::{
-    BACKENDS_VAR, FlexAd, HostInputs, Impl, Inputs, Loss, Mode, NdArrayAd, NodeHandle, SHAPES_VAR,
-    WGPU_SHAPES_VAR, WgpuAd, backend_selected, floor_bytes, shape_label, shape_selected,
-    wgpu_unavailable,
+    BACKENDS_VAR, HostInputs, Impl, Inputs, Loss, Mode, SHAPES_VAR, WGPU_SHAPES_VAR,
+    backend_selected, floor_bytes, shape_label, shape_selected, wgpu_unavailable,
 };
 
 fn main() {
@@ -76,6 +76,8 @@ fn main() {
         },
     );
 
+    // Each backend's name and autodiff device.
+    let devices = common::backends();
     for loss in Loss::ALL {
         for shape in loss.shapes_to_run(test_mode) {
             let case = Case {
@@ -86,10 +88,10 @@ fn main() {
                 // (first touch of the allocator, wgpu's kernel compilation) out of the numbers.
                 warm_up: quick,
             };
-            let ndarray_inputs = OnceCell::new();
-            let flex_inputs = OnceCell::new();
-            let wgpu_inputs = OnceCell::new();
             let on_wgpu = wgpu && (test_mode || shape_selected(WGPU_SHAPES_VAR, "small", &shape));
+            let selected = [ndarray, flex, on_wgpu];
+            // Each backend's inputs, uploaded on first use.
+            let inputs: [OnceCell<Inputs>; 3] = Default::default();
             for mode in Mode::ALL {
                 let mut group = criterion.benchmark_group(format!(
                     "{}/{}/{}",
@@ -99,15 +101,14 @@ fn main() {
                 ));
                 group.sampling_mode(SamplingMode::Flat);
                 group.throughput(Throughput::Bytes(floor_bytes(loss, &shape, mode)));
-                for &imp in loss.impls().iter().filter(|imp| imp.runs(&shape, mode)) {
-                    if ndarray {
-                        case.bench::<NdArrayAd>(&mut group, "ndarray", &ndarray_inputs, imp, mode);
-                    }
-                    if flex {
-                        case.bench::<FlexAd>(&mut group, "flex", &flex_inputs, imp, mode);
-                    }
-                    if on_wgpu {
-                        case.bench::<WgpuAd>(&mut group, "wgpu", &wgpu_inputs, imp, mode);
+                for &imp in loss.impls().iter().filter(|imp| imp.runs(&shape)) {
+                    for ((backend, inputs), _) in devices
+                        .iter()
+                        .zip(&inputs)
+                        .zip(selected)
+                        .filter(|(_, selected)| *selected)
+                    {
+                        case.bench(&mut group, backend, inputs, imp, mode);
                     }
                 }
                 group.finish();
@@ -127,39 +128,27 @@ struct Case<'a> {
 }
 
 impl Case<'_> {
-    fn bench<B: NodeHandle>(
+    /// One implementation on one backend (its name and autodiff device).
+    fn bench(
         &self,
         group: &mut BenchmarkGroup<'_, WallTime>,
-        backend: &str,
-        inputs: &OnceCell<Inputs<B>>,
+        (backend, device): &(&str, Device),
+        inputs: &OnceCell<Inputs>,
         imp: Impl,
         mode: Mode,
     ) {
         let loss = self.loss;
-        let mut warm = !self.warm_up && backend != "wgpu";
+        let mut warm = !self.warm_up && *backend != "wgpu";
         group.bench_function(BenchmarkId::new(imp.name(), backend), |b| {
             let inputs = inputs.get_or_init(|| {
                 let host = self.host.get_or_init(|| HostInputs::new(loss, self.shape));
-                Inputs::upload(host, loss, &Default::default())
+                Inputs::upload(host, loss, device)
             });
             if !warm {
                 black_box(inputs.run(loss, imp, mode));
                 warm = true;
             }
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    // Owned logits: a fresh copy per run, made before the timed region.
-                    let fresh = (imp == Impl::XentOwned).then(|| inputs.fresh());
-                    let start = Instant::now();
-                    black_box(match fresh {
-                        Some(fresh) => fresh.run_owned(loss, mode),
-                        None => inputs.run(loss, imp, mode),
-                    });
-                    total += start.elapsed();
-                }
-                total
-            });
+            b.iter(|| inputs.run(loss, imp, mode));
         });
     }
 }

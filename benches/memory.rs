@@ -1,4 +1,4 @@
-//! Peak memory of a forward + backward (and of a forward) on `Autodiff<NdArray<f32>>`, beyond
+//! Peak memory of a forward + backward (and of a forward) on ndarray (autodiff, f32), beyond
 //! the inputs, for burn-xent and burn-nn; and this machine's memory copy bandwidth, for the
 //! bandwidth floor in BENCHMARKS.md.
 //!
@@ -29,7 +29,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use common::{HostInputs, Impl, Inputs, Loss, Mode, NdArrayAd, parse_shape, shape_label};
+use common::{HostInputs, Impl, Inputs, Loss, Mode, parse_shape, shape_label};
 
 #[path = "common/counting.rs"]
 mod counting;
@@ -54,7 +54,7 @@ fn main() {
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
 
     println!(
-        "Peak memory beyond the inputs, Autodiff<NdArray<f32>>, one process per case \
+        "Peak memory beyond the inputs, ndarray (autodiff, f32), one process per case \
          (MiB; alloc = counted by the allocator, rss = resident set)"
     );
     println!(
@@ -65,7 +65,7 @@ fn main() {
     for loss in Loss::ALL {
         for shape in loss.shapes_to_run(test_mode) {
             for mode in Mode::ALL {
-                for &imp in loss.impls().iter().filter(|imp| imp.runs(&shape, mode)) {
+                for &imp in loss.impls().iter().filter(|imp| imp.runs(&shape)) {
                     let id = format!(
                         "{}/{}/{}/{}",
                         loss.name(),
@@ -138,41 +138,25 @@ fn child(args: &[String]) {
     let shape = parse_shape(&args[1]);
     let mode = Mode::parse(&args[2]).expect("a mode");
     let imp = Impl::parse(&args[3]).expect("an implementation");
-    let device = Default::default();
+    // The first backend of the matrix: ndarray.
+    let [(backend, device), ..] = common::backends();
 
     // Load the code and start the thread pool on a tiny input first.
     let tiny = loss.test_shapes().remove(0);
-    let tiny = Inputs::<NdArrayAd>::upload(&HostInputs::new(loss, &tiny), loss, &device);
+    let tiny = Inputs::upload(&HostInputs::new(loss, &tiny), loss, &device);
     std::hint::black_box(tiny.run(loss, imp, mode));
     drop(tiny);
 
     let live_before_inputs = LIVE.load(Ordering::Relaxed);
-    let inputs = {
-        let host = HostInputs::new(loss, &shape);
-        let inputs = Inputs::<NdArrayAd>::upload(&host, loss, &device);
-        // Owned logits: the loss gets the input as its only reference (the copy is the input).
-        if imp == Impl::XentOwned {
-            inputs.fresh()
-        } else {
-            inputs
-        }
-    };
+    let inputs = Inputs::upload(&HostInputs::new(loss, &shape), loss, &device);
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     reset_peak_rss();
     let rss_base = status_kib("VmRSS:");
 
     let start = Instant::now();
-    // An owned run consumes its inputs (and frees the input, its gradient's storage, at the
-    // end of the run); the others keep theirs until after the measurement.
-    let (value, inputs) = if imp == Impl::XentOwned {
-        (std::hint::black_box(inputs.run_owned(loss, mode)), None)
-    } else {
-        (
-            std::hint::black_box(inputs.run(loss, imp, mode)),
-            Some(inputs),
-        )
-    };
+    // The inputs stay alive until after the measurement.
+    let value = std::hint::black_box(inputs.run(loss, imp, mode));
     let seconds = start.elapsed().as_secs_f64();
 
     let alloc_extra = PEAK.load(Ordering::Relaxed) - base;
@@ -186,7 +170,7 @@ fn child(args: &[String]) {
             "shape": shape,
             "mode": mode.name(),
             "impl": imp.name(),
-            "backend": "ndarray",
+            "backend": backend,
             "input_bytes": base - live_before_inputs,
             "alloc_extra_bytes": alloc_extra,
             "rss_extra_bytes": rss_extra,

@@ -8,22 +8,31 @@
 
 use std::fmt;
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use burn_xent::{
     BceOptions, BceWithLogitsOptions, CrossEntropyOptions, NllLossOptions, Reduction,
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, nll_loss,
 };
 
-/// The helpers of the tests (`tests/common`): the wgpu probe (why wgpu cannot run here, or
-/// `None` when it can), the seeded generator and the dtype-aware tensor constructor.
+/// The helpers of the tests (`tests/common`): the backend matrix's entries, the wgpu probe
+/// (why wgpu cannot run here, or `None` when it can), the seeded generator and the
+/// dtype-aware tensor constructor.
 #[path = "../../tests/common/mod.rs"]
 mod shared;
-/// The backends benchmarked, the tests' matrix: `Autodiff<NdArray<f32>>`, `Autodiff<Flex>`
-/// (f32) and `Autodiff<Wgpu>` (Burn's default: fusion, f32).
 #[allow(unused_imports)] // the memory bench runs on ndarray only
-pub use shared::{FlexAd, NdArrayAd, WgpuAd, wgpu_unavailable};
-use shared::{Stream, float_as, float_dtype};
+pub use shared::wgpu_unavailable;
+use shared::{Stream, TestBackend, float_as};
+
+/// The backends benchmarked, the tests' matrix in f32, each as its autodiff device (Burn 0.22
+/// picks the backend by the device): ndarray, Flex, and wgpu (Burn's default: fusion).
+pub fn backends() -> [(&'static str, Device); 3] {
+    [
+        TestBackend::ndarray_f32(),
+        TestBackend::flex_f32(),
+        TestBackend::wgpu(),
+    ]
+    .map(|backend| (backend.name, backend.autodiff().device))
+}
 
 /// Chooses the shapes: `all` (default), `small` (everything but `4096x32000`), or a comma
 /// list of shape labels such as `65536x10,4194304`.
@@ -71,25 +80,14 @@ impl Loss {
         match self {
             Loss::CrossEntropy | Loss::Bce => &[
                 Impl::Xent,
-                Impl::XentOwned,
                 Impl::XentNoCheck,
                 Impl::XentComposite,
                 Impl::BurnNn,
             ],
             // burn::nn has no NLL loss.
-            Loss::Nll => &[
-                Impl::Xent,
-                Impl::XentOwned,
-                Impl::XentNoCheck,
-                Impl::XentComposite,
-            ],
+            Loss::Nll => &[Impl::Xent, Impl::XentNoCheck, Impl::XentComposite],
             // burn-xent's BCE with logits reads nothing back: no value check to switch off.
-            Loss::BceWithLogits => &[
-                Impl::Xent,
-                Impl::XentOwned,
-                Impl::XentComposite,
-                Impl::BurnNn,
-            ],
+            Loss::BceWithLogits => &[Impl::Xent, Impl::XentComposite, Impl::BurnNn],
         }
     }
 
@@ -138,6 +136,13 @@ impl Loss {
 }
 
 /// Who computes the loss.
+///
+/// Burn 0.21's runs also had `burn-xent-owned`: the logits handed to the loss as its only
+/// reference, the gradient read through a tensor that shared the leaf's autodiff node but not
+/// its storage (the storage swapped out of a clone's `AutodiffTensor`). Burn 0.22 makes that
+/// field private (`AutodiffTensor::primitive` is `pub(crate)`, with no constructor from a
+/// primitive and a node), so the case is gone: every run here keeps a clone of the leaf to read
+/// its gradient, and the loss sees the logits shared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {
     /// burn-xent's function with its defaults (value checks on).
@@ -149,23 +154,13 @@ pub enum Impl {
     XentComposite,
     /// The nearest `burn::nn::loss` module.
     BurnNn,
-    /// burn-xent with its defaults, the logits uniquely owned (forward + backward only): a
-    /// fresh copy of the input, made before the timed region and handed to the loss as its
-    /// only reference, as a linear layer's output is; the fused kernels may then write the
-    /// gradient over it. The gradient is read through a handle on the logits' autodiff node
-    /// that holds none of their storage ([`NodeHandle`]).
-    XentOwned,
 }
 
 impl Impl {
-    /// Whether this implementation is benchmarked at `shape` in `mode`: the owned logits only
-    /// matter with a gradient; burn-nn has no `ignore_index` for the segmentation batch.
-    pub fn runs(self, shape: &[usize], mode: Mode) -> bool {
-        match self {
-            Impl::XentOwned => mode == Mode::ForwardBackward,
-            Impl::BurnNn => shape.len() <= 2,
-            _ => true,
-        }
+    /// Whether this implementation is benchmarked at `shape`: burn-nn has no `ignore_index`
+    /// for the segmentation batch.
+    pub fn runs(self, shape: &[usize]) -> bool {
+        self != Impl::BurnNn || shape.len() <= 2
     }
 
     pub fn name(self) -> &'static str {
@@ -174,7 +169,6 @@ impl Impl {
             Impl::XentNoCheck => "burn-xent-nocheck",
             Impl::XentComposite => "burn-xent-composite",
             Impl::BurnNn => "burn-nn",
-            Impl::XentOwned => "burn-xent-owned",
         }
     }
 
@@ -184,7 +178,6 @@ impl Impl {
             Impl::XentNoCheck,
             Impl::XentComposite,
             Impl::BurnNn,
-            Impl::XentOwned,
         ]
         .into_iter()
         .find(|i| i.name() == name)
@@ -338,32 +331,34 @@ pub const SEGMENTATION_IGNORE: i64 = 255;
 
 /// One case's inputs on a backend. They are not tracked; each forward + backward run makes a
 /// fresh leaf with `require_grad`, as a training step's logits would be (see [`leaf`]).
-pub enum Inputs<B: Backend> {
+/// Cloning shares every buffer.
+#[derive(Clone)]
+pub enum Inputs {
     Class {
-        input: Tensor<B, 2>,
-        target: Tensor<B, 1, Int>,
+        input: Tensor<2>,
+        target: Tensor<1, Int>,
     },
     /// The segmentation batch: `[N, C, H, W]` logits, `[N, H, W]` targets.
     Segmentation {
-        input: Tensor<B, 4>,
-        target: Tensor<B, 3, Int>,
+        input: Tensor<4>,
+        target: Tensor<3, Int>,
     },
     Binary2 {
-        input: Tensor<B, 2>,
-        labels: Tensor<B, 2>,
-        int_labels: Tensor<B, 2, Int>,
+        input: Tensor<2>,
+        labels: Tensor<2>,
+        int_labels: Tensor<2, Int>,
     },
     Binary1 {
-        input: Tensor<B, 1>,
-        labels: Tensor<B, 1>,
-        int_labels: Tensor<B, 1, Int>,
+        input: Tensor<1>,
+        labels: Tensor<1>,
+        int_labels: Tensor<1, Int>,
     },
 }
 
-impl<B: AutodiffBackend> Inputs<B> {
-    /// Uploads `host` for `loss`, floats in `B`'s own float dtype; the binary losses get both
-    /// float labels (burn-xent) and integer ones (burn-nn).
-    pub fn upload(host: &HostInputs, loss: Loss, device: &B::Device) -> Self {
+impl Inputs {
+    /// Uploads `host` for `loss` to `device` (an autodiff device), floats in f32; the binary
+    /// losses get both float labels (burn-xent) and integer ones (burn-nn).
+    pub fn upload(host: &HostInputs, loss: Loss, device: &Device) -> Self {
         let labels_f32 = || host.labels.iter().map(|&l| l as f32).collect::<Vec<f32>>();
         let int = |values: &[i64]| TensorData::new(values.to_vec(), host.shape.clone());
         let inputs = if loss.class_indices() && host.shape.len() == 4 {
@@ -396,133 +391,34 @@ impl<B: AutodiffBackend> Inputs<B> {
                 int_labels: Tensor::from_data(int(&host.labels), device),
             }
         };
-        B::sync(device).expect("the upload finishes");
+        device.sync().expect("the upload finishes");
         inputs
     }
 
     /// One forward (+ backward) of `imp` on these inputs, ending with a read from the device
     /// that waits for all of it: the loss value (forward, on untracked inputs) or one element
-    /// of the input's gradient (forward + backward). Returns what was read. For
-    /// [`Impl::XentOwned`] this copies the input first: a timed loop calls [`Inputs::fresh`]
-    /// outside its timed region and [`Inputs::run_owned`] inside.
-    pub fn run(&self, loss: Loss, imp: Impl, mode: Mode) -> f32
-    where
-        B: NodeHandle,
-    {
+    /// of the input's gradient (forward + backward). Returns what was read.
+    pub fn run(&self, loss: Loss, imp: Impl, mode: Mode) -> f32 {
         match imp {
             Impl::XentComposite => {
                 burn_xent::with_loss_path(burn_xent::LossPath::Composite, || {
                     self.run(loss, Impl::Xent, mode)
                 })
             }
-            Impl::XentOwned => self.fresh().run_owned(loss, mode),
-            _ => self.clone_shared().compute(loss, imp, mode, false),
+            _ => self.clone().compute(loss, imp, mode),
         }
     }
 
-    /// These inputs with the input in a new buffer of its own (targets shared: nothing writes
-    /// them).
-    pub fn fresh(&self) -> Self {
-        fn copy<B: Backend, const D: usize>(x: &Tensor<B, D>) -> Tensor<B, D> {
-            Tensor::from_data(x.to_data(), &x.device())
-        }
-        let fresh = match self {
-            Inputs::Class { input, target } => Inputs::Class {
-                input: copy(input),
-                target: target.clone(),
-            },
-            Inputs::Segmentation { input, target } => Inputs::Segmentation {
-                input: copy(input),
-                target: target.clone(),
-            },
-            Inputs::Binary2 {
-                input,
-                labels,
-                int_labels,
-            } => Inputs::Binary2 {
-                input: copy(input),
-                labels: labels.clone(),
-                int_labels: int_labels.clone(),
-            },
-            Inputs::Binary1 {
-                input,
-                labels,
-                int_labels,
-            } => Inputs::Binary1 {
-                input: copy(input),
-                labels: labels.clone(),
-                int_labels: int_labels.clone(),
-            },
-        };
-        B::sync(&self.device()).expect("the copy finishes");
-        fresh
-    }
-
-    /// [`Impl::XentOwned`] on inputs made by [`Inputs::fresh`]: the loss is handed the input as
-    /// its only reference.
-    pub fn run_owned(self, loss: Loss, mode: Mode) -> f32
-    where
-        B: NodeHandle,
-    {
-        self.compute(loss, Impl::Xent, mode, true)
-    }
-
-    /// The inputs, sharing every buffer (`run` makes its leaf from these).
-    fn clone_shared(&self) -> Self {
+    /// The run: the loss gets a clone of the leaf, which the run keeps to read the gradient.
+    fn compute(self, loss: Loss, imp: Impl, mode: Mode) -> f32 {
         match self {
-            Inputs::Class { input, target } => Inputs::Class {
-                input: input.clone(),
-                target: target.clone(),
-            },
-            Inputs::Segmentation { input, target } => Inputs::Segmentation {
-                input: input.clone(),
-                target: target.clone(),
-            },
-            Inputs::Binary2 {
-                input,
-                labels,
-                int_labels,
-            } => Inputs::Binary2 {
-                input: input.clone(),
-                labels: labels.clone(),
-                int_labels: int_labels.clone(),
-            },
-            Inputs::Binary1 {
-                input,
-                labels,
-                int_labels,
-            } => Inputs::Binary1 {
-                input: input.clone(),
-                labels: labels.clone(),
-                int_labels: int_labels.clone(),
-            },
-        }
-    }
-
-    fn device(&self) -> B::Device {
-        match self {
-            Inputs::Class { input, .. } => input.device(),
-            Inputs::Segmentation { input, .. } => input.device(),
-            Inputs::Binary2 { input, .. } => input.device(),
-            Inputs::Binary1 { input, .. } => input.device(),
-        }
-    }
-
-    /// The run: `owned` hands the input to the loss as its only reference (the gradient read
-    /// through a [`NodeHandle`]); otherwise the loss gets a clone of the leaf, which the run
-    /// keeps to read the gradient, as today's protocol.
-    fn compute(self, loss: Loss, imp: Impl, mode: Mode, owned: bool) -> f32
-    where
-        B: NodeHandle,
-    {
-        match self {
-            Inputs::Class { input, target } => run_on(input, mode, owned, |x| match (loss, imp) {
+            Inputs::Class { input, target } => run_on(input, mode, |x| match (loss, imp) {
                 (Loss::CrossEntropy, Impl::Xent | Impl::XentNoCheck) => {
                     let options = CrossEntropyOptions::new().with_check_values(imp == Impl::Xent);
                     cross_entropy(x, target, Reduction::Mean, &options)
                 }
                 (Loss::CrossEntropy, Impl::BurnNn) => burn::nn::loss::CrossEntropyLossConfig::new()
-                    .init::<B>(&x.device())
+                    .init(&x.device())
                     .forward(x, target),
                 (Loss::Nll, Impl::Xent | Impl::XentNoCheck) => {
                     let options = NllLossOptions::new().with_check_values(imp == Impl::Xent);
@@ -530,7 +426,7 @@ impl<B: AutodiffBackend> Inputs<B> {
                 }
                 other => panic!("no benchmark for {other:?}"),
             }),
-            Inputs::Segmentation { input, target } => run_on(input, mode, owned, |x| {
+            Inputs::Segmentation { input, target } => run_on(input, mode, |x| {
                 let options = CrossEntropyOptions::new()
                     .with_ignore_index(SEGMENTATION_IGNORE)
                     .with_check_values(imp != Impl::XentNoCheck);
@@ -545,75 +441,40 @@ impl<B: AutodiffBackend> Inputs<B> {
                 input,
                 labels,
                 int_labels,
-            } => run_on(input, mode, owned, |x| {
-                binary(x, labels, int_labels, loss, imp)
-            }),
+            } => run_on(input, mode, |x| binary(x, labels, int_labels, loss, imp)),
             Inputs::Binary1 {
                 input,
                 labels,
                 int_labels,
-            } => run_on(input, mode, owned, |x| {
-                binary(x, labels, int_labels, loss, imp)
-            }),
+            } => run_on(input, mode, |x| binary(x, labels, int_labels, loss, imp)),
         }
     }
 }
 
-/// A tensor sharing an autodiff leaf's node (so `grad` finds the leaf's gradient) but none of
-/// its storage: the benchmark's stand-in for the layer below the loss, to which a training
-/// step's gradient flows, while the loss holds the only reference to the logits' storage.
-pub trait NodeHandle: AutodiffBackend {
-    fn node_handle<const D: usize>(leaf: &Tensor<Self, D>) -> Tensor<Self, D>;
-}
-
-impl<X: Backend, C: burn_autodiff::checkpoint::strategy::CheckpointStrategy> NodeHandle
-    for burn_autodiff::Autodiff<X, C>
-{
-    fn node_handle<const D: usize>(leaf: &Tensor<Self, D>) -> Tensor<Self, D> {
-        let mut handle = leaf.clone().into_primitive().tensor();
-        let dtype = burn::tensor::TensorMetadata::dtype(&handle.primitive);
-        let device = X::float_device(&handle.primitive);
-        // Replaces (and drops) the shared storage: the leaf's is the loss's alone again.
-        handle.primitive = X::float_zeros([1; D].into(), &device, dtype.into());
-        Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(handle))
-    }
-}
-
 /// Runs `loss` on the input as [`Inputs::compute`] says and reads one value back.
-fn run_on<B: NodeHandle, const D: usize>(
-    input: Tensor<B, D>,
+fn run_on<const D: usize>(
+    input: Tensor<D>,
     mode: Mode,
-    owned: bool,
-    loss: impl FnOnce(Tensor<B, D>) -> Tensor<B, 1>,
+    loss: impl FnOnce(Tensor<D>) -> Tensor<1>,
 ) -> f32 {
     let x = leaf(input, mode);
-    if owned && mode == Mode::ForwardBackward {
-        let handle = B::node_handle(&x);
-        let value = loss(x);
-        finish(handle, value, mode)
-    } else {
-        let value = loss(x.clone());
-        finish(x, value, mode)
-    }
+    let value = loss(x.clone());
+    finish(x, value, mode)
 }
 
-/// Host floats of `shape` as a tensor in `B`'s own float dtype.
-fn on_device<B: Backend, const D: usize>(
-    values: Vec<f32>,
-    shape: &[usize],
-    device: &B::Device,
-) -> Tensor<B, D> {
-    float_as(values, shape.to_vec(), device, float_dtype::<B>())
+/// Host floats of `shape` as an f32 tensor on `device`.
+fn on_device<const D: usize>(values: Vec<f32>, shape: &[usize], device: &Device) -> Tensor<D> {
+    float_as(values, shape.to_vec(), device, DType::F32)
 }
 
 /// The binary losses on `x`.
-fn binary<B: AutodiffBackend, const D: usize>(
-    x: Tensor<B, D>,
-    labels: Tensor<B, D>,
-    int_labels: Tensor<B, D, Int>,
+fn binary<const D: usize>(
+    x: Tensor<D>,
+    labels: Tensor<D>,
+    int_labels: Tensor<D, Int>,
     loss: Loss,
     imp: Impl,
-) -> Tensor<B, 1> {
+) -> Tensor<1> {
     match (loss, imp) {
         (Loss::Bce, Impl::Xent | Impl::XentNoCheck) => {
             let options = BceOptions::new().with_check_values(imp == Impl::Xent);
@@ -628,7 +489,7 @@ fn binary<B: AutodiffBackend, const D: usize>(
         (Loss::Bce | Loss::BceWithLogits, Impl::BurnNn) => {
             burn::nn::loss::BinaryCrossEntropyLossConfig::new()
                 .with_logits(loss == Loss::BceWithLogits)
-                .init::<B>(&x.device())
+                .init(&x.device())
                 .forward(x, int_labels)
         }
         other => panic!("no benchmark for {other:?}"),
@@ -640,7 +501,7 @@ fn binary<B: AutodiffBackend, const D: usize>(
 /// of a tracked forward until the next `backward()` call, so a loop of tracked forwards
 /// without backward grows by about one input per iteration (it ran out of 24 GiB at
 /// `4096x32000`).
-fn leaf<B: AutodiffBackend, const D: usize>(input: Tensor<B, D>, mode: Mode) -> Tensor<B, D> {
+fn leaf<const D: usize>(input: Tensor<D>, mode: Mode) -> Tensor<D> {
     match mode {
         Mode::Forward => input,
         Mode::ForwardBackward => input.require_grad(),
@@ -648,13 +509,9 @@ fn leaf<B: AutodiffBackend, const D: usize>(input: Tensor<B, D>, mode: Mode) -> 
 }
 
 /// Ends a run with the read-back that forces the (lazy) work to finish.
-fn finish<B: AutodiffBackend, const D: usize>(
-    x: Tensor<B, D>,
-    loss: Tensor<B, 1>,
-    mode: Mode,
-) -> f32 {
+fn finish<const D: usize>(x: Tensor<D>, loss: Tensor<1>, mode: Mode) -> f32 {
     match mode {
-        Mode::Forward => loss.into_scalar().elem(),
+        Mode::Forward => loss.into_scalar::<f32>(),
         Mode::ForwardBackward => {
             let grads = loss.backward();
             let mut gradient = x.grad(&grads).expect("the input has a gradient");

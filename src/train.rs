@@ -44,7 +44,7 @@
 //! use burn::tensor::{Device, Int, Tensor};
 //! use burn::train::ClassificationOutput;
 //! use burn_xent::CrossEntropyLossConfig;
-//! let device = Device::ndarray();
+//! let device = Device::flex();
 //!
 //! // In a model's `TrainStep::step` / `InferenceStep::step`:
 //! // PyTorch: nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5]), label_smoothing=0.1)

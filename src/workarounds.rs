@@ -1,5 +1,5 @@
-//! Guards against Burn 0.21 backend bugs, kept in one place so they can go when Burn fixes
-//! them.
+//! Guards against Burn backend bugs, kept in one place so they can go when Burn fixes them,
+//! and where Burn 0.22 differs from PyTorch or from Burn 0.21 in a way a loss can see.
 //!
 //! Burn 0.21's cube backends (wgpu) panic on zero-sized tensors in parts of the loss graph
 //! (an underflow in `burn-cubecl`'s contiguity check, reached from `log_softmax` and from
@@ -10,7 +10,8 @@
 //! the input, so Burn reports no gradient for it (`grad` returns `None`; PyTorch returns an
 //! empty gradient).
 //!
-//! Burn 0.21's autodiff differentiates `log(x)` as `grad * recip(x)` (and the left side of
+//! Burn 0.21's autodiff, and 0.22's unchanged (`burn-autodiff` 0.22.1 `float_log`, burn-ndarray
+//! 0.22.1 `NdArrayMathOps::recip`; `tests` below measures it), differentiates `log(x)` as `grad * recip(x)` (and the left side of
 //! `a / b` as `grad * recip(b)`), and burn-ndarray's `float_recip` on f32 tensors of 32
 //! elements or more runs macerator's SIMD `recip`, which is the *approximate* reciprocal
 //! instruction: `_mm512_rcp14_ps` on AVX-512 (relative error up to 2^-14 = 6e-5),
@@ -20,6 +21,13 @@
 //! than PyTorch's (4e-5 against 1.3e-7). [`log_softmax`] is the one logarithm the composite
 //! path differentiates through; it is written so that its backward needs no reciprocal, and
 //! it is public (`burn_xent::log_softmax`) for users who feed `nll_loss` themselves.
+//!
+//! Burn 0.22 changes what a loss can see in two more ways, both handled where tensors are
+//! made: a tensor's float dtype is chosen at run time (`Tensor::from_data(data, &device)`
+//! converts to the device's default, f32, even for f64 data), so every tensor burn-xent makes
+//! takes the dtype of the tensor it works with (`(&device, input.dtype())`); and a device's
+//! default dtypes are fixed by its first tensor, so burn-xent never configures a device.
+//! (Burn 0.22 also deprecates burn-ndarray in favour of Flex; the kernels for both stay.)
 
 use burn::tensor::{Bool, Tensor, TensorData};
 
@@ -95,4 +103,45 @@ fn shifted_log_sum<const D: usize>(
     let inverse = constant.ones_like().div(constant.clone());
     let log_sum = constant.clone().log() + (sum - constant) * inverse;
     (shifted, max, log_sum)
+}
+
+#[cfg(all(test, feature = "fused-ndarray"))]
+mod tests {
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    /// The largest difference between the gradient of `sum(log_softmax(x)[:, 0])` on `x` and
+    /// its exact value `onehot(0) - softmax(x)`, computed in f64 from the same f32 inputs.
+    fn gradient_error(log_softmax: impl Fn(Tensor<2>) -> Tensor<2>) -> f64 {
+        let (rows, classes) = (3000, 3);
+        let values: Vec<f32> = (0..rows * classes)
+            .map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 6.0)
+            .collect();
+        let device = Device::ndarray().autodiff();
+        let data = TensorData::new(values.clone(), [rows, classes]);
+        let x = Tensor::<2>::from_data(data, &device).require_grad();
+        let grads = log_softmax(x.clone()).narrow(1, 0, 1).sum().backward();
+        let grad: Vec<f32> = x.grad(&grads).expect("a gradient").into_data().to_vec().unwrap();
+        let mut worst = 0.0f64;
+        for (row, got) in values.chunks(classes).zip(grad.chunks(classes)) {
+            let row: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+            let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = row.iter().map(|v| (v - max).exp()).sum();
+            for (c, (&x, &g)) in row.iter().zip(got).enumerate() {
+                let exact = f64::from(u8::from(c == 0)) - (x - max).exp() / sum;
+                worst = worst.max((f64::from(g) - exact).abs());
+            }
+        }
+        worst
+    }
+
+    /// burn-xent's `log_softmax` gives PyTorch's f32 gradient on NdArray (f32 round-off), and
+    /// Burn 0.22's own is measured beside it: when Burn's error falls to the same level, its
+    /// `recip` is exact again and the workaround can go.
+    #[test]
+    fn log_softmax_gradient_needs_no_reciprocal() {
+        let ours = gradient_error(|x| super::log_softmax(x, 1));
+        let burns = gradient_error(|x| burn::tensor::activation::log_softmax(x, 1));
+        println!("log_softmax gradient error on NdArray f32: burn-xent {ours:e}, Burn 0.22 {burns:e}");
+        assert!(ours <= 5e-7, "burn-xent's log_softmax gradient error {ours:e} (Burn's {burns:e})");
+    }
 }

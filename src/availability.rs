@@ -52,10 +52,7 @@ pub fn backend_unavailable(device: &Device) -> Option<String> {
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    answers
-        .entry(key)
-        .or_insert_with(|| probe(device))
-        .clone()
+    answers.entry(key).or_insert_with(|| probe(device)).clone()
 }
 
 /// True when the backend of `device` runs on it. Otherwise prints one line,
@@ -180,6 +177,7 @@ pub(crate) fn device_name(device: &Device) -> String {
 }
 
 #[cfg(test)]
+#[allow(deprecated)] // Device::ndarray: Burn 0.22 deprecates burn-ndarray.
 mod tests {
     use super::*;
 
@@ -187,7 +185,10 @@ mod tests {
     #[test]
     fn device_names_say_the_backend_and_autodiff() {
         assert_eq!(device_name(&Device::ndarray()), "NdArray(Cpu)");
-        assert_eq!(device_name(&Device::ndarray().autodiff()), "Autodiff<NdArray(Cpu)>");
+        assert_eq!(
+            device_name(&Device::ndarray().autodiff()),
+            "Autodiff<NdArray(Cpu)>"
+        );
     }
 
     #[cfg(feature = "fused-ndarray")]

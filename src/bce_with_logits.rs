@@ -16,22 +16,13 @@ const KIND: BinaryKind = BinaryKind::WithLogits;
 const FUNCTION: &str = "binary_cross_entropy_with_logits";
 
 /// Options of [`binary_cross_entropy_with_logits`]: PyTorch's `weight` and `pos_weight`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct BceWithLogitsOptions {
     /// Rescales each element's loss; broadcast against the input (PyTorch's `weight`).
     pub weight: Option<BroadcastWeight>,
     /// Weight of the positive term, broadcast against the input; usually shape `[C]`, one
     /// per class of the last dimension (PyTorch's `pos_weight`).
     pub pos_weight: Option<BroadcastWeight>,
-}
-
-impl Default for BceWithLogitsOptions {
-    fn default() -> Self {
-        Self {
-            weight: None,
-            pos_weight: None,
-        }
-    }
 }
 
 impl BceWithLogitsOptions {

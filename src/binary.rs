@@ -1,7 +1,7 @@
 //! The front the two binary losses share (BCE on probabilities, BCE with logits): the
 //! protocol's request, then the composite path when no kernel ran, reduced or per element.
 
-use burn::tensor::{Tensor};
+use burn::tensor::Tensor;
 
 use crate::fused::Output;
 use crate::path::Request;

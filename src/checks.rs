@@ -138,11 +138,7 @@ fn class_index_message(
 /// Panics unless every probability of BCE's `input` and every value of its `target` lies in
 /// `[0, 1]`; NaN is refused in both, as PyTorch 2.15's `F.binary_cross_entropy` does. The
 /// input is checked first.
-pub(crate) fn probabilities<const D: usize>(
-    function: &str,
-    input: &Tensor<D>,
-    target: &Tensor<D>,
-) {
+pub(crate) fn probabilities<const D: usize>(function: &str, input: &Tensor<D>, target: &Tensor<D>) {
     let (bad_input, bad_target) = (outside_unit(input), outside_unit(target));
     // One reduction and one read from the device for both tensors; which one holds the bad
     // value is only looked up when there is one.

@@ -232,10 +232,7 @@ pub struct LossWithZLoss {
 }
 
 /// `cap · tanh(x / cap)` when a cap is set, `x` otherwise.
-pub(crate) fn softcap<const D: usize>(
-    x: Tensor<D>,
-    cap: Option<f64>,
-) -> Tensor<D> {
+pub(crate) fn softcap<const D: usize>(x: Tensor<D>, cap: Option<f64>) -> Tensor<D> {
     match cap {
         Some(cap) =>
         // Times 1 / cap, not divided by cap: Burn 0.21's `div_scalar` gradient rounds the

@@ -65,7 +65,9 @@ pub fn mean_denominator<const D: usize>(
 ) -> Tensor<1> {
     let dtype = weight
         .as_ref()
-        .map_or(DType::from(target.device().settings().float_dtype), |w| w.dtype());
+        .map_or(DType::from(target.device().settings().float_dtype), |w| {
+            w.dtype()
+        });
     if target.shape().num_elements() == 0 {
         return Tensor::from_data(TensorData::from([0.0f32]), (&target.device(), dtype));
     }

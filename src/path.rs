@@ -105,7 +105,10 @@ const BACKEND_FEATURES: [(&str, &str, bool); 3] = [
 /// The backend a device runs on, as Burn's `Debug` of it names it (`Autodiff` looked through).
 fn backend_name(device: &Device) -> String {
     let name = format!("{:?}", device.clone().inner().as_dispatch());
-    name.split(['(', ' ', '{']).next().unwrap_or_default().to_string()
+    name.split(['(', ' ', '{'])
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The feature, switched off in `features`, that would give fused kernels to the backend named
@@ -130,7 +133,10 @@ fn notice_feature_off(device: &Device) {
     let mut noticed = NOTICED
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if noticed.get_or_insert_with(HashSet::new).insert(name.clone()) {
+    if noticed
+        .get_or_insert_with(HashSet::new)
+        .insert(name.clone())
+    {
         eprintln!(
             "burn-xent: no fused kernels for {name} in this build; the losses take the \
              composite path (enable burn-xent's feature `{feature}` for the fused one)"
@@ -333,9 +339,7 @@ impl<const D: usize, const DT: usize> Request<'_, D, DT> {
         match kernels.run(op) {
             Ran::Done(loss) => Ok(Tensor::from_dispatch(loss)),
             Ran::Refused(bad) => call.refuse(bad, &input_dims),
-            Ran::Uncovered(input) => {
-                call.uncovered(Tensor::from_dispatch(input), in_kernel)
-            }
+            Ran::Uncovered(input) => call.uncovered(Tensor::from_dispatch(input), in_kernel),
         }
     }
 }
@@ -472,7 +476,9 @@ pub(crate) fn path_kernels(function: &str, device: &Device) -> Option<&'static d
             }
             kernels
         }
-        LossPath::Fused => Some(fused::kernels_for(device).unwrap_or_else(|| no_kernel(function, device))),
+        LossPath::Fused => {
+            Some(fused::kernels_for(device).unwrap_or_else(|| no_kernel(function, device)))
+        }
     }
 }
 
@@ -494,6 +500,7 @@ pub(crate) fn float<const K: usize>(tensor: &Tensor<K>) -> Option<DispatchTensor
 }
 
 #[cfg(test)]
+#[allow(deprecated)] // Device::ndarray: Burn 0.22 deprecates burn-ndarray.
 mod tests {
     use super::feature_off;
 

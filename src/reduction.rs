@@ -81,10 +81,7 @@ pub(crate) fn reduce_by_count<const D: usize>(
 /// The reduction of an empty loss, PyTorch's: NaN for the mean, 0 for the sum, on the
 /// device and in the float dtype of `like`, from host data (no operation on the empty loss:
 /// see [`workarounds`]).
-pub(crate) fn empty_reduced<const DL: usize>(
-    reduction: Reduction,
-    like: &Tensor<DL>,
-) -> Tensor<1> {
+pub(crate) fn empty_reduced<const DL: usize>(reduction: Reduction, like: &Tensor<DL>) -> Tensor<1> {
     let value = match reduction {
         Reduction::Mean => f32::NAN,
         Reduction::Sum => 0.0,

@@ -66,9 +66,7 @@ where
     }
 
     fn float_dispatch(primitive: FloatTensor<X>) -> DispatchTensor {
-        <DispatchTensor as DispatchKindConversion<X>>::from_backend(BackendTensor::Float(
-            primitive,
-        ))
+        <DispatchTensor as DispatchKindConversion<X>>::from_backend(BackendTensor::Float(primitive))
     }
 }
 
@@ -100,9 +98,9 @@ pub(crate) mod tracked {
     where
         DispatchTensor: DispatchKindConversion<Autodiff<X>>,
     {
-        <DispatchTensor as DispatchKindConversion<Autodiff<X>>>::from_backend(
-            BackendTensor::Float(primitive),
-        )
+        <DispatchTensor as DispatchKindConversion<Autodiff<X>>>::from_backend(BackendTensor::Float(
+            primitive,
+        ))
     }
 
     /// A weight the kernels take as a constant: an untracked tensor of `Autodiff<X>` or a

@@ -27,6 +27,7 @@
     feature = "fused-wgpu"
 ))]
 mod autodiff;
+pub(crate) mod concrete;
 #[cfg(all(
     test,
     any(
@@ -42,7 +43,6 @@ mod cpu;
 mod cube;
 #[cfg(feature = "fused-wgpu")]
 mod fusion;
-pub(crate) mod concrete;
 pub(crate) mod kernels;
 
 use core::marker::PhantomData;
@@ -230,9 +230,11 @@ fn on_backend<X: Concrete>(op: FusedOp<Dispatch>) -> Result<FusedOp<X>, Dispatch
             FusedOp::ClassProbs(input_on::<X>(input), target, weight, params)
         }
         FusedOp::Binary(input, target, weight, pos_weight, params) => {
-            let (Some(target), Some(weight), Some(pos_weight)) =
-                (X::float(target), periodic_on(weight), periodic_on(pos_weight))
-            else {
+            let (Some(target), Some(weight), Some(pos_weight)) = (
+                X::float(target),
+                periodic_on(weight),
+                periodic_on(pos_weight),
+            ) else {
                 return Err(input);
             };
             FusedOp::Binary(input_on::<X>(input), target, weight, pos_weight, params)

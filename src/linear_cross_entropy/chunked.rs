@@ -85,7 +85,10 @@ pub(crate) fn forward<X: Kernels>(
     match inputs.params.output {
         Output::PerElement => {
             let swept = sweep.run(Upstream::None, [false; 3])?;
-            Some((X::primitive(Tensor::cat(swept.losses, 0)), [None, None, None]))
+            Some((
+                X::primitive(Tensor::cat(swept.losses, 0)),
+                [None, None, None],
+            ))
         }
         Output::Reduced(reduction) => {
             let divisor = match reduction {

@@ -290,11 +290,10 @@ pub(crate) fn linear<X: Kernels>(
     class_weight: Option<FloatTensor<X>>,
     params: LinearParams,
 ) -> Result<AdFloat<X>, AdFloat<X>> {
-    let tracked = |tensor: &AdFloat<X>| tensor.is_tracked();
     let wants = [
         tracked(&hidden),
         tracked(&weight),
-        bias.as_ref().is_some_and(tracked),
+        bias.as_ref().is_some_and(tracked::<X>),
     ];
     let (hidden, hidden_node) = hidden.into_parts();
     let (weight, weight_node) = weight.into_parts();

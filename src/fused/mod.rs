@@ -204,18 +204,25 @@ fn ran<X: Backend>(
     }
 }
 
+/// A binary loss's weight with its values converted by `values_on` (as [`all_some`] says:
+/// `None` for one that cannot be converted).
+fn periodic_as<Y: Backend>(
+    weight: Option<Periodic<Dispatch>>,
+    values_on: impl Fn(DispatchTensor) -> Option<FloatTensor<Y>>,
+) -> Option<Option<Periodic<Y>>> {
+    all_some(weight.map(|w| {
+        Some(Periodic {
+            values: values_on(w.values)?,
+            period: w.period,
+        })
+    }))
+}
+
 /// The op on `X`'s primitives; the input back, still a dispatch tensor, when a target or a
 /// weight lives elsewhere.
 fn on_backend<X: Concrete>(op: FusedOp<Dispatch>) -> Result<FusedOp<X>, DispatchTensor> {
     let weight_on = |weight: Option<DispatchTensor>| all_some(weight.map(X::float));
-    let periodic_on = |weight: Option<Periodic<Dispatch>>| {
-        all_some(weight.map(|w| {
-            Some(Periodic {
-                values: X::float(w.values)?,
-                period: w.period,
-            })
-        }))
-    };
+    let periodic_on = |weight| periodic_as(weight, X::float);
     Ok(match op {
         FusedOp::ClassIndex(input, target, weight, params) => {
             let (Some(target), Some(weight)) = (X::int(target), weight_on(weight)) else {
@@ -367,16 +374,10 @@ where
                 autodiff::class_probs::<X>(ad_input::<X>(input), target, weight, params)
             }
             FusedOp::Binary(input, target, weight, pos_weight, params) => {
-                let periodic = |w: Periodic<Dispatch>| -> Option<Periodic<X>> {
-                    Some(Periodic {
-                        values: tracked::constant::<X>(w.values)?,
-                        period: w.period,
-                    })
-                };
                 let (Some(target), Some(weight), Some(pos_weight)) = (
                     tracked::float::<X>(target),
-                    all_some(weight.map(periodic)),
-                    all_some(pos_weight.map(periodic)),
+                    periodic_as(weight, tracked::constant::<X>),
+                    periodic_as(pos_weight, tracked::constant::<X>),
                 ) else {
                     return Ran::Uncovered(input);
                 };

@@ -1,8 +1,12 @@
-//! PyTorch parity: every case of the committed fixtures (`tests/fixtures/pytorch.json`) and of
-//! every file named by `BURN_XENT_FIXTURES` (a file, or a folder whose `*.json` files are all
-//! read) runs on every backend of the test matrix, on both loss paths (fused and composite);
-//! the loss and the input gradient must match PyTorch's within the case's tolerance, and an
-//! `expect_error` case must be refused.
+//! PyTorch parity: every case of the committed fixtures (`tests/fixtures/pytorch.json`, from
+//! `tools/gen_fixtures.py`, and `tests/fixtures/pytorch_nonfinite.json`, from
+//! `tools/gen_nonfinite.py`: +inf, -inf and NaN in logits, targets and weights) and of every
+//! file named by `BURN_XENT_FIXTURES` (a file, or a folder whose `*.json` files are all read)
+//! runs on every backend of the test matrix, on both loss paths (fused and composite); the
+//! loss, the input gradient and, where the case has `expected.grad_target` (burn-xent's
+//! extension of the format), the float target's gradient must match PyTorch's within the
+//! case's tolerance (NaN only where PyTorch has NaN, an infinity only where it has the same
+//! one), and an `expect_error` case must be refused.
 //!
 //! Format: `xent-fixtures/1`, documented in `docs/fixture-format.md`. A field or value the
 //! reader does not understand is a failure, never a skip; so is a tensor of rank above 6 (the
@@ -60,10 +64,16 @@ struct FixtureFile {
     cases: Result<Vec<Result<Case, fixture::BadCase>>, String>,
 }
 
+/// The committed fixture files, under `tests/fixtures/`.
+const COMMITTED_FIXTURES: &[&str] = &["pytorch.json", "pytorch_nonfinite.json"];
+
 /// The committed fixtures followed by every file `BURN_XENT_FIXTURES` names.
 fn fixture_files() -> Vec<FixtureFile> {
-    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch.json");
-    let mut paths = vec![Ok(committed)];
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut paths: Vec<_> = COMMITTED_FIXTURES
+        .iter()
+        .map(|name| Ok(folder.join(name)))
+        .collect();
     if let Some(extra) = std::env::var_os(EXTRA_FIXTURES).filter(|v| !v.is_empty()) {
         paths.extend(extra_paths(Path::new(&extra)));
     }
@@ -184,6 +194,10 @@ fn f32_overflow(case: &Case) -> Option<String> {
         (
             "expected.grad_input",
             expected.and_then(|e| e.grad_input.as_ref()),
+        ),
+        (
+            "expected.grad_target",
+            expected.and_then(|e| e.grad_target.as_ref()),
         ),
     ];
     tensors.into_iter().find_map(|(what, tensor)| {
@@ -419,6 +433,18 @@ fn judge(case: &Case, run: Run, in_f32: bool) -> Verdict {
     ));
     if let Some(want) = expected.grad_input.as_ref().filter(|_| outcome.tracked) {
         lines.extend(compare_grad(&outcome, want, tolerance));
+    }
+    if let Some(want) = expected.grad_target.as_ref().filter(|_| outcome.tracked) {
+        match &outcome.grad_target {
+            Some(got) => lines.extend(compare(
+                "grad_target",
+                &outcome.grad_shape,
+                got,
+                want,
+                tolerance,
+            )),
+            None => lines.push("grad_target: expected, but the runner read none".to_string()),
+        }
     }
     if lines.is_empty() {
         Verdict::Pass {

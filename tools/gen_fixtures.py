@@ -196,12 +196,15 @@ def add(
     torch_raises=True,
     torch_error=None,
     tol=None,
+    grad_target=False,
 ):
     """Add one case.
 
     `upstream`: None (null in the file), a tensor, or "rand" (random tensor of the loss's
     shape, for reduction none). `torch_error`: for an error case, a text PyTorch's error
     message must contain (so that the case fails for the reason it is meant to).
+    `grad_target`: also record the gradient with respect to a float target
+    (`expected.grad_target`, burn-xent's extension of the format).
     """
     assert name not in NAMES, name
     assert loss in LOSSES, loss
@@ -261,6 +264,9 @@ def add(
         return
 
     xg = x.clone().requires_grad_(True)
+    if grad_target:
+        assert kind == "float", name
+        t = t.clone().requires_grad_(True)
     out = call(loss, xg, t, reduction, weight, pos_weight, ignore_index, label_smoothing)
     if isinstance(upstream, str):
         assert upstream == "rand" and reduction == "none"
@@ -276,6 +282,9 @@ def add(
 
     case["upstream"] = tensor_json(upstream)
     case["expected"] = {"loss": tensor_json(out), "grad_input": tensor_json(grad)}
+    if grad_target:
+        tgrad = t.grad if t.grad is not None else torch.zeros_like(t)
+        case["expected"]["grad_target"] = tensor_json(tgrad)
     case["tolerance"] = dict(tol or TOL[dtype])
     CASES.append(case)
 
@@ -1114,7 +1123,7 @@ def validate(path):
             continue
         assert "expected" in c, name
         exp = c["expected"]
-        assert set(exp) == {"loss", "grad_input"}, name
+        assert set(exp) in ({"loss", "grad_input"}, {"loss", "grad_input", "grad_target"}), name
         l_shape = check_tensor(exp["loss"], name + ".expected.loss")
         if c["reduction"] != "none":
             assert l_shape == [], name
@@ -1122,6 +1131,9 @@ def validate(path):
             assert c["upstream"]["shape"] == l_shape, name
         if exp["grad_input"] is not None:
             assert check_tensor(exp["grad_input"], name + ".expected.grad_input") == in_shape
+        if exp.get("grad_target") is not None:
+            assert kind == "float", name
+            assert check_tensor(exp["grad_target"], name + ".expected.grad_target") == t_shape
         if kind == "float":
             assert t_shape == in_shape, name
     return doc
@@ -1133,7 +1145,8 @@ def overflows_f32(c):
     if c["target"]["kind"] == "float":
         tensors.append(c["target"])
     if "expected" in c:
-        tensors += [c["expected"]["loss"], c["expected"]["grad_input"]]
+        tensors += [c["expected"][k] for k in ("loss", "grad_input", "grad_target")
+                    if k in c["expected"]]
     values = [v for t in tensors if t is not None for v in t["data"] if isinstance(v, float)]
     return bool(values) and bool(torch.tensor(values, dtype=F64).to(torch.float32).isinf().any())
 
@@ -1166,15 +1179,19 @@ def main():
     ignore_255_cases()
     high_rank_cases()
     f32_overflow_cases()
+    write(out, CASES)
+
+def write(out, cases):
+    """Writes `cases` to `out` (one case per line, so that a diff shows which cases changed),
+    then validates the file and prints a summary."""
     version = torch.__version__.split("+")[0]
-    doc = {"format": "xent-fixtures/1", "generator": f"torch {version}", "cases": CASES}
+    doc = {"format": "xent-fixtures/1", "generator": f"torch {version}", "cases": cases}
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    # One case per line, so that a diff of the file shows which cases changed.
     with open(out, "w") as f:
         f.write('{"format":%s,"generator":%s,"cases":[\n'
                 % (json.dumps(doc["format"]), json.dumps(doc["generator"])))
         f.write(",\n".join(json.dumps(c, allow_nan=False, separators=(",", ":"))
-                           for c in CASES))
+                           for c in cases))
         f.write("\n]}\n")
     summary(validate(out))
     print(f"wrote {out} ({os.path.getsize(out)} bytes)")

@@ -117,6 +117,9 @@ pub struct Expected {
     pub loss: FloatTensor,
     /// `None`: the gradient is not compared.
     pub grad_input: Option<FloatTensor>,
+    /// The gradient with respect to a float target (burn-xent's extension of the format,
+    /// written by `tools/gen_nonfinite.py`); `None` when the case has none.
+    pub grad_target: Option<FloatTensor>,
 }
 
 /// One case, with the format's defaults filled in.
@@ -188,7 +191,7 @@ const CASE_FIELDS: &[&str] = &[
 ];
 const TENSOR_FIELDS: &[&str] = &["shape", "data"];
 const TARGET_FIELDS: &[&str] = &["shape", "data", "kind"];
-const EXPECTED_FIELDS: &[&str] = &["loss", "grad_input"];
+const EXPECTED_FIELDS: &[&str] = &["loss", "grad_input", "grad_target"];
 const TOLERANCE_FIELDS: &[&str] = &["rtol", "atol"];
 
 /// Reads a fixture file's text. `Err` rejects the whole file; a bad case is returned as a
@@ -366,7 +369,15 @@ fn parse_expected(value: &Value) -> Result<Expected, String> {
         Value::Null => None,
         value => Some(float_tensor(value, "expected.grad_input", TENSOR_FIELDS)?),
     };
-    Ok(Expected { loss, grad_input })
+    let grad_target = match expected.get("grad_target") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(float_tensor(value, "expected.grad_target", TENSOR_FIELDS)?),
+    };
+    Ok(Expected {
+        loss,
+        grad_input,
+        grad_target,
+    })
 }
 
 fn parse_tolerance(value: &Value) -> Result<Tolerance, String> {

@@ -62,6 +62,9 @@ pub struct Outcome {
     pub loss_dtype: DType,
     /// The dtype the gradient was computed in; `None` when there was none.
     pub grad_dtype: Option<DType>,
+    /// The float target's gradient (shape `grad_shape`), where the case expects one and the
+    /// device is an autodiff one; no gradient from Burn reads as zeros.
+    pub grad_target: Option<Vec<f64>>,
 }
 
 /// How a case ended.
@@ -271,6 +274,45 @@ fn leaf<const D: usize>(input: Tensor<D>) -> Tensor<D> {
     }
 }
 
+/// The float target as a gradient leaf where the case expects its gradient (on an autodiff
+/// device); as it is otherwise.
+fn target_leaf<const D: usize>(case: &Case, target: Tensor<D>) -> Tensor<D> {
+    if wants_target_grad(case) {
+        leaf(target)
+    } else {
+        target
+    }
+}
+
+fn wants_target_grad(case: &Case) -> bool {
+    case.expected
+        .as_ref()
+        .is_some_and(|e| e.grad_target.is_some())
+}
+
+/// The tensors whose gradients a case reads: the input, and the float target where the case
+/// expects its gradient.
+struct Leaves<const D: usize> {
+    input: Tensor<D>,
+    target: Option<Tensor<D>>,
+}
+
+impl<const D: usize> Leaves<D> {
+    fn input(input: Tensor<D>) -> Self {
+        Self {
+            input,
+            target: None,
+        }
+    }
+
+    fn new(input: &Tensor<D>, target: &Tensor<D>, case: &Case) -> Self {
+        Self {
+            input: input.clone(),
+            target: wants_target_grad(case).then(|| target.clone()),
+        }
+    }
+}
+
 /// An int tensor of rank `D` from fixture data, in the device's int dtype.
 fn int<const D: usize>(tensor: &IndexTensor, device: &Place) -> Tensor<D, Int> {
     let shape = loaded_shape(&tensor.shape);
@@ -312,7 +354,7 @@ fn run<T>(
 fn binary<const D: usize>(case: &Case, target: &FloatTensor, device: &Place) -> Run {
     let build = || {
         let input = leaf(float::<D>(&case.input, device));
-        let target = float::<D>(target, device);
+        let target = target_leaf(case, float::<D>(target, device));
         let weight = case
             .weight
             .as_ref()
@@ -337,21 +379,15 @@ fn binary<const D: usize>(case: &Case, target: &FloatTensor, device: &Place) -> 
             }
             match reduced(case.reduction) {
                 Some(reduction) => {
-                    let loss = binary_cross_entropy_with_logits(
-                        input.clone(),
-                        target,
-                        reduction,
-                        &options,
-                    );
-                    finish(input, loss, upstream)
+                    let leaves = Leaves::new(&input, &target, case);
+                    let loss = binary_cross_entropy_with_logits(input, target, reduction, &options);
+                    finish(leaves, loss, upstream)
                 }
                 None => {
-                    let loss = binary_cross_entropy_with_logits_no_reduction(
-                        input.clone(),
-                        target,
-                        &options,
-                    );
-                    finish(input, loss, upstream)
+                    let leaves = Leaves::new(&input, &target, case);
+                    let loss =
+                        binary_cross_entropy_with_logits_no_reduction(input, target, &options);
+                    finish(leaves, loss, upstream)
                 }
             }
         } else {
@@ -361,12 +397,14 @@ fn binary<const D: usize>(case: &Case, target: &FloatTensor, device: &Place) -> 
             }
             match reduced(case.reduction) {
                 Some(reduction) => {
-                    let loss = binary_cross_entropy(input.clone(), target, reduction, &options);
-                    finish(input, loss, upstream)
+                    let leaves = Leaves::new(&input, &target, case);
+                    let loss = binary_cross_entropy(input, target, reduction, &options);
+                    finish(leaves, loss, upstream)
                 }
                 None => {
-                    let loss = binary_cross_entropy_no_reduction(input.clone(), target, &options);
-                    finish(input, loss, upstream)
+                    let leaves = Leaves::new(&input, &target, case);
+                    let loss = binary_cross_entropy_no_reduction(input, target, &options);
+                    finish(leaves, loss, upstream)
                 }
             }
         }
@@ -397,11 +435,11 @@ fn class_indices<const D: usize, const DT: usize>(
             match reduced(case.reduction) {
                 Some(reduction) => {
                     let loss = cross_entropy(input.clone(), target, reduction, &options);
-                    finish(input, loss, upstream)
+                    finish(Leaves::input(input), loss, upstream)
                 }
                 None => {
                     let loss = cross_entropy_no_reduction(input.clone(), target, &options);
-                    finish(input, loss, upstream)
+                    finish(Leaves::input(input), loss, upstream)
                 }
             }
         } else {
@@ -413,11 +451,11 @@ fn class_indices<const D: usize, const DT: usize>(
             match reduced(case.reduction) {
                 Some(reduction) => {
                     let loss = nll_loss(input.clone(), target, reduction, &options);
-                    finish(input, loss, upstream)
+                    finish(Leaves::input(input), loss, upstream)
                 }
                 None => {
                     let loss = nll_loss_no_reduction(input.clone(), target, &options);
-                    finish(input, loss, upstream)
+                    finish(Leaves::input(input), loss, upstream)
                 }
             }
         }
@@ -431,7 +469,7 @@ fn class_probs<const D: usize, const DO: usize>(
 ) -> Run {
     let build = || {
         let input = leaf(float::<D>(&case.input, device));
-        let target = float::<D>(target, device);
+        let target = target_leaf(case, float::<D>(target, device));
         let weight = case.weight.as_ref().map(|w| float::<1>(w, device));
         Ok((input, target, weight))
     };
@@ -446,13 +484,14 @@ fn class_probs<const D: usize, const DO: usize>(
         };
         match reduced(case.reduction) {
             Some(reduction) => {
-                let loss = cross_entropy_with_probs(input.clone(), target, reduction, &options);
-                finish(input, loss, upstream)
+                let leaves = Leaves::new(&input, &target, case);
+                let loss = cross_entropy_with_probs(input, target, reduction, &options);
+                finish(leaves, loss, upstream)
             }
             None => {
-                let loss =
-                    cross_entropy_with_probs_no_reduction::<D, DO>(input.clone(), target, &options);
-                finish(input, loss, upstream)
+                let leaves = Leaves::new(&input, &target, case);
+                let loss = cross_entropy_with_probs_no_reduction::<D, DO>(input, target, &options);
+                finish(leaves, loss, upstream)
             }
         }
     })
@@ -475,7 +514,7 @@ fn reduced(reduction: Reduction) -> Option<burn_xent::Reduction> {
 /// builds it from host data, and Burn's cube backends mishandle empty tensors) and so has no
 /// gradient, which is taken as zeros of the input's shape.
 fn finish<const D: usize, const R: usize>(
-    input: Tensor<D>,
+    leaves: Leaves<D>,
     loss: Tensor<R>,
     upstream: Option<&FloatTensor>,
 ) -> Result<Outcome, String> {
@@ -501,6 +540,7 @@ fn finish<const D: usize, const R: usize>(
             ));
         }
     };
+    let Leaves { input, target } = leaves;
     let loss_dtype = loss.dtype();
     let loss = values(loss);
     let grad_shape = input.dims().to_vec();
@@ -515,19 +555,25 @@ fn finish<const D: usize, const R: usize>(
             tracked,
             loss_dtype,
             grad_dtype: None,
+            grad_target: None,
         });
     }
     // An untracked objective (a loss built from host data) has no graph to go back through:
     // Burn 0.22 panics on its backward, so it is read as Burn returning no gradient.
-    let grad = objective
+    let grads = objective
         .filter(Tensor::is_tracked)
-        .and_then(|objective| input.grad(&objective.backward()));
+        .map(|objective| objective.backward());
+    let zeros = || vec![0.0; grad_shape.iter().product()];
+    let grad = grads.as_ref().and_then(|grads| input.grad(grads));
     let grad_missing = grad.is_none();
     let grad_dtype = grad.as_ref().map(Tensor::dtype);
-    let grad = match grad {
-        Some(grad) => values(grad),
-        None => vec![0.0; grad_shape.iter().product()],
-    };
+    let grad = grad.map_or_else(zeros, values);
+    let grad_target = target.map(|target| {
+        grads
+            .as_ref()
+            .and_then(|grads| target.grad(grads))
+            .map_or_else(zeros, values)
+    });
     Ok(Outcome {
         loss_shape,
         loss,
@@ -537,5 +583,6 @@ fn finish<const D: usize, const R: usize>(
         tracked,
         loss_dtype,
         grad_dtype,
+        grad_target,
     })
 }

@@ -25,16 +25,22 @@ fn fill_periodic<T: Real>(values: &[T], period: usize, first: usize, out: &mut [
 }
 
 /// BCE with logits at one element: the loss `(1 - t) softplus(x) + pw t softplus(-x)` and
-/// its slopes `∂/∂x = (1 - t) σ(x) - pw t σ(-x)`, `∂/∂t = pw softplus(-x) - softplus(x)`,
-/// all from `e = exp(-|x|)`, without cancellation in either tail.
+/// its slopes `∂/∂x = (1 - t) σ(x) - pw t σ(-x)`, `∂/∂t = pw softplus(-x) - softplus(x)`
+/// (`-x` without `pos_weight`), all from `e = exp(-|x|)`, without cancellation in either tail.
+///
+/// Where `x`, `t` or `pw` is not finite, PyTorch's own formulas instead, so that NaN and the
+/// infinities come out where PyTorch's do: the loss `(1 - t) x - (1 + (pw - 1) t) log σ(x)`
+/// (`(1 - t) x - log σ(x)` without `pos_weight`) and `∂/∂x = (pw t + 1 - t) σ(x) - pw t`
+/// (`σ(x) - t`); for example `x = inf, t = 1` gives `0 · inf = NaN`.
 #[inline(always)]
-fn with_logits<T: Real>(x: T, t: T, pw: T) -> (T, T, T) {
+fn with_logits<T: Real>(x: T, t: T, pw: Option<T>) -> (T, T, T) {
     let abs = if x < T::ZERO { -x } else { x };
     let e = (-abs).exp_nonpositive();
     let log_tail = e.log1p_unit(); // log1p(exp(-|x|))
     let positive = if x > T::ZERO { x } else { T::ZERO };
+    let negative = if x < T::ZERO { -x } else { T::ZERO };
     let softplus = positive + log_tail; // -log σ(-x)
-    let softplus_neg = (positive - x) + log_tail; // -log σ(x)
+    let softplus_neg = negative + log_tail; // -log σ(x)
     let large = T::ONE / (T::ONE + e);
     let small = e * large;
     let (sigmoid, sigmoid_neg) = if x > T::ZERO {
@@ -43,23 +49,54 @@ fn with_logits<T: Real>(x: T, t: T, pw: T) -> (T, T, T) {
         (small, large)
     };
     let one_minus_t = T::ONE - t;
-    let positive_weight = pw * t;
-    (
-        one_minus_t * softplus + positive_weight * softplus_neg,
-        one_minus_t * sigmoid - positive_weight * sigmoid_neg,
-        pw * softplus_neg - softplus,
-    )
+    let (positive_weight, slope_t, finite) = match pw {
+        Some(pw) => (
+            pw * t,
+            pw * softplus_neg - softplus,
+            is_finite(x) & is_finite(t) & is_finite(pw),
+        ),
+        None => (t, -x, is_finite(x) & is_finite(t)),
+    };
+    if finite {
+        (
+            one_minus_t * softplus + positive_weight * softplus_neg,
+            one_minus_t * sigmoid - positive_weight * sigmoid_neg,
+            slope_t,
+        )
+    } else {
+        // PyTorch's forms, with `log σ(x) = -softplus(-x)` and `σ(±inf)` exact.
+        let log_weight = match pw {
+            Some(pw) => (pw - T::ONE) * t + T::ONE,
+            None => T::ONE,
+        };
+        let slope_x = match pw {
+            Some(_) => (positive_weight + T::ONE - t) * sigmoid - positive_weight,
+            None => sigmoid - t,
+        };
+        (
+            one_minus_t * x + log_weight * softplus_neg,
+            slope_x,
+            slope_t,
+        )
+    }
+}
+
+/// `x` is neither infinite nor NaN (`x - x` is NaN for both), branch-free.
+#[inline(always)]
+fn is_finite<T: Real>(x: T) -> bool {
+    x - x == T::ZERO
 }
 
 /// BCE on probabilities at one element: the loss
 /// `-(t max(ln p, -100) + (1 - t) max(ln(1 - p), -100))`, PyTorch's input slope
-/// `(p - t) / max(p (1 - p), 1e-12)`, and the target slope `max(ln(1 - p), -100) - max(ln p,
-/// -100)`.
+/// `(p - t) / max(p (1 - p), 1e-12)`, and PyTorch's target slope `-logit(p) = ln(1 - p) -
+/// ln p`, not clamped (`inf` at `p = 0`, `-inf` at `p = 1`, as PyTorch's).
 #[inline(always)]
 fn on_probabilities<T: Real>(p: T, t: T) -> (T, T, T) {
     let floor = T::from_f64(LOG_FLOOR);
-    let log_p = max_floor(p.ln(), floor);
-    let log_q = max_floor(p.ln_1m(), floor);
+    let (ln_p, ln_q) = (p.ln(), p.ln_1m());
+    let log_p = max_floor(ln_p, floor);
+    let log_q = max_floor(ln_q, floor);
     let variance = p * (T::ONE - p);
     let epsilon = T::from_f64(EPSILON);
     let variance = if variance < epsilon {
@@ -70,7 +107,7 @@ fn on_probabilities<T: Real>(p: T, t: T) -> (T, T, T) {
     (
         -(t * log_p + (T::ONE - t) * log_q),
         (p - t) / variance,
-        log_q - log_p,
+        ln_q - ln_p,
     )
 }
 
@@ -101,12 +138,12 @@ fn binary_map<T: Real>(
     match (kind, pos_weight) {
         (BinaryKind::WithLogits, Some(pw)) => {
             for (((o, &x), &t), &pw) in outs.zip(xs).zip(ts).zip(pw) {
-                put(o, with_logits(x, t, pw));
+                put(o, with_logits(x, t, Some(pw)));
             }
         }
         (BinaryKind::WithLogits, None) => {
             for ((o, &x), &t) in outs.zip(xs).zip(ts) {
-                put(o, with_logits(x, t, T::ONE));
+                put(o, with_logits(x, t, None));
             }
         }
         (BinaryKind::Probabilities, _) => {

@@ -68,6 +68,28 @@ impl<T: Real> RowTerms<T> {
             weight_sum,
         }
     }
+
+    /// The row's loss, `(1 - ε) w[t] (-log p_t) + ε / C (spread + log_sum Σ_c w[c])`; without
+    /// smoothing the second term is left out, not multiplied by 0 (PyTorch computes no
+    /// smoothing term then, so an infinite class weight or logit must not turn it into NaN).
+    fn loss(&self, neg_log_p: T, spread: T, log_sum: T) -> T {
+        let target = self.target_scale * neg_log_p;
+        if self.smoothing_scale == T::ZERO {
+            target
+        } else {
+            target + self.smoothing_scale * (spread + log_sum * self.weight_sum)
+        }
+    }
+
+    /// The factor of `p_c` in the gradient, before the mean's scale:
+    /// `(1 - ε) w[t] + ε / C Σ_c w[c]` (the first term alone without smoothing).
+    fn p_factor(&self) -> T {
+        if self.smoothing_scale == T::ZERO {
+            self.target_scale
+        } else {
+            self.target_scale + self.smoothing_scale * self.weight_sum
+        }
+    }
 }
 
 /// `Σ_c w[c]`, or `C` without weights.
@@ -175,14 +197,13 @@ pub(super) fn class_index<T: Element>(
                         return;
                     };
                     let terms = RowTerms::new(all_weights, wt, params);
-                    per_row[i] = terms.target_scale * softmax.neg_log_p(picked)
-                        + terms.smoothing_scale * (spread + softmax.log_sum * all_weights);
+                    per_row[i] = terms.loss(softmax.neg_log_p(picked), spread, softmax.log_sum);
                     if let Row::Write(out) | Row::Into(_, out) = row {
                         // `out` holds `exp(x - max)`: `p = e / sum`, one rounding from it.
-                        let p_scale =
-                            scale * (terms.target_scale + terms.smoothing_scale * terms.weight_sum);
+                        let p_scale = scale * terms.p_factor();
                         let uniform = scale * terms.smoothing_scale;
-                        match weight {
+                        // Without smoothing the class weights take no part (`0 · inf` is NaN).
+                        match weight.filter(|_| smoothing) {
                             Some(w) => {
                                 for (e, &w) in out.iter_mut().zip(w) {
                                     *e = p_scale * (*e / sum) - uniform * w;
@@ -355,10 +376,9 @@ impl<T: Real> Columns<'_, T> {
                     max: maxes[j],
                     log_sum: sums[j].ln(),
                 };
-                loss[start + j] = terms.target_scale * softmax.neg_log_p(picked[j])
-                    + terms.smoothing_scale * (spread[j] + softmax.log_sum * self.all_weights);
-                p_scale[j] =
-                    self.scale * (terms.target_scale + terms.smoothing_scale * terms.weight_sum);
+                loss[start + j] =
+                    terms.loss(softmax.neg_log_p(picked[j]), spread[j], softmax.log_sum);
+                p_scale[j] = self.scale * terms.p_factor();
                 uniform[j] = self.scale * terms.smoothing_scale;
             }
             let Some(out) = block.target() else {
@@ -369,7 +389,8 @@ impl<T: Real> Columns<'_, T> {
             // term.
             let (p_scale, uniform) = (&p_scale[..count], &uniform[..count]);
             for c in 0..classes {
-                let w = weight_of(c);
+                // Without smoothing the class weights take no part (`0 · inf` is NaN).
+                let w = if smoothing { weight_of(c) } else { T::ONE };
                 let factors = p_scale.iter().zip(&*sums).zip(uniform);
                 for (e, ((&ps, &s), &u)) in out[column(c)].iter_mut().zip(factors) {
                     *e = ps * (*e / s) - u * w;

@@ -94,30 +94,21 @@ fn binary_forward_kernel<F: Float>(
             if pos_weighted {
                 pw = pos_weight[i % pos_weight_period as usize];
             }
-            let sp_pos = softplus::<F>(x);
-            let sp_neg = softplus::<F>(-x);
             if want_input {
-                // σ(x) = exp(-softplus(-x)), σ(-x) = exp(-softplus(x)).
-                let sig_pos = (-sp_neg).exp();
-                let sig_neg = (-sp_pos).exp();
-                grad_input[i] = g * ((F::new(1.0) - t) * sig_pos - pw * t * sig_neg);
+                grad_input[i] = g * logits_slope_x::<F>(x, t, pw, pos_weighted);
             }
             if want_target {
-                grad_target[i] = g * (pw * sp_neg - sp_pos);
+                grad_target[i] = g * logits_slope_t::<F>(x, pw, pos_weighted);
             }
-            (F::new(1.0) - t) * sp_pos + pw * (t * sp_neg)
+            logits_loss::<F>(x, t, pw, pos_weighted)
         } else {
-            let log_p = clamped_ln::<F>(x);
-            let log_q = clamped_ln::<F>(F::new(1.0) - x);
             if want_input {
-                // PyTorch's `(p - t) / max(p (1 - p), ε)`.
-                let denom = (x * (F::new(1.0) - x)).max(F::new(GRAD_EPSILON));
-                grad_input[i] = g * (x - t) / denom;
+                grad_input[i] = g * probs_slope_x::<F>(x, t);
             }
             if want_target {
-                grad_target[i] = g * (log_q - log_p);
+                grad_target[i] = g * probs_slope_t::<F>(x);
             }
-            -(t * log_p + (F::new(1.0) - t) * log_q)
+            -(t * clamped_ln::<F>(x) + (F::new(1.0) - t) * clamped_ln::<F>(F::new(1.0) - x))
         };
         li *= w;
         if reduced {
@@ -177,27 +168,118 @@ fn binary_backward_kernel<F: Float>(
         if pos_weighted {
             pw = pos_weight[i % pos_weight_period as usize];
         }
-        let sp_pos = softplus::<F>(x);
-        let sp_neg = softplus::<F>(-x);
         if want_input {
-            // σ(x) = exp(-softplus(-x)), σ(-x) = exp(-softplus(x)).
-            let sig_pos = (-sp_neg).exp();
-            let sig_neg = (-sp_pos).exp();
-            grad_input[i] = g * ((F::new(1.0) - t) * sig_pos - pw * t * sig_neg);
+            grad_input[i] = g * logits_slope_x::<F>(x, t, pw, pos_weighted);
         }
         if want_target {
-            grad_target[i] = g * (pw * sp_neg - sp_pos);
+            grad_target[i] = g * logits_slope_t::<F>(x, pw, pos_weighted);
         }
     } else {
         if want_input {
-            // PyTorch's `(p - t) / max(p (1 - p), ε)`.
-            let denom = (x * (F::new(1.0) - x)).max(F::new(GRAD_EPSILON));
-            grad_input[i] = g * (x - t) / denom;
+            grad_input[i] = g * probs_slope_x::<F>(x, t);
         }
         if want_target {
-            grad_target[i] = g * (clamped_ln::<F>(F::new(1.0) - x) - clamped_ln::<F>(x));
+            grad_target[i] = g * probs_slope_t::<F>(x);
         }
     }
+}
+
+/// Whether `x`, `t` and (with `pos_weight`) `pw` are all finite: where one is not, the
+/// binary losses take PyTorch's own formulas, so that NaN and the infinities come out where
+/// PyTorch's do (`x = inf, t = 1` is `0 · inf = NaN` in its loss).
+#[cube]
+fn all_finite<F: Float>(x: F, t: F, pw: F, #[comptime] pos_weighted: bool) -> bool {
+    // `v - v` is 0 for a finite `v` and NaN for an infinity or NaN.
+    let mut spread = (x - x) + (t - t);
+    if pos_weighted {
+        spread += pw - pw;
+    }
+    spread == F::new(0.0)
+}
+
+/// `log σ(x) = -softplus(-x)`, exact at `±inf` (`0` and `-inf`; no infinite literal, which
+/// WGSL rejects: `-inf` is `x` itself).
+#[cube]
+fn log_sigmoid<F: Float>(x: F) -> F {
+    let mut out = -softplus::<F>(-x);
+    // `x - x` is NaN for an infinity (and for NaN, which `x == x` leaves out).
+    if x - x != F::new(0.0) && x == x {
+        out = F::new(0.0);
+        if x < F::new(0.0) {
+            out = x;
+        }
+    }
+    out
+}
+
+/// BCE with logits at one element: `(1 - t) softplus(x) + pw t softplus(-x)` (no cancellation
+/// in either tail); where an argument is not finite, PyTorch's
+/// `(1 - t) x - (1 + (pw - 1) t) log σ(x)` (`(1 - t) x - log σ(x)` without `pos_weight`).
+#[cube]
+fn logits_loss<F: Float>(x: F, t: F, pw: F, #[comptime] pos_weighted: bool) -> F {
+    let mut out = (F::new(1.0) - t) * softplus::<F>(x) + pw * (t * softplus::<F>(-x));
+    if !all_finite::<F>(x, t, pw, pos_weighted) {
+        let mut log_weight = F::new(1.0);
+        if pos_weighted {
+            log_weight = (pw - F::new(1.0)) * t + F::new(1.0);
+        }
+        out = (F::new(1.0) - t) * x - log_weight * log_sigmoid::<F>(x);
+    }
+    out
+}
+
+/// `σ(x)`, exact at `±inf`.
+#[cube]
+fn sigmoid<F: Float>(x: F) -> F {
+    log_sigmoid::<F>(x).exp()
+}
+
+/// `∂/∂x` of BCE with logits: `(1 - t) σ(x) - pw t σ(-x)`; where an argument is not finite,
+/// PyTorch's `(pw t + 1 - t) σ(x) - pw t` (`σ(x) - t` without `pos_weight`).
+#[cube]
+fn logits_slope_x<F: Float>(x: F, t: F, pw: F, #[comptime] pos_weighted: bool) -> F {
+    let sig_pos = sigmoid::<F>(x);
+    let mut out = (F::new(1.0) - t) * sig_pos - pw * t * sigmoid::<F>(-x);
+    if !all_finite::<F>(x, t, pw, pos_weighted) {
+        out = sig_pos - t;
+        if pos_weighted {
+            let positive = pw * t;
+            out = (positive + F::new(1.0) - t) * sig_pos - positive;
+        }
+    }
+    out
+}
+
+/// `∂/∂t` of BCE with logits, PyTorch's: `log σ(-x) - pw log σ(x)` (`-x` without
+/// `pos_weight`).
+#[cube]
+fn logits_slope_t<F: Float>(x: F, pw: F, #[comptime] pos_weighted: bool) -> F {
+    let mut out = -x;
+    if pos_weighted {
+        out = log_sigmoid::<F>(-x) - pw * log_sigmoid::<F>(x);
+    }
+    out
+}
+
+/// `∂/∂p` of BCE, PyTorch's `(p - t) / max(p (1 - p), ε)`.
+#[cube]
+fn probs_slope_x<F: Float>(p: F, t: F) -> F {
+    (p - t) / (p * (F::new(1.0) - p)).max(F::new(GRAD_EPSILON))
+}
+
+/// `∂/∂t` of BCE, PyTorch's `-logit(p) = ln(1 - p) - ln(p)`, not clamped: `inf` at `p = 0`
+/// and `-inf` at `p = 1` (as `1 / 0` and `-1 / 0`: `ln(0)` is undefined in SPIR-V and WGSL,
+/// and WGSL rejects infinite literals).
+#[cube]
+fn probs_slope_t<F: Float>(p: F) -> F {
+    let mut out = (F::new(1.0) - p).ln() - p.ln();
+    if p <= F::new(0.0) {
+        out = F::new(1.0) / p.abs();
+    }
+    if p >= F::new(1.0) {
+        out = F::new(-1.0) / (F::new(1.0) - p);
+    }
+    out
 }
 
 /// The binary forward on cube tensors (see `Kernels::binary_forward`); `weight` and

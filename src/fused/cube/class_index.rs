@@ -14,7 +14,7 @@ use super::launch::{
     or_dummy, row_layout, scalar, smoothing_args,
 };
 use super::reduce::{MeanOver, Reduce, element_grad, finish, loss_buffer, ordered_sum, tree_sum};
-use super::rows::{RowMemory, RowShape, RowSums, RowUnit, row_softmax};
+use super::rows::{RowMemory, RowShape, RowSums, RowUnit, row_log_sum, row_softmax};
 use super::{CUBE_UNITS, SHARED_LEN};
 use crate::fused::kernels::{ClassIndexKind, ClassIndexParams, Output};
 use crate::reduction::Reduction;
@@ -121,7 +121,7 @@ fn class_index_forward_kernel<F: Float, I: Numeric>(
         if ce {
             // The log-sum-exp in two parts, `max + ln(sum)`: `x - max` is exact.
             row_max = memory.max[unit.first];
-            log_sum = memory.sum[unit.first].ln();
+            log_sum = row_log_sum::<F>(row_max, memory.sum[unit.first]);
         }
         let mut wt = F::new(0.0);
         if class < unit.classes {

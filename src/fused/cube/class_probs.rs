@@ -13,7 +13,7 @@ use super::launch::{
     scalar, smoothing_args, wanted,
 };
 use super::reduce::{MeanOver, Reduce, element_grad, finish, loss_buffer, ordered_sum, tree_sum};
-use super::rows::{RowMemory, RowShape, RowSums, RowUnit, row_softmax, target_weight};
+use super::rows::{RowMemory, RowShape, RowSums, RowUnit, row_log_sum, row_softmax, target_weight};
 use crate::fused::kernels::ClassProbsParams;
 
 /// Class-probability forward: per row, `lse = log Σ exp(x)`,
@@ -82,7 +82,7 @@ fn class_probs_forward_kernel<F: Float>(
             weighted,
         );
         let row_max = memory.max[unit.first];
-        let log_sum = memory.sum[unit.first].ln();
+        let log_sum = row_log_sum::<F>(memory.max[unit.first], memory.sum[unit.first]);
         let total_wq = memory.a_sum[unit.first];
 
         if unit.lane == 0 && valid {

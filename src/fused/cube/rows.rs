@@ -190,6 +190,20 @@ fn merge_softmax<F: Float>(
     }
 }
 
+/// `ln(sum)` of a row's softmax state, or NaN where PyTorch's log-softmax is NaN in the
+/// whole row: its maximum is +inf (`inf - inf`) or all its logits are -inf
+/// (`-inf - (-inf)`; [`row_softmax()`] leaves a sum of 0 then). A NaN logit already makes the
+/// sum NaN. No NaN literal (WGSL rejects them): `0 / 0` and `inf - inf` at run time.
+#[cube]
+pub(super) fn row_log_sum<F: Float>(max: F, sum: F) -> F {
+    let mut out = sum.ln();
+    if sum == F::new(0.0) {
+        out = sum / sum;
+    }
+    // 0, or NaN for a +inf maximum.
+    out + (max - max)
+}
+
 /// The online softmax of the row whose class 0 is at `base` (one read of the logits): each
 /// unit of the row runs a running max and sum of exponentials over its classes
 /// (`lane, lane + tx, …`), with the [`RowSums`] beside them, and the row's units merge theirs
@@ -198,9 +212,10 @@ fn merge_softmax<F: Float>(
 /// `Σ a_c (x_c - x0)` in `a_sum`, `ax_sum` (untouched for [`RowSums::None`]). Ends on a
 /// barrier.
 ///
-/// The softmax state never holds an infinity: `-inf` logits count as `lowest`, the lowest
-/// finite value (their exponential is 0 all the same), so no `inf - inf` arises, and no
-/// infinite literal is needed (WGSL rejects them). `target` is read for
+/// The softmax state never holds `-inf`: `-inf` logits count as `lowest`, the lowest
+/// finite value, with an exponential of 0, so no `-inf - (-inf)` arises, and no infinite
+/// literal is needed (WGSL rejects them); a +inf logit makes the max +inf, and
+/// [`row_log_sum()`] turns that row into NaN as PyTorch does. `target` is read for
 /// [`RowSums::TargetWeights`] only, `weight` when `weighted`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
@@ -227,7 +242,10 @@ pub(super) fn row_softmax<F: Float>(
         let at = base + c * unit.spatial;
         let raw = input[at];
         let x = finite_or_nan::<F>(raw, lowest);
-        if x == mx {
+        if raw < lowest {
+            // -inf: its exponential is 0, so a row of -inf alone ends with a sum of 0 (which
+            // `row_log_sum` reads as PyTorch's NaN row).
+        } else if x == mx {
             // exp(0), exactly.
             se += F::new(1.0);
         } else if x > mx {

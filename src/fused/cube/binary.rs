@@ -10,7 +10,7 @@ use cubecl::prelude::*;
 use super::helpers::{GRAD_EPSILON, clamped_ln, softplus};
 use super::launch::{
     GradInto, backward_tensors, dummy, elem, elementwise, empty_like, forward_cubes, periodic_arg,
-    wanted,
+    scalar, wanted,
 };
 use super::reduce::{MeanOver, Reduce, element_grad, finish, loss_buffer, tree_sum};
 use super::{CUBE_UNITS, SHARED_LEN};
@@ -62,6 +62,7 @@ fn binary_forward_kernel<F: Float>(
     len: u32,
     weight_period: u32,
     pos_weight_period: u32,
+    infinity: InputScalar,
     #[comptime] config: BinaryConfig,
     #[comptime] want_input: bool,
     #[comptime] want_target: bool,
@@ -70,6 +71,7 @@ fn binary_forward_kernel<F: Float>(
     let logits = comptime!(config.logits);
     let weighted = comptime!(config.weighted);
     let pos_weighted = comptime!(config.pos_weighted);
+    let inf = infinity.get::<F>();
     let reduced = comptime!(config.reduce.is_reduced());
     let l = len as usize;
     let unit = UNIT_POS_X as usize;
@@ -95,18 +97,18 @@ fn binary_forward_kernel<F: Float>(
                 pw = pos_weight[i % pos_weight_period as usize];
             }
             if want_input {
-                grad_input[i] = g * logits_slope_x::<F>(x, t, pw, pos_weighted);
+                grad_input[i] = g * logits_slope_x::<F>(x, t, pw, inf, pos_weighted);
             }
             if want_target {
-                grad_target[i] = g * logits_slope_t::<F>(x, pw, pos_weighted);
+                grad_target[i] = g * logits_slope_t::<F>(x, pw, inf, pos_weighted);
             }
-            logits_loss::<F>(x, t, pw, pos_weighted)
+            logits_loss::<F>(x, t, pw, inf, pos_weighted)
         } else {
             if want_input {
                 grad_input[i] = g * probs_slope_x::<F>(x, t);
             }
             if want_target {
-                grad_target[i] = g * probs_slope_t::<F>(x);
+                grad_target[i] = g * probs_slope_t::<F>(x, inf);
             }
             -(t * clamped_ln::<F>(x) + (F::new(1.0) - t) * clamped_ln::<F>(F::new(1.0) - x))
         };
@@ -145,6 +147,7 @@ fn binary_backward_kernel<F: Float>(
     len: u32,
     weight_period: u32,
     pos_weight_period: u32,
+    infinity: InputScalar,
     #[comptime] config: BinaryConfig,
     #[comptime] want_input: bool,
     #[comptime] want_target: bool,
@@ -157,6 +160,7 @@ fn binary_backward_kernel<F: Float>(
     let logits = comptime!(config.logits);
     let weighted = comptime!(config.weighted);
     let pos_weighted = comptime!(config.pos_weighted);
+    let inf = infinity.get::<F>();
     let x = input[i];
     let t = target[i];
     let mut g = element_grad::<F>(grad, i, F::cast_from(len), config.reduce);
@@ -169,45 +173,49 @@ fn binary_backward_kernel<F: Float>(
             pw = pos_weight[i % pos_weight_period as usize];
         }
         if want_input {
-            grad_input[i] = g * logits_slope_x::<F>(x, t, pw, pos_weighted);
+            grad_input[i] = g * logits_slope_x::<F>(x, t, pw, inf, pos_weighted);
         }
         if want_target {
-            grad_target[i] = g * logits_slope_t::<F>(x, pw, pos_weighted);
+            grad_target[i] = g * logits_slope_t::<F>(x, pw, inf, pos_weighted);
         }
     } else {
         if want_input {
             grad_input[i] = g * probs_slope_x::<F>(x, t);
         }
         if want_target {
-            grad_target[i] = g * probs_slope_t::<F>(x);
+            grad_target[i] = g * probs_slope_t::<F>(x, inf);
         }
     }
+}
+
+/// `|v| < inf`: false for an infinity and for NaN. `inf` is a kernel argument, not a literal:
+/// WGSL rejects infinite literals, and the driver folds `v - v` to 0.
+#[cube]
+fn finite<F: Float>(v: F, inf: F) -> bool {
+    v.abs() < inf
 }
 
 /// Whether `x`, `t` and (with `pos_weight`) `pw` are all finite: where one is not, the
 /// binary losses take PyTorch's own formulas, so that NaN and the infinities come out where
 /// PyTorch's do (`x = inf, t = 1` is `0 · inf = NaN` in its loss).
 #[cube]
-fn all_finite<F: Float>(x: F, t: F, pw: F, #[comptime] pos_weighted: bool) -> bool {
-    // `v - v` is 0 for a finite `v` and NaN for an infinity or NaN.
-    let mut spread = (x - x) + (t - t);
+fn all_finite<F: Float>(x: F, t: F, pw: F, inf: F, #[comptime] pos_weighted: bool) -> bool {
+    let mut all = finite::<F>(x, inf) && finite::<F>(t, inf);
     if pos_weighted {
-        spread += pw - pw;
+        all = all && finite::<F>(pw, inf);
     }
-    spread == F::new(0.0)
+    all
 }
 
-/// `log σ(x) = -softplus(-x)`, exact at `±inf` (`0` and `-inf`; no infinite literal, which
-/// WGSL rejects: `-inf` is `x` itself).
+/// `log σ(x) = -softplus(-x)`, exact at `±inf` (`0`, and `-inf`: `x` itself).
 #[cube]
-fn log_sigmoid<F: Float>(x: F) -> F {
+fn log_sigmoid<F: Float>(x: F, inf: F) -> F {
     let mut out = -softplus::<F>(-x);
-    // `x - x` is NaN for an infinity (and for NaN, which `x == x` leaves out).
-    if x - x != F::new(0.0) && x == x {
+    if x == inf {
         out = F::new(0.0);
-        if x < F::new(0.0) {
-            out = x;
-        }
+    }
+    if x == -inf {
+        out = x;
     }
     out
 }
@@ -216,31 +224,25 @@ fn log_sigmoid<F: Float>(x: F) -> F {
 /// in either tail); where an argument is not finite, PyTorch's
 /// `(1 - t) x - (1 + (pw - 1) t) log σ(x)` (`(1 - t) x - log σ(x)` without `pos_weight`).
 #[cube]
-fn logits_loss<F: Float>(x: F, t: F, pw: F, #[comptime] pos_weighted: bool) -> F {
+fn logits_loss<F: Float>(x: F, t: F, pw: F, inf: F, #[comptime] pos_weighted: bool) -> F {
     let mut out = (F::new(1.0) - t) * softplus::<F>(x) + pw * (t * softplus::<F>(-x));
-    if !all_finite::<F>(x, t, pw, pos_weighted) {
+    if !all_finite::<F>(x, t, pw, inf, pos_weighted) {
         let mut log_weight = F::new(1.0);
         if pos_weighted {
             log_weight = (pw - F::new(1.0)) * t + F::new(1.0);
         }
-        out = (F::new(1.0) - t) * x - log_weight * log_sigmoid::<F>(x);
+        out = (F::new(1.0) - t) * x - log_weight * log_sigmoid::<F>(x, inf);
     }
     out
-}
-
-/// `σ(x)`, exact at `±inf`.
-#[cube]
-fn sigmoid<F: Float>(x: F) -> F {
-    log_sigmoid::<F>(x).exp()
 }
 
 /// `∂/∂x` of BCE with logits: `(1 - t) σ(x) - pw t σ(-x)`; where an argument is not finite,
 /// PyTorch's `(pw t + 1 - t) σ(x) - pw t` (`σ(x) - t` without `pos_weight`).
 #[cube]
-fn logits_slope_x<F: Float>(x: F, t: F, pw: F, #[comptime] pos_weighted: bool) -> F {
-    let sig_pos = sigmoid::<F>(x);
-    let mut out = (F::new(1.0) - t) * sig_pos - pw * t * sigmoid::<F>(-x);
-    if !all_finite::<F>(x, t, pw, pos_weighted) {
+fn logits_slope_x<F: Float>(x: F, t: F, pw: F, inf: F, #[comptime] pos_weighted: bool) -> F {
+    let sig_pos = log_sigmoid::<F>(x, inf).exp();
+    let mut out = (F::new(1.0) - t) * sig_pos - pw * t * log_sigmoid::<F>(-x, inf).exp();
+    if !all_finite::<F>(x, t, pw, inf, pos_weighted) {
         out = sig_pos - t;
         if pos_weighted {
             let positive = pw * t;
@@ -253,10 +255,10 @@ fn logits_slope_x<F: Float>(x: F, t: F, pw: F, #[comptime] pos_weighted: bool) -
 /// `∂/∂t` of BCE with logits, PyTorch's: `log σ(-x) - pw log σ(x)` (`-x` without
 /// `pos_weight`).
 #[cube]
-fn logits_slope_t<F: Float>(x: F, pw: F, #[comptime] pos_weighted: bool) -> F {
+fn logits_slope_t<F: Float>(x: F, pw: F, inf: F, #[comptime] pos_weighted: bool) -> F {
     let mut out = -x;
     if pos_weighted {
-        out = log_sigmoid::<F>(-x) - pw * log_sigmoid::<F>(x);
+        out = log_sigmoid::<F>(-x, inf) - pw * log_sigmoid::<F>(x, inf);
     }
     out
 }
@@ -268,16 +270,15 @@ fn probs_slope_x<F: Float>(p: F, t: F) -> F {
 }
 
 /// `∂/∂t` of BCE, PyTorch's `-logit(p) = ln(1 - p) - ln(p)`, not clamped: `inf` at `p = 0`
-/// and `-inf` at `p = 1` (as `1 / 0` and `-1 / 0`: `ln(0)` is undefined in SPIR-V and WGSL,
-/// and WGSL rejects infinite literals).
+/// and `-inf` at `p = 1` (written out: `ln(0)` is undefined in SPIR-V and WGSL).
 #[cube]
-fn probs_slope_t<F: Float>(p: F) -> F {
+fn probs_slope_t<F: Float>(p: F, inf: F) -> F {
     let mut out = (F::new(1.0) - p).ln() - p.ln();
     if p <= F::new(0.0) {
-        out = F::new(1.0) / p.abs();
+        out = inf;
     }
     if p >= F::new(1.0) {
-        out = F::new(-1.0) / (F::new(1.0) - p);
+        out = -inf;
     }
     out
 }
@@ -364,6 +365,7 @@ fn launch_forward(
         len as u32,
         w_period,
         pw_period,
+        scalar(f64::INFINITY, input),
         config,
         wants[0],
         wants[1],
@@ -414,6 +416,7 @@ pub(in crate::fused) fn binary_backward(
         len as u32,
         w_period,
         pw_period,
+        scalar(f64::INFINITY, &input),
         BinaryConfig::new(params, weight.is_some(), pos_weight.is_some()),
         wants[0],
         wants[1],

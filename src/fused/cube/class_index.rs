@@ -50,6 +50,7 @@ fn class_index_forward_kernel<F: Float, I: Numeric>(
     one_minus_eps: InputScalar,
     eps_over_c: InputScalar,
     lowest: InputScalar,
+    nan: InputScalar,
     zero: InputScalar,
     #[comptime] ce: bool,
     #[comptime] weighted: bool,
@@ -121,7 +122,12 @@ fn class_index_forward_kernel<F: Float, I: Numeric>(
         if ce {
             // The log-sum-exp in two parts, `max + ln(sum)`: `x - max` is exact.
             row_max = memory.max[unit.first];
-            log_sum = row_log_sum::<F>(row_max, memory.sum[unit.first]);
+            log_sum = row_log_sum::<F>(
+                row_max,
+                memory.sum[unit.first],
+                lowest.get::<F>(),
+                nan.get::<F>(),
+            );
         }
         let mut wt = F::new(0.0);
         if class < unit.classes {
@@ -501,6 +507,7 @@ impl Forward<'_> {
             one_minus_eps,
             eps_over_c,
             scalar(lowest(dtype), input),
+            scalar(f64::NAN, input),
             scalar(0.0, input),
             ce,
             self.weight.is_some(),

@@ -42,6 +42,7 @@ fn class_probs_forward_kernel<F: Float>(
     one_minus_eps: InputScalar,
     eps_over_c: InputScalar,
     lowest: InputScalar,
+    nan: InputScalar,
     #[comptime] weighted: bool,
     #[comptime] reduce: Reduce,
     #[comptime] want_input: bool,
@@ -82,7 +83,12 @@ fn class_probs_forward_kernel<F: Float>(
             weighted,
         );
         let row_max = memory.max[unit.first];
-        let log_sum = row_log_sum::<F>(memory.max[unit.first], memory.sum[unit.first]);
+        let log_sum = row_log_sum::<F>(
+            row_max,
+            memory.sum[unit.first],
+            lowest.get::<F>(),
+            nan.get::<F>(),
+        );
         let total_wq = memory.a_sum[unit.first];
 
         if unit.lane == 0 && valid {
@@ -331,6 +337,7 @@ fn launch_forward(
         one_minus_eps,
         eps_over_c,
         scalar(lowest(dtype), input),
+        scalar(f64::NAN, input),
         weight.is_some(),
         reduce,
         wants[0],

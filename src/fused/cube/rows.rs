@@ -190,18 +190,18 @@ fn merge_softmax<F: Float>(
     }
 }
 
-/// `ln(sum)` of a row's softmax state, or NaN where PyTorch's log-softmax is NaN in the
-/// whole row: its maximum is +inf (`inf - inf`) or all its logits are -inf
-/// (`-inf - (-inf)`; [`row_softmax()`] leaves a sum of 0 then). A NaN logit already makes the
-/// sum NaN. No NaN literal (WGSL rejects them): `0 / 0` and `inf - inf` at run time.
+/// `ln(sum)` of a row's softmax state, or `nan` where PyTorch's log-softmax is NaN in the
+/// whole row: its maximum is +inf (`inf - inf`; above `-lowest`, the largest finite value)
+/// or all its logits are -inf (`-inf - (-inf)`; [`row_softmax()`] leaves a sum of 0 then). A
+/// NaN logit already makes the sum NaN. `nan` is a kernel argument: WGSL rejects NaN
+/// literals, and the driver may fold the expressions that would make one.
 #[cube]
-pub(super) fn row_log_sum<F: Float>(max: F, sum: F) -> F {
+pub(super) fn row_log_sum<F: Float>(max: F, sum: F, lowest: F, nan: F) -> F {
     let mut out = sum.ln();
-    if sum == F::new(0.0) {
-        out = sum / sum;
+    if sum == F::new(0.0) || max > -lowest {
+        out = nan;
     }
-    // 0, or NaN for a +inf maximum.
-    out + (max - max)
+    out
 }
 
 /// The online softmax of the row whose class 0 is at `base` (one read of the logits): each

@@ -5,7 +5,9 @@
 //! device. [`backend_unavailable`] runs one tiny operation on the backend, on a thread of
 //! its own, with the panic messages of that moment kept off the terminal, and turns a failure
 //! into a one-line reason. [`run_or_skip`] builds the test-suite protocol on it: run, print
-//! one `SKIPPED` line, or fail when the backend is required.
+//! one `SKIPPED` line, or fail when the backend is required. libtest captures a passing
+//! test's output, so the process also prints, when it exits, one line per backend that
+//! libtest does not capture: `SKIPPED 42 checks on wgpu (not run, reported as passed): <reason>`.
 //!
 //! The crate's own tests, examples and benches use these functions for every wgpu check, and
 //! [`crate::gradcheck`]'s users can use them for theirs:
@@ -35,10 +37,11 @@ pub const REQUIRE_WGPU: &str = "BURN_XENT_REQUIRE_WGPU";
 ///
 /// The first call for a device runs one small operation (two numbers
 /// summed and read back) on a separate thread; later calls return the remembered answer. Any
-/// panic during that probe, on any thread, is caught and kept off the terminal (a driver
-/// thread's panic would otherwise print a message and a backtrace that read like a crash);
-/// panics outside the probe print as usual. Probes run one at a time and take well under a
-/// second; a panic of another thread in that window is not printed either.
+/// panic during that probe, on the probe's thread or inside the GPU stack (a `cubecl` or
+/// `wgpu` source file), is caught and kept off the terminal (a driver thread's panic would
+/// otherwise print a message and a backtrace that read like a crash); every other panic
+/// prints as usual, also one raised by a test running beside the probe. Probes run one at a
+/// time and take well under a second.
 ///
 /// The reason is one line, e.g. `Autodiff<Cube(…)>: no usable adapter (No possible adapter
 /// available for backend. Falling back to first available.); on Debian install
@@ -70,7 +73,46 @@ pub fn run_or_skip(what: &str, device: &Device, required: bool) -> bool {
         panic!("{what}: the backend is required here but cannot run: {reason}");
     }
     println!("SKIPPED {what}: {reason}");
+    count_skip(what, &reason);
     false
+}
+
+/// Skipped checks of this process, by backend (the part of `what` before `::`): the count
+/// and the first reason.
+static SKIPS: Mutex<Vec<(String, usize, String)>> = Mutex::new(Vec::new());
+
+/// Counts one skip, and on the first one registers [`report_skips`] to run at exit.
+fn count_skip(what: &str, reason: &str) {
+    let backend = what.split("::").next().unwrap_or(what).to_string();
+    let mut skips = SKIPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if skips.is_empty() {
+        // SAFETY: `report_skips` is a plain `extern "C"` function that does not unwind.
+        unsafe {
+            libc::atexit(report_skips);
+        }
+    }
+    match skips.iter_mut().find(|(b, _, _)| *b == backend) {
+        Some((_, count, _)) => *count += 1,
+        None => skips.push((backend, 1, reason.to_string())),
+    }
+}
+
+/// At exit: one line per backend with skipped checks, written to the process's standard error
+/// directly (libtest captures `print!`, not the stream), so that plain `cargo test` shows
+/// them under the binary's `test result` line.
+extern "C" fn report_skips() {
+    use std::io::Write;
+    let Ok(skips) = SKIPS.lock() else { return };
+    let mut stderr = std::io::stderr().lock();
+    for (backend, count, reason) in skips.iter() {
+        let checks = if *count == 1 { "check" } else { "checks" };
+        let _ = writeln!(
+            stderr,
+            "SKIPPED {count} {checks} on {backend} (not run, reported as passed): {reason}"
+        );
+    }
 }
 
 /// True when the environment variable `var` is set to `1`.
@@ -78,28 +120,32 @@ pub fn required_by_env(var: &str) -> bool {
     std::env::var(var).as_deref() == Ok("1")
 }
 
-/// Number of probes running now; while it is not 0, panic messages are not printed.
+/// Number of probes running now; while it is not 0, the probe thread's panics and those raised
+/// inside the GPU stack (a `cubecl` or `wgpu` source file: the driver thread's) are not
+/// printed. Any other thread's panic (a test failing beside the probe) prints as usual.
 static PROBES_RUNNING: AtomicUsize = AtomicUsize::new(0);
 
 /// The name of the thread a probe runs on.
 const PROBE_THREAD: &str = "burn-xent-probe";
 
-/// The first panic message seen on another thread while a probe ran: usually the backend's
-/// own driver thread, whose message says more than the probe thread's.
+/// The first panic message raised inside the GPU stack on another thread while a probe ran:
+/// the backend's own driver thread, whose message says more than the probe thread's.
 static FIRST_PROBE_PANIC: Mutex<Option<String>> = Mutex::new(None);
 
-/// Installs, once, a panic hook that stays silent while a probe runs and hands every other
-/// panic to the hook that was there before.
+/// Installs, once, a panic hook that keeps the probe's panics quiet (see [`PROBES_RUNNING`])
+/// and hands every other panic to the hook that was there before.
 fn install_quiet_hook() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
-            if PROBES_RUNNING.load(Ordering::SeqCst) == 0 {
+            let on_probe = std::thread::current().name() == Some(PROBE_THREAD);
+            let in_gpu_stack = info
+                .location()
+                .is_some_and(|l| l.file().contains("cubecl") || l.file().contains("wgpu"));
+            if PROBES_RUNNING.load(Ordering::SeqCst) == 0 || !(on_probe || in_gpu_stack) {
                 previous(info);
-            } else if std::thread::current().name() != Some(PROBE_THREAD)
-                && let Ok(mut first) = FIRST_PROBE_PANIC.lock()
-            {
+            } else if !on_probe && let Ok(mut first) = FIRST_PROBE_PANIC.lock() {
                 first.get_or_insert_with(|| panic_text(info.payload()));
             }
         }));

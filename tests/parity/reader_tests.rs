@@ -104,9 +104,9 @@ fn rejects_an_unknown_field() {
     assert!(reason.contains("stride"), "{reason}");
 
     let reason = case_rejected(with_case(|case| {
-        case["expected"]["grad_target"] = json!(null);
+        case["expected"]["grad_weight"] = json!(null);
     }));
-    assert!(reason.contains("grad_target"), "{reason}");
+    assert!(reason.contains("grad_weight"), "{reason}");
 
     let reason = case_rejected(with_case(|case| {
         case["tolerance"]["ulps"] = json!(4);

@@ -53,9 +53,9 @@ fn with_logits<T: Real>(x: T, t: T, pw: Option<T>) -> (T, T, T) {
         Some(pw) => (
             pw * t,
             pw * softplus_neg - softplus,
-            is_finite(x) & is_finite(t) & is_finite(pw),
+            x.is_finite() & t.is_finite() & pw.is_finite(),
         ),
-        None => (t, -x, is_finite(x) & is_finite(t)),
+        None => (t, -x, x.is_finite() & t.is_finite()),
     };
     if finite {
         (
@@ -79,12 +79,6 @@ fn with_logits<T: Real>(x: T, t: T, pw: Option<T>) -> (T, T, T) {
             slope_t,
         )
     }
-}
-
-/// `x` is neither infinite nor NaN (`x - x` is NaN for both), branch-free.
-#[inline(always)]
-fn is_finite<T: Real>(x: T) -> bool {
-    x - x == T::ZERO
 }
 
 /// BCE on probabilities at one element: the loss

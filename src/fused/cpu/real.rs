@@ -34,6 +34,8 @@ pub(crate) trait Real:
     const NEG_INFINITY: Self;
     fn from_f64(value: f64) -> Self;
     fn to_f64(self) -> f64;
+    /// Neither infinite nor NaN.
+    fn is_finite(self) -> bool;
     /// `e^x` for `x <= 0` (and NaN); not for positive arguments.
     fn exp_nonpositive(self) -> Self;
     /// `ln(1 + y)` for `y` in `[0, 1]`.
@@ -74,6 +76,11 @@ macro_rules! impl_real {
             #[inline(always)]
             fn to_f64(self) -> f64 {
                 self as f64
+            }
+
+            #[inline(always)]
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
             }
 
             #[inline(always)]

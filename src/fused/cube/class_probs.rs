@@ -97,7 +97,30 @@ fn class_probs_forward_kernel<F: Float>(
                 log_sum_exp[m + i] = log_sum;
             }
             // Σ_c w_c q_c (lse - x_c), lse = row_max + log_sum.
-            let li = ((row_max - x0) + log_sum) * total_wq - memory.ax_sum[unit.first];
+            let mut li = ((row_max - x0) + log_sum) * total_wq - memory.ax_sum[unit.first];
+            // NaN fails the comparison too.
+            let target_finite = total_wq.abs() <= -lowest.get::<F>();
+            if !target_finite {
+                // A target holding ±inf or NaN: the two sums above would cancel `inf - inf`
+                // where PyTorch's `-Σ_c w_c q_c log p_c` has an infinity, so the row's sum is
+                // taken term by term, by this unit alone (a pathological input: no barrier).
+                li = F::new(0.0);
+                let mut c = 0;
+                while c < unit.classes {
+                    let at = base + c * unit.spatial;
+                    let wq = target_weight::<F>(
+                        target,
+                        weight,
+                        at,
+                        c,
+                        one_minus_eps,
+                        eps_over_c,
+                        weighted,
+                    );
+                    li += wq * ((row_max - input[at]) + log_sum);
+                    c += 1;
+                }
+            }
             if comptime!(reduce.is_reduced()) {
                 acc_loss += li;
             } else {

@@ -146,15 +146,22 @@ fn composite_loss<const D: usize>(
         .as_ref()
         .map(|w| w.expand_to(FUNCTION, "weight", &input));
 
-    // The value, with gradients for the target, comes from constant probabilities; the input
-    // gradient is added by a term that is zero in value and has PyTorch's derivative.
+    // The value comes from constant probabilities and targets; the gradients are added by
+    // terms that are zero in value and have PyTorch's derivatives: for the input
+    // `(p - t) / max(p (1 - p), 1e-12)`, for the target `log(1 - p) - log p` (with the logs
+    // clamped at -100, as in the value: PyTorch's is unclamped, infinite at p = 0 and 1).
     let p = input.clone().detach();
+    let t = target.clone().detach();
     let log_p = p.clone().log().clamp_min(LOG_FLOOR);
     let log_1mp = p.clone().neg().log1p().clamp_min(LOG_FLOOR);
-    let value = (target.clone() - 1.0) * log_1mp - target.clone() * log_p;
-    let slope =
-        (p.clone() - target.detach()) / (p.clone().neg() + 1.0).mul(p.clone()).clamp_min(EPSILON);
-    let loss = value + (input - p) * slope;
+    let value = (t.clone() - 1.0) * log_1mp.clone() - t.clone() * log_p.clone();
+    let slope_input = (p.clone() - t) / (p.clone().neg() + 1.0).mul(p).clamp_min(EPSILON);
+    let slope_target = log_1mp - log_p;
+    let loss = binary::with_slopes(
+        value,
+        [(Some(&input), slope_input), (Some(&target), slope_target)],
+        None,
+    );
     match weight {
         Some(weight) => loss * weight,
         None => loss,

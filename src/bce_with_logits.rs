@@ -127,29 +127,116 @@ fn composite_loss<const D: usize>(
 
     // PyTorch's `(1 - t) x - (1 + (pw - 1) t) log σ(x)` equals
     // `(1 - t) softplus(x) + pw t softplus(-x)`, which has no cancellation in either tail
-    // (PyTorch's form loses every digit of a 1e-7 loss in f32 at x = -16, t = 0). The value,
-    // with gradients for the target and `pos_weight`, is computed from constant logits; the
-    // input gradient comes from a term that is zero in value and has the exact derivative
-    // `(1 - t) σ(x) - pw t σ(-x)` (Burn 0.21's `log_sigmoid` backward loses most of its digits
-    // in the tail: at x = 10 its f32 gradient is 35% off).
+    // (PyTorch's form loses every digit of a 1e-7 loss in f32 at x = -16, t = 0). The value is
+    // computed from constants; the gradients are added by terms that are zero in value and
+    // have PyTorch's derivatives: `(1 - t) σ(x) - pw t σ(-x)` for the input (Burn's
+    // `log_sigmoid` backward loses most of its digits in the tail), `pw softplus(-x) -
+    // softplus(x)` for the target, `t softplus(-x)` for `pos_weight`.
     let x = input.clone().detach();
-    let tail = x.clone().abs().neg().exp().log1p(); // log1p(exp(-|x|))
-    let softplus = x.clone().clamp_min(0.0) + tail.clone(); // -log σ(-x)
-    let softplus_of_neg = x.clone().neg().clamp_min(0.0) + tail; // -log σ(x)
-    let negative_weight = target.clone().neg() + 1.0;
-    let positive_weight = match pos_weight {
-        Some(pos_weight) => pos_weight * target.clone(),
-        None => target.clone(),
+    let t = target.clone().detach();
+    let pw = pos_weight.as_ref().map(|pw| pw.clone().detach());
+    // Where a logit, target or `pos_weight` is infinite or NaN, PyTorch's own formula decides
+    // (its NaN and infinities); the stable form runs on zeros there.
+    let mut finite = x.clone().is_finite().bool_and(t.clone().is_finite());
+    if let Some(pw) = &pw {
+        finite = finite.bool_and(pw.clone().is_finite());
+    }
+    let other = finite.bool_not();
+
+    let xs = x.clone().mask_fill(other.clone(), 0.0);
+    let ts = t.mask_fill(other.clone(), 0.0);
+    let pws = pw.clone().map(|pw| pw.mask_fill(other.clone(), 0.0));
+    let tail_s = tail(xs.clone());
+    let softplus = xs.clone().clamp_min(0.0) + tail_s.clone(); // -log σ(-x)
+    let softplus_of_neg = xs.neg().clamp_min(0.0) + tail_s; // -log σ(x)
+    let negative_weight = ts.clone().neg() + 1.0;
+    let positive_weight = match &pws {
+        Some(pws) => pws.clone() * ts.clone(),
+        None => ts.clone(),
     };
     let value = negative_weight.clone() * softplus.clone()
         + positive_weight.clone() * softplus_of_neg.clone();
-    let slope = negative_weight.detach() * softplus_of_neg.neg().exp()
-        - positive_weight.detach() * softplus.neg().exp();
-    let loss = value + (input - x) * slope;
+    let slope_input = negative_weight * softplus_of_neg.clone().neg().exp()
+        - positive_weight * softplus.clone().neg().exp();
+    let slope_target = match &pws {
+        Some(pws) => pws.clone() * softplus_of_neg.clone() - softplus,
+        None => softplus_of_neg.clone() - softplus,
+    };
+    let slope_pos_weight = ts * softplus_of_neg;
+    let stable = binary::with_slopes(
+        value,
+        [
+            (Some(&input), slope_input),
+            (Some(&target), slope_target),
+            (pos_weight.as_ref(), slope_pos_weight),
+        ],
+        Some(&other),
+    );
+
+    let pytorch = pytorch_form(&input, target, pos_weight);
+    let loss = stable.mask_where(other, pytorch);
     match weight {
         Some(weight) => loss * weight,
         None => loss,
     }
+}
+
+/// `log1p(exp(-|x|))`, the tail of both softplus functions.
+fn tail<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.abs().neg().exp().log1p()
+}
+
+/// PyTorch's own formula `(1 - t) x + (1 + (pw - 1) t) softplus(-x)`, with
+/// `softplus(-x) = max(-x, 0) + log1p(exp(-|x|))`, for the elements where a logit, target or
+/// `pos_weight` is infinite or NaN: its value (NaN and infinities included) and its gradients.
+///
+/// The input's gradient `(1 + (pw - 1) t) σ(x) - pw t` is a chosen slope where it is finite
+/// (NaN copied from a NaN logit: `σ(NaN)` is 0 under lavapipe's wgpu); where it is infinite
+/// (a logit or target at ±inf) it comes from the formula on the tracked input, exact there.
+/// At `x = -inf` the value is NaN whatever the target, and the target's gradient
+/// `pw softplus(-x) - softplus(x)` is one product (autodiff of the formula would add
+/// `inf + (pw - 1) inf`, NaN for `pw < 1`).
+fn pytorch_form<const D: usize>(
+    input: &Tensor<D>,
+    target: Tensor<D>,
+    pos_weight: Option<Tensor<D>>,
+) -> Tensor<D> {
+    let x = input.clone().detach();
+    let t = target.clone().detach();
+    let sigmoid = burn::tensor::activation::sigmoid(x.clone());
+    let softplus = x.clone().clamp_min(0.0) + tail(x.clone());
+    let softplus_of_neg = x.clone().neg().clamp_min(0.0) + tail(x.clone());
+    let (slope_input, slope_target) = match &pos_weight {
+        Some(pos_weight) => {
+            let pw = pos_weight.clone().detach();
+            let positive = pw.clone() * t.clone();
+            (
+                (positive.clone() - t.clone() + 1.0) * sigmoid - positive,
+                pw * softplus_of_neg - softplus,
+            )
+        }
+        None => (sigmoid - t.clone(), softplus_of_neg - softplus),
+    };
+
+    let by_formula = x.clone().is_inf().bool_or(slope_input.clone().is_inf());
+    let input_tracked = input
+        .clone()
+        .mask_where(by_formula.clone().bool_not(), x.clone());
+    let at_neg_inf = x.clone().is_inf().bool_and(x.clone().lower_elem(0.0));
+    let target_tracked = target.clone().mask_where(at_neg_inf.clone(), t);
+    let log_weight = match pos_weight {
+        Some(pos_weight) => (pos_weight - 1.0) * target_tracked.clone() + 1.0,
+        None => target.ones_like(),
+    };
+    let mut value = (target_tracked.neg() + 1.0) * input_tracked.clone()
+        + log_weight * (input_tracked.neg().clamp_min(0.0) + tail(x.clone()));
+    if target.is_require_grad() {
+        let elsewhere = at_neg_inf.bool_not();
+        value = value
+            + target.mask_fill(elsewhere.clone(), 0.0) * slope_target.mask_fill(elsewhere, 0.0);
+    }
+    let slope_input = slope_input.mask_where(x.clone().is_nan(), x);
+    binary::with_slopes(value, [(Some(input), slope_input)], Some(&by_formula))
 }
 
 /// Configuration of [`BceWithLogitsLoss`], PyTorch's

@@ -1,7 +1,7 @@
 //! The front the two binary losses share (BCE on probabilities, BCE with logits): the
 //! protocol's request, then the composite path when no kernel ran, reduced or per element.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Bool, Tensor};
 
 use crate::fused::Output;
 use crate::path::Request;
@@ -50,4 +50,37 @@ pub(crate) fn per_element<const D: usize>(
         Ok(fused) => fused.reshape(dims),
         Err(input) => loss.composite(input, target),
     }
+}
+
+/// `(tracked - value(tracked)) slope`: zero in value, with the derivative `slope` with respect
+/// to `tracked`, the gradient PyTorch's backward computes (autodiff of the formula would give
+/// another, or distribute a product over terms: `inf · a + inf · b` is NaN where PyTorch's
+/// `inf · (a + b)` is not). Zero in value and gradient where `skip` is set (infinite entries,
+/// where `inf - inf` would be NaN); `None` when `tracked` carries no gradient.
+pub(crate) fn chosen_slope<const D: usize>(
+    tracked: &Tensor<D>,
+    slope: Tensor<D>,
+    skip: Option<&Tensor<D, Bool>>,
+) -> Option<Tensor<D>> {
+    if !tracked.is_require_grad() {
+        return None;
+    }
+    let zero = tracked.clone() - tracked.clone().detach();
+    // Both factors masked: `0 · inf` would be NaN in the value, and in the gradient.
+    Some(match skip {
+        Some(skip) => zero.mask_fill(skip.clone(), 0.0) * slope.mask_fill(skip.clone(), 0.0),
+        None => zero * slope,
+    })
+}
+
+/// `value` plus each tracked tensor's [`chosen_slope`] term.
+pub(crate) fn with_slopes<const D: usize, const N: usize>(
+    value: Tensor<D>,
+    slopes: [(Option<&Tensor<D>>, Tensor<D>); N],
+    skip: Option<&Tensor<D, Bool>>,
+) -> Tensor<D> {
+    slopes
+        .into_iter()
+        .filter_map(|(tracked, slope)| chosen_slope(tracked?, slope, skip))
+        .fold(value, |sum, term| sum + term)
 }

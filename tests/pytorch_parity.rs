@@ -212,13 +212,19 @@ fn f32_overflow(case: &Case) -> Option<String> {
     })
 }
 
-/// A case the composite path is known to get wrong: the non-finite BCE and BCE-with-logits
-/// cases (`tests/fixtures/pytorch_nonfinite.json`, `nf_bce*`), where the composite path's
-/// stable formula and Burn's autodiff give `inf - inf` or a clamped slope where PyTorch has an
-/// infinity, or the reverse. The fused kernels match PyTorch there; these cases still run on
-/// the composite path and a failure is reported as a known deviation, not hidden.
-fn known_composite_deviation(label: &str, case: &Case) -> bool {
-    label.ends_with("composite") && case.name.starts_with("nf_bce")
+/// A failure the composite path is known to have: BCE on probabilities of exactly 0 or 1,
+/// whose target gradient PyTorch takes unclamped (`log(1 - p) - log p`, `±inf` there) while
+/// its loss clamps the logarithms at -100. A loss built from Burn's generic operations has one
+/// derivative per formula: the composite path gives the clamped loss's (`±100` per unit of
+/// weight). Only failures of the target gradient alone, on such inputs, count; the fused
+/// kernels match PyTorch there, and the case still runs and is listed, not hidden.
+fn known_composite_deviation(label: &str, case: &Case, lines: &[String]) -> bool {
+    label.ends_with("composite")
+        && case.loss == Loss::Bce
+        && case.input.data.iter().any(|&p| p == 0.0 || p == 1.0)
+        && lines
+            .iter()
+            .all(|line| line.trim_start().starts_with("grad_target"))
 }
 
 /// `v` is finite but becomes an infinity in f32.
@@ -289,7 +295,7 @@ fn run_backend(backend: &Backend) -> bool {
                             .push(format!("{} ({reason})", case.name));
                     }
                 }
-                Verdict::Fail(lines) if known_composite_deviation(label, case) => {
+                Verdict::Fail(lines) if known_composite_deviation(label, case, &lines) => {
                     report.known_deviations.push(format!(
                         "{} ({})",
                         case.name,
@@ -322,9 +328,9 @@ fn run_backend(backend: &Backend) -> bool {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "KNOWN DEVIATION parity {label}: {} non-finite BCE case(s) differ from PyTorch on the \
-             composite path (Burn's generic autodiff cannot give PyTorch's gradient at an \
-             infinite logit; the fused path matches, issue 23): {}",
+            "KNOWN DEVIATION parity {label}: {} BCE case(s) with probabilities of exactly 0 or 1 \
+             have the clamped loss's target gradient on the composite path, where PyTorch's is \
+             unclamped (infinite); the fused path matches: {}",
             report.known_deviations.len(),
             report.known_deviations.join("; ")
         );

@@ -198,6 +198,20 @@ impl BinaryCase {
 
     /// PyTorch's input gradient of BCE, `g w (p - t) / max(p (1 - p), ε)`.
     pub(super) fn probability_grad(&self, x: &[f64], t: &[f64], g: &[f64]) -> Vec<f64> {
+        self.scaled(g, |i| {
+            let (p, t) = (x[i], t[i]);
+            (p - t) / (p * (1.0 - p)).max(BCE_GRAD_EPSILON)
+        })
+    }
+
+    /// PyTorch's target gradient of BCE, `g w (log(1 - p) - log p)`: not clamped, so infinite
+    /// at `p = 0` and `p = 1`, where the (clamped) loss's numeric derivative is finite.
+    pub(super) fn probability_target_grad(&self, x: &[f64], g: &[f64]) -> Vec<f64> {
+        self.scaled(g, |i| (-x[i]).ln_1p() - x[i].ln())
+    }
+
+    /// `g_i w_i slope(i)`, with the upstream gradient `g` of the case's output.
+    fn scaled(&self, g: &[f64], slope: impl Fn(usize) -> f64) -> Vec<f64> {
         let len = self.len as f64;
         let w = self.element_weights();
         (0..self.len)
@@ -207,8 +221,7 @@ impl BinaryCase {
                     Output::Reduced(Reduction::Sum) => g[0],
                     Output::Reduced(Reduction::Mean) => g[0] / len,
                 };
-                let (p, t) = (x[i], t[i]);
-                g * w[i] * (p - t) / (p * (1.0 - p)).max(BCE_GRAD_EPSILON)
+                g * w[i] * slope(i)
             })
             .collect()
     }

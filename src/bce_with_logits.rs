@@ -230,7 +230,7 @@ fn pytorch_form<const D: usize>(
     };
     let mut value = (target_tracked.neg() + 1.0) * input_tracked.clone()
         + log_weight * (input_tracked.neg().clamp_min(0.0) + tail(x.clone()));
-    if target.is_require_grad() {
+    if target.is_tracked() {
         let elsewhere = at_neg_inf.bool_not();
         value = value
             + target.mask_fill(elsewhere.clone(), 0.0) * slope_target.mask_fill(elsewhere, 0.0);

@@ -62,7 +62,7 @@ pub(crate) fn chosen_slope<const D: usize>(
     slope: Tensor<D>,
     skip: Option<&Tensor<D, Bool>>,
 ) -> Option<Tensor<D>> {
-    if !tracked.is_require_grad() {
+    if !tracked.is_tracked() {
         return None;
     }
     let zero = tracked.clone() - tracked.clone().detach();

@@ -26,7 +26,8 @@ use super::kernels::{
     BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexParams, ClassProbsArgs,
     ClassProbsParams, Kernels, Output, Periodic, Ran, Upstream,
 };
-use crate::linear_cross_entropy::chunked::{self, Grads, LinearInputs, LinearParams};
+use super::linear_chunks::{self, LinearInputs, LinearParams};
+use super::linear_products::Grads;
 
 /// An autodiff float primitive of `Autodiff<X>`.
 pub(crate) type AdFloat<X> = FloatTensor<Autodiff<X>>;
@@ -247,7 +248,9 @@ impl<X: Kernels, const P: usize> Backward<X, P> for LinearNode {
                 let scale = first_value::<X>(grad);
                 computed.map(|g| g.map(|g| scaled::<X>(g, scale)))
             }
-            LinearState::PerRow(inputs, wants) => chunked::backward_per_row(&inputs, grad, wants),
+            LinearState::PerRow(inputs, wants) => {
+                linear_chunks::backward_per_row(&inputs, grad, wants)
+            }
         };
         for (parent, result) in ops.parents.into_iter().zip(results) {
             if let (Some(parent), Some(result)) = (parent, result) {
@@ -311,7 +314,8 @@ pub(crate) fn linear<X: Kernels>(
     };
     let reduced = matches!(params.output, Output::Reduced(_));
     // A per-row loss sweeps again in the backward: its forward computes no gradient.
-    let Some((output, computed)) = chunked::forward(&inputs, wants.map(|want| want && reduced))
+    let Some((output, computed)) =
+        linear_chunks::forward(&inputs, wants.map(|want| want && reduced))
     else {
         return Err(rejoin(inputs.hidden, hidden_node));
     };

@@ -21,6 +21,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, TensorMetadata};
 use burn::tensor::{FloatDType, Shape};
 
+use super::linear_products::{BurnProducts, LinearOperands, LinearProducts, default_chunk_rows};
 use crate::reduction::Reduction;
 
 /// How the per-element losses leave the op: each one (`[N * S]` or `[L]`), or reduced to
@@ -396,6 +397,22 @@ pub(crate) trait Kernels: super::concrete::Concrete {
                 Ran::Done((loss, grads))
             }
         }
+    }
+
+    /// The rows per chunk of `linear_cross_entropy` when the caller gives none, for `hidden`
+    /// `[rows, width]` and `classes` classes. Default: [`default_chunk_rows`].
+    fn linear_chunk_rows(rows: usize, width: usize, classes: usize) -> usize {
+        default_chunk_rows(rows, width, classes)
+    }
+
+    /// The matrix products of one `linear_cross_entropy` sweep, accumulating the gradients
+    /// `wants` asks for (of `hidden`, `weight`, `bias`). Default: Burn's `matmul`
+    /// ([`BurnProducts`]).
+    fn linear_products<'a>(
+        operands: LinearOperands<'a, Self>,
+        wants: [bool; 3],
+    ) -> Box<dyn LinearProducts<Self> + 'a> {
+        Box::new(BurnProducts::new(operands, wants))
     }
 
     /// A gradient from a `*_with_grad` forward times the backward's upstream gradient.

@@ -44,6 +44,8 @@ mod cube;
 #[cfg(feature = "fused-wgpu")]
 mod fusion;
 pub(crate) mod kernels;
+mod linear_chunks;
+mod linear_products;
 
 use core::marker::PhantomData;
 
@@ -53,13 +55,14 @@ use burn::tensor::Device;
 
 use concrete::Concrete;
 
-use crate::linear_cross_entropy::chunked::LinearInputs;
 pub(crate) use kernels::{
     BadValue, BinaryKind, BinaryParams, ClassIndexKind, ClassIndexParams, ClassProbsParams, Output,
     Periodic, Ran,
 };
 #[allow(unused_imports)]
 use kernels::{BinaryArgs, ClassIndexArgs, ClassProbsArgs, Kernels};
+use linear_chunks::LinearInputs;
+pub(crate) use linear_chunks::LinearParams;
 
 /// One fused loss, as a backend's kernels take it: `B`'s primitives in the layouts of
 /// [`kernels`] (the primitives keep the tensors' own ranks; the params give the shapes).
@@ -100,7 +103,7 @@ pub(crate) struct LinearOp<B: Backend> {
     pub bias: Option<FloatTensor<B>>,
     pub target: IntTensor<B>,
     pub class_weight: Option<FloatTensor<B>>,
-    pub params: crate::linear_cross_entropy::chunked::LinearParams,
+    pub params: linear_chunks::LinearParams,
 }
 
 impl<B: Backend> FusedOp<B> {
@@ -319,7 +322,7 @@ impl<X: Kernels> FusedLosses for OnInner<X> {
                     params: op.params,
                 };
                 // No autodiff: the forward alone, without any gradient work.
-                match crate::linear_cross_entropy::chunked::forward(&inputs, [false; 3]) {
+                match linear_chunks::forward(&inputs, [false; 3]) {
                     Some((loss, ..)) => Ran::Done(loss),
                     None => Ran::Uncovered(inputs.hidden),
                 }

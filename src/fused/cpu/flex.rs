@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use burn::backend::DType;
 use burn_flex::{Flex, FlexTensor};
 
+use super::gemm::Matrix;
 use super::{CpuTensors, Element, indices_from, reals_from};
 
 /// The elements of `tensor` as `S`s through `$from`: borrowed when the tensor is contiguous,
@@ -58,5 +59,15 @@ impl CpuTensors for Flex {
         let (start, end) = tensor.layout().contiguous_offsets()?;
         let values = tensor.try_storage_mut::<T>()?;
         Some(&mut values[start..end])
+    }
+
+    fn matrix<T: Element>(tensor: &FlexTensor) -> Option<Matrix<'_, T>> {
+        let layout = tensor.layout();
+        if tensor.dtype() != T::dtype() {
+            return None;
+        }
+        let dims: [usize; 2] = layout.shape().to_vec().try_into().ok()?;
+        let strides: [isize; 2] = layout.strides().try_into().ok()?;
+        Matrix::in_storage(tensor.storage::<T>(), layout.start_offset(), dims, strides)
     }
 }

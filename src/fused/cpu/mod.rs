@@ -30,7 +30,9 @@ use super::kernels::{
     ClassIndexSaved, ClassProbsArgs, ClassProbsParams, Kernels, LossAndGrads, Output, Periodic,
     Ran, Upstream,
 };
+use crate::fused::linear_products::{LinearOperands, LinearProducts};
 use crate::reduction::Reduction;
+use gemm::Matrix;
 use layout::{Logits, Walk};
 use real::Real;
 
@@ -55,6 +57,11 @@ pub(crate) trait CpuTensors: Concrete {
     /// storage is this tensor's alone (no other tensor or view holds it), contiguous and of
     /// `T`: the kernels may then write over it. `None` otherwise.
     fn unique_reals_mut<T: Element>(tensor: &mut FloatTensor<Self>) -> Option<&mut [T]>;
+
+    /// A 2-D float tensor of `T` as a view of its storage, at its strides (a transpose or a
+    /// slice is not copied); `None` for another dtype or rank, or a layout the view cannot
+    /// describe.
+    fn matrix<T: Element>(tensor: &FloatTensor<Self>) -> Option<Matrix<'_, T>>;
 }
 
 /// `values` as `T`s: borrowed when they are `T`s already, converted otherwise.
@@ -112,7 +119,9 @@ macro_rules! multiversioned {
 // After the macro: the kernels use it.
 mod binary;
 mod class;
+mod gemm;
 mod layout;
+mod linear;
 
 /// Elements each rayon task works on, at least.
 const TASK_ELEMENTS: usize = 1 << 15;
@@ -491,6 +500,17 @@ impl<X: CpuTensors> Kernels for X {
             Ok(done) => Ran::Done(done),
             Err(bad) => Ran::Refused(bad),
         }
+    }
+
+    fn linear_chunk_rows(rows: usize, width: usize, classes: usize) -> usize {
+        linear::chunk_rows(rows, width, classes)
+    }
+
+    fn linear_products<'a>(
+        operands: LinearOperands<'a, Self>,
+        wants: [bool; 3],
+    ) -> Box<dyn LinearProducts<Self> + 'a> {
+        linear::products(operands, wants)
     }
 
     fn scale(

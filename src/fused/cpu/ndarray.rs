@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use burn::backend::{DType, TensorMetadata};
 use burn_ndarray::{NdArray, NdArrayTensor};
 
+use super::gemm::Matrix;
 use super::{CpuTensors, Element, indices_from, reals_from};
 
 /// The elements of a storage variant in row-major order, through `$from` (borrowed when the
@@ -41,6 +42,20 @@ macro_rules! unique {
         } else {
             None
         }
+    }};
+}
+
+/// A 2-D storage variant as a [`Matrix`] of its memory: the view's elements must fill one
+/// slice (any order of the axes, so a transpose qualifies); a slice with gaps gives `None`.
+macro_rules! matrix {
+    ($storage:expr) => {{
+        let view = $storage.view();
+        let memory = view.to_slice_memory_order()?;
+        let dims: [usize; 2] = view.shape().try_into().ok()?;
+        let strides: [isize; 2] = view.strides().try_into().ok()?;
+        // The first element's place in the memory (not its start when a stride is negative).
+        let offset = (view.as_ptr() as usize - memory.as_ptr() as usize) / size_of_val(&memory[0]);
+        Matrix::in_storage(bytemuck::cast_slice(memory), offset, dims, strides)
     }};
 }
 
@@ -79,6 +94,14 @@ impl CpuTensors for NdArray {
         match tensor {
             NdArrayTensor::F32(storage) if T::dtype() == DType::F32 => unique!(storage),
             NdArrayTensor::F64(storage) if T::dtype() == DType::F64 => unique!(storage),
+            _ => None,
+        }
+    }
+
+    fn matrix<T: Element>(tensor: &NdArrayTensor) -> Option<Matrix<'_, T>> {
+        match tensor {
+            NdArrayTensor::F32(storage) if T::dtype() == DType::F32 => matrix!(storage),
+            NdArrayTensor::F64(storage) if T::dtype() == DType::F64 => matrix!(storage),
             _ => None,
         }
     }

@@ -2,8 +2,6 @@
 //! bias), target)`, computed on the fused backends in chunks of rows so that the `[N, V]`
 //! logits and their gradient never exist whole.
 
-pub(crate) mod chunked;
-
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
@@ -13,10 +11,9 @@ use crate::checks;
 use crate::cross_entropy::{
     CrossEntropyOptions, LossWithZLoss, cross_entropy_no_reduction, cross_entropy_with_z_loss,
 };
-use crate::fused::{FusedOp, LinearOp, Output, Ran};
+use crate::fused::{FusedOp, LinearOp, LinearParams, Output, Ran};
 use crate::path::{LossPath, float, loss_path, no_kernel, path_kernels};
 use crate::reduction::Reduction;
-use chunked::LinearParams;
 
 const FUNCTION: &str = "linear_cross_entropy";
 
@@ -380,10 +377,7 @@ impl<'a> Call<'a> {
             rows,
             width,
             classes,
-            chunk_rows: options
-                .chunk_size
-                .unwrap_or_else(|| chunked::default_chunk_rows(rows, width, classes))
-                .min(rows),
+            chunk_rows: options.chunk_size,
             ignore_index: options.ignore_index,
             label_smoothing: options.label_smoothing,
             softcap: options.softcap,

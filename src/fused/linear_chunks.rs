@@ -1,23 +1,29 @@
 //! The fused path of `linear_cross_entropy` on a backend `X` with fused kernels: the rows of
 //! `hidden` a chunk at a time, each chunk's logits made by one matrix product, its loss and
 //! logit gradient by the fused cross-entropy kernel ([`chunk_loss`], the one place that calls
-//! the [`Kernels`] methods), its contribution to the gradients by two more products, then
-//! dropped. Written with Burn's tensor operations on `X`, so it serves every backend with
-//! kernels.
+//! the class-index kernels), its contribution to the gradients by two more products, then
+//! dropped. The products are the backend's ([`Kernels::linear_products`]: the `gemm` crate on
+//! the CPU backends' storage, Burn's `matmul` elsewhere); the rest is written with Burn's
+//! tensor operations on `X`, so it serves every backend with kernels.
 
 // Without a `fused-*` feature no backend runs this.
 #![cfg_attr(
-    not(any(feature = "fused-ndarray", feature = "fused-wgpu")),
+    not(any(
+        feature = "fused-ndarray",
+        feature = "fused-flex",
+        feature = "fused-wgpu"
+    )),
     allow(dead_code)
 )]
 
-use burn::backend::Backend;
 use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, TensorMetadata};
 use burn::tensor::{Int, Tensor};
 
-use crate::fused::kernels::{
+use super::kernels::{
     ClassIndexArgs, ClassIndexKind, ClassIndexParams, Kernels, Output, Ran, Upstream as Scaling,
 };
+use super::linear_products::{Grads, LinearOperands};
 use crate::picked_targets::index_target_weights;
 use crate::reduction::Reduction;
 use crate::workarounds::log_sum_exp;
@@ -31,31 +37,15 @@ pub(crate) struct LinearParams {
     pub width: usize,
     /// `V`, the classes.
     pub classes: usize,
-    /// Rows per chunk, in `[1, N]`.
-    pub chunk_rows: usize,
+    /// Rows per chunk as the caller asked (at least 1); `None` takes the backend's
+    /// [`Kernels::linear_chunk_rows`].
+    pub chunk_rows: Option<usize>,
     pub ignore_index: i64,
     pub label_smoothing: f64,
     pub softcap: Option<f64>,
     pub z_loss: f64,
     /// `[N]` per row, or `[2]` reduced: the loss (z-loss included) and the z-loss term.
     pub output: Output,
-}
-
-/// The default rows per chunk. A chunk's logits come to at most twice `hidden`'s values (at
-/// least 2^20, at most 2^24 logits), but a chunk has at least 128 rows where that keeps it
-/// within 2^24 logits; rounded down to a multiple of 8 rows where that leaves 8 or more: 256
-/// rows for `hidden` `[4096, 1024]` and `V = 32,000`, 128 for `[2048, 2048]` and
-/// `V = 128,256`. Fewer rows save little memory and cost time: burn-ndarray's matrix product
-/// over `W` is 3× slower per row at 32 rows than at 256 (measured).
-pub(crate) fn default_chunk_rows(rows: usize, width: usize, classes: usize) -> usize {
-    let budget = rows
-        .saturating_mul(width)
-        .saturating_mul(2)
-        .clamp(1 << 20, 1 << 24);
-    let classes = classes.max(1);
-    let chunk = (budget / classes).max(((1 << 24) / classes).min(128));
-    let chunk = if chunk >= 8 { chunk / 8 * 8 } else { chunk };
-    chunk.clamp(1, rows.max(1))
 }
 
 /// The inputs of the op on `X`: `hidden` `[N, D]`, `weight` `[D, V]`, `bias` `[V]`, `target`
@@ -69,9 +59,6 @@ pub(crate) struct LinearInputs<X: Backend> {
     pub class_weight: Option<FloatTensor<X>>,
     pub params: LinearParams,
 }
-
-/// Gradients of `hidden`, `weight` and `bias`, each when asked.
-pub(crate) type Grads<X> = [Option<FloatTensor<X>>; 3];
 
 /// The op's value (see [`LinearParams::output`]) and, for a reduced output, the gradients
 /// `wants` asks for (of the loss with an upstream gradient of 1; the autodiff node scales
@@ -138,9 +125,8 @@ enum Upstream {
 /// One pass over the chunks, with what every chunk shares.
 struct Sweep<'a, X: Kernels> {
     inputs: &'a LinearInputs<X>,
-    hidden: Tensor<2>,
-    weight: Tensor<2>,
-    bias: Option<Tensor<1>>,
+    /// Rows per chunk, in `[1, N]`.
+    chunk_rows: usize,
     target: Tensor<1, Int>,
     /// Each row's target class weight (1 without one), 0 where ignored: the mean's
     /// denominator is their sum, and they weigh the z-loss.
@@ -157,20 +143,21 @@ struct Swept<X: Backend> {
 
 impl<'a, X: Kernels> Sweep<'a, X> {
     fn new(inputs: &'a LinearInputs<X>) -> Self {
-        let hidden: Tensor<2> = X::tensor(inputs.hidden.clone());
+        let p = inputs.params;
         let target = X::int_tensor(inputs.target.clone());
         let class_weight = inputs.class_weight.clone().map(X::tensor::<1>);
         let target_weight = index_target_weights(
             &target,
             class_weight.as_ref(),
-            inputs.params.ignore_index,
-            hidden.dtype(),
+            p.ignore_index,
+            TensorMetadata::dtype(&inputs.hidden).into(),
         );
+        let chunk_rows = p
+            .chunk_rows
+            .unwrap_or_else(|| X::linear_chunk_rows(p.rows, p.width, p.classes));
         Self {
             inputs,
-            hidden,
-            weight: X::tensor(inputs.weight.clone()),
-            bias: inputs.bias.clone().map(X::tensor),
+            chunk_rows: chunk_rows.clamp(1, p.rows.max(1)),
             target,
             target_weight,
         }
@@ -179,39 +166,27 @@ impl<'a, X: Kernels> Sweep<'a, X> {
     fn run(&self, upstream: Upstream, wants: [bool; 3]) -> Option<Swept<X>> {
         let p = self.inputs.params;
         let wants_grad = !matches!(upstream, Upstream::None);
-        let [want_h, want_w, want_b] = wants.map(|want| want && wants_grad);
-        let mut grad_h = want_h.then(|| self.hidden.zeros_like());
-        // Made by the first chunk's product rather than from zeros: one weight-sized
-        // allocation and no first update. (Measured: the peak did not change; the
-        // weight-sized transient of the fused path is the copy of `W` that burn-ndarray's
-        // product makes, see BENCHMARKS.md.)
-        let mut grad_w: Option<Tensor<2>> = None;
-        let mut grad_b = self
-            .bias
-            .as_ref()
-            .filter(|_| want_b)
-            .map(Tensor::zeros_like);
+        let wants = wants.map(|want| want && wants_grad);
+        let operands = LinearOperands {
+            hidden: &self.inputs.hidden,
+            weight: &self.inputs.weight,
+            bias: self.inputs.bias.as_ref(),
+            rows: p.rows,
+            width: p.width,
+            classes: p.classes,
+        };
+        let mut products = X::linear_products(operands, wants);
         let mut losses = Vec::new();
         let mut z_total: Option<Tensor<1>> = None;
-        let chunk_logits = p.chunk_rows * p.classes;
-        // Columns of the weight gradient updated at once: a temporary of about one chunk's
-        // logits, rather than a second `[D, V]`.
-        let block = (chunk_logits / p.width.max(1)).clamp(1, p.classes);
-        for start in (0..p.rows).step_by(p.chunk_rows) {
-            let rows = start..(start + p.chunk_rows).min(p.rows);
-            let h = self.hidden.clone().slice([rows.clone()]);
-            let logits = h.clone().matmul(self.weight.clone());
-            let logits = match &self.bias {
-                Some(bias) => logits + bias.clone().unsqueeze(),
-                None => logits,
-            };
+        for start in (0..p.rows).step_by(self.chunk_rows) {
+            let rows = start..(start + self.chunk_rows).min(p.rows);
             let upstream = match &upstream {
                 Upstream::None => None,
                 Upstream::Scalar(value) => Some(value.clone()),
                 Upstream::PerRow(grad) => Some(grad.clone().slice([rows.clone()])),
             };
             let chunk = chunk_loss::<X>(
-                logits,
+                X::tensor(products.logits(rows.clone())),
                 self.target.clone().slice([rows.clone()]),
                 self.target_weight.clone().slice([rows.clone()]),
                 self.inputs.class_weight.as_ref(),
@@ -225,45 +200,14 @@ impl<'a, X: Kernels> Sweep<'a, X> {
                     None => z,
                 });
             }
-            let Some(dlogits) = chunk.dlogits else {
-                continue;
-            };
-            if let Some(grad) = grad_h.take() {
-                // dlogits · Wᵀ as (W · dlogitsᵀ)ᵀ: the transposed copy is the chunk's, not W's.
-                // (Also the faster order on burn-ndarray: 1.7× at 128 rows and V = 32,000.)
-                let part = self
-                    .weight
-                    .clone()
-                    .matmul(dlogits.clone().transpose())
-                    .transpose();
-                grad_h = Some(grad.slice_assign([rows.clone()], part));
-            }
-            if want_w && grad_w.is_none() {
-                grad_w = Some(h.clone().transpose().matmul(dlogits.clone()));
-            } else if let Some(mut grad) = grad_w.take() {
-                let h_t = h.transpose();
-                for first in (0..p.classes).step_by(block) {
-                    let columns = first..(first + block).min(p.classes);
-                    let columns_of_dlogits =
-                        dlogits.clone().slice([0..rows.len(), columns.clone()]);
-                    let part = h_t.clone().matmul(columns_of_dlogits);
-                    let sum = part + grad.clone().slice([0..p.width, columns.clone()]);
-                    grad = grad.slice_assign([0..p.width, columns], sum);
-                }
-                grad_w = Some(grad);
-            }
-            if let Some(grad) = grad_b.take() {
-                grad_b = Some(grad + dlogits.sum_dim(0).reshape([p.classes]));
+            if let Some(dlogits) = chunk.dlogits {
+                products.add_gradients(rows, X::primitive(dlogits));
             }
         }
         Some(Swept {
             losses,
             z: z_total,
-            grads: [
-                grad_h.map(X::primitive),
-                grad_w.map(X::primitive),
-                grad_b.map(X::primitive),
-            ],
+            grads: products.finish(),
         })
     }
 }

@@ -6,7 +6,9 @@
 //! devices; f64 gradchecks; the bad-input messages (`linear_cross_entropy/refusals.rs`); the
 //! module, the soft cap and z-loss of plain `cross_entropy` against their formulas,
 //! `mean_denominator`, and one training step with a `Linear` head of V = 32,000 classes, fused
-//! against composite (`linear_cross_entropy/api.rs`).
+//! against composite (`linear_cross_entropy/api.rs`); the CPU products at larger odd sizes
+//! and with `hidden` and `weight` as views (transposes, row and column slices,
+//! `linear_cross_entropy/layouts.rs`).
 //!
 //! Shapes: `N = 12` rows, `D = 16`, `V = 37` classes (not a multiple of any vector width);
 //! chunks of 1, 4 (dividing N), 5 (not dividing) and the default. On wgpu one shape only
@@ -15,6 +17,8 @@
 #[path = "linear_cross_entropy/api.rs"]
 mod api;
 mod common;
+#[path = "linear_cross_entropy/layouts.rs"]
+mod layouts;
 #[path = "linear_cross_entropy/refusals.rs"]
 mod refusals;
 

@@ -62,6 +62,12 @@ impl<'a, T: Element> Matrix<'a, T> {
         Self::in_storage(values, 0, [rows, cols], [cols as isize, 1]).expect("in bounds")
     }
 
+    /// Where element `(0, 0)` lies (for tests: whether a view is the storage's own).
+    #[cfg(test)]
+    pub(crate) fn first(&self) -> *const T {
+        self.first
+    }
+
     pub(crate) fn dims(&self) -> [usize; 2] {
         [self.rows, self.cols]
     }
@@ -215,7 +221,8 @@ mod tests {
         let storage = vec![0.0f32; 12];
         assert!(Matrix::in_storage(&storage, 0, [3, 4], [4, 1]).is_some());
         assert!(Matrix::in_storage(&storage, 1, [3, 4], [4, 1]).is_none());
-        assert!(Matrix::in_storage(&storage, 0, [4, 3], [1, 4]).is_none());
+        assert!(Matrix::in_storage(&storage, 0, [4, 3], [1, 4]).is_some());
+        assert!(Matrix::in_storage(&storage, 0, [4, 4], [1, 4]).is_none());
         // A flipped view: row stride negative, starting from the last row.
         assert!(Matrix::in_storage(&storage, 8, [3, 4], [-4, 1]).is_some());
         assert!(Matrix::in_storage(&storage, 7, [3, 4], [-4, 1]).is_none());

@@ -615,7 +615,26 @@ mod tests {
         }
     }
 
-    fn both_dtypes<X: CpuTensors>() {
+    /// A transpose (and, where the backend's slice is a view, a row slice: Flex's is,
+    /// burn-ndarray's copies) is read as a view of the tensor's own storage, not copied.
+    fn views_are_not_copies<X: CpuTensors>(slice_is_view: bool) {
+        let values: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let tensor = X::float_from_data(TensorData::new(values, [3, 4]), &Default::default());
+        let start = X::matrix::<f32>(&tensor).expect("a 2-D f32 tensor").first();
+        let transposed = X::float_swap_dims(tensor.clone(), 0, 1);
+        let view = X::matrix::<f32>(&transposed).expect("a transpose is a view");
+        assert_eq!((view.dims(), view.first()), ([4, 3], start));
+        let rows = X::float_slice(tensor.clone(), &[burn::tensor::Slice::new(1, Some(3), 1)]);
+        let view = X::matrix::<f32>(&rows).expect("rows are a view");
+        assert_eq!(view.dims(), [2, 4]);
+        if slice_is_view {
+            assert_eq!(view.first(), start.wrapping_add(4));
+        }
+        assert!(X::matrix::<f64>(&tensor).is_none(), "another dtype");
+    }
+
+    fn both_dtypes<X: CpuTensors>(slice_is_view: bool) {
+        views_are_not_copies::<X>(slice_is_view);
         in_place_when_unique::<f32, X>();
         new_buffer_when_shared::<f32, X>();
         in_place_when_unique::<f64, X>();
@@ -626,12 +645,12 @@ mod tests {
     #[test]
     #[allow(deprecated)]
     fn ndarray_in_place_when_unique() {
-        both_dtypes::<burn_ndarray::NdArray>();
+        both_dtypes::<burn_ndarray::NdArray>(false);
     }
 
     #[cfg(feature = "fused-flex")]
     #[test]
     fn flex_in_place_when_unique() {
-        both_dtypes::<burn_flex::Flex>();
+        both_dtypes::<burn_flex::Flex>(true);
     }
 }

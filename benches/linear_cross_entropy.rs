@@ -56,10 +56,15 @@ struct Case {
 }
 
 impl Case {
-    fn new(rows: usize, width: usize, classes: usize) -> Self {
-        // Burn 0.22 deprecates burn-ndarray in favour of Flex; burn-xent still serves both.
-        #[allow(deprecated)]
-        let device = Device::ndarray().autodiff();
+    /// The case on `backend` (`ndarray` or `flex`, with autodiff).
+    fn new(backend: &str, rows: usize, width: usize, classes: usize) -> Self {
+        let device = match backend {
+            // Burn 0.22 deprecates burn-ndarray in favour of Flex; burn-xent still serves both.
+            #[allow(deprecated)]
+            "ndarray" => Device::ndarray().autodiff(),
+            "flex" => Device::flex().autodiff(),
+            other => panic!("BURN_XENT_LCE_BACKENDS: ndarray or flex, got {other}"),
+        };
         // A cheap deterministic stream (the values only need to be ordinary).
         let mut state = 0x2545_F491_4F6C_DD1Du64;
         let mut next = move || {
@@ -220,30 +225,38 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "{:<24} {:<10} {:>12} {:>12} {:>16}",
-        "shape", "path", "median ms", "min ms", "extra MiB"
+        "{:<24} {:<8} {:<10} {:>12} {:>12} {:>16}",
+        "shape", "backend", "path", "median ms", "min ms", "extra MiB"
     );
     let mut results = Vec::new();
     for label in shapes.split(',') {
         let (rows, width, classes) = parse(label);
-        let case = Case::new(rows, width, classes);
-        for (name, imp) in Impl::ALL {
-            if !impls.split(',').any(|i| i == "all" || i == name) {
-                continue;
+        for backend in backends.split(',') {
+            let backend: &'static str = match backend.trim() {
+                "ndarray" => "ndarray",
+                "flex" => "flex",
+                other => panic!("BURN_XENT_LCE_BACKENDS: ndarray or flex, got {other}"),
+            };
+            let case = Case::new(backend, rows, width, classes);
+            for (name, imp) in Impl::ALL {
+                if !impls.split(',').any(|i| i == "all" || i == name) {
+                    continue;
+                }
+                let (times, extra) = measure(&case, imp, runs);
+                let median = times[times.len() / 2].as_secs_f64() * 1e3;
+                let min = times[0].as_secs_f64() * 1e3;
+                let mib = extra as f64 / (1 << 20) as f64;
+                println!(
+                    "{:<24} {backend:<8} {name:<10} {median:>12.1} {min:>12.1} {mib:>16.1}",
+                    case.label()
+                );
+                results.push(format!(
+                    "{{\"shape\": \"{}\", \"backend\": \"{backend}\", \"path\": \"{name}\", \
+                 \"median_ms\": {median:.3}, \"min_ms\": {min:.3}, \"runs\": {runs}, \
+                 \"extra_bytes\": {extra}}}",
+                    case.label()
+                ));
             }
-            let (times, extra) = measure(&case, imp, runs);
-            let median = times[times.len() / 2].as_secs_f64() * 1e3;
-            let min = times[0].as_secs_f64() * 1e3;
-            let mib = extra as f64 / (1 << 20) as f64;
-            println!(
-                "{:<24} {name:<10} {median:>12.1} {min:>12.1} {mib:>16.1}",
-                case.label()
-            );
-            results.push(format!(
-                "{{\"shape\": \"{}\", \"path\": \"{name}\", \"median_ms\": {median:.3}, \
-                 \"min_ms\": {min:.3}, \"runs\": {runs}, \"extra_bytes\": {extra}}}",
-                case.label()
-            ));
         }
     }
     if !test_mode {
@@ -266,9 +279,9 @@ fn main() {
         .measurement_time(Duration::from_secs(5))
         .configure_from_args();
     let case = if test_mode {
-        Case::new(64, 16, 100)
+        Case::new("ndarray", 64, 16, 100)
     } else {
-        Case::new(1024, 256, 32_000)
+        Case::new("ndarray", 1024, 256, 32_000)
     };
     let mut group = criterion.benchmark_group(format!(
         "linear_cross_entropy/{}/forward_backward",

@@ -101,7 +101,7 @@ fn main() {
                 ));
                 group.sampling_mode(SamplingMode::Flat);
                 group.throughput(Throughput::Bytes(floor_bytes(loss, &shape, mode)));
-                for &imp in loss.impls().iter().filter(|imp| imp.runs(&shape)) {
+                for &imp in loss.impls().iter().filter(|imp| imp.runs(&shape, mode)) {
                     for ((backend, inputs), _) in devices
                         .iter()
                         .zip(&inputs)

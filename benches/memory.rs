@@ -65,7 +65,7 @@ fn main() {
     for loss in Loss::ALL {
         for shape in loss.shapes_to_run(test_mode) {
             for mode in Mode::ALL {
-                for &imp in loss.impls().iter().filter(|imp| imp.runs(&shape)) {
+                for &imp in loss.impls().iter().filter(|imp| imp.runs(&shape, mode)) {
                     let id = format!(
                         "{}/{}/{}/{}",
                         loss.name(),

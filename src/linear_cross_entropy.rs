@@ -150,17 +150,25 @@ impl LinearCrossEntropyOptions {
 /// assert!((fused.into_scalar::<f32>() - reference.into_scalar::<f32>()).abs() < 1e-6);
 /// ```
 ///
-/// **Fused path** (`NdArray`, the wgpu cube backends, and `Autodiff` of them): the rows of
-/// `hidden` are taken `chunk_size` at a time; each chunk's logits come from one matrix product
-/// (plus the bias), its loss and logit gradient from the fused cross-entropy kernel, and its
-/// contributions to the gradients of `hidden`, `weight` and `bias` from two more products,
-/// then the chunk is dropped. With `Mean` or `Sum` the gradients are computed during the
-/// forward (when any of the three requires one) and the backward only scales them, so the
-/// extra memory is one chunk's logits and gradient, not `[N, V]`; on a backend without
-/// autodiff (or when none of the three is tracked) no gradient work is done. The mean's
-/// denominator is computed from the targets first. The default chunk holds at most twice as
-/// many logits as `hidden` holds values (at least 2^20, at most 2^24 logits; 256 rows at
-/// `[4096, 1024]` and `V = 32,000`), a multiple of 8 rows. The whole op is one autodiff node.
+/// **Fused path** (`NdArray`, `Flex`, the wgpu cube backends, and `Autodiff` of them): the rows
+/// of `hidden` are taken `chunk_size` at a time; each chunk's logits come from one matrix
+/// product (plus the bias), its loss and logit gradient from the fused cross-entropy kernel
+/// (written over the logits), and its contributions to the gradients of `hidden`, `weight`
+/// and `bias` from two more products, then the chunk is dropped. With `Mean` or `Sum` the
+/// gradients are computed during the forward (when any of the three requires one) and the
+/// backward only scales them, so the extra memory is one chunk's logits, not `[N, V]`; on a
+/// backend without autodiff (or when none of the three is tracked) no gradient work is done.
+/// The mean's denominator is computed from the targets first. The whole op is one autodiff
+/// node.
+///
+/// On the CPU backends the products run on the `gemm` crate over the tensors' own storage at
+/// their strides (a transposed `hidden`, or a tied embedding's `weight.transpose()`, is not
+/// copied), and the weight's gradient accumulates in place in one `[D, V]` buffer; the default
+/// chunk is 256 rows or more where that stays within 2^25 logits (512 rows at `V = 32,000`,
+/// 256 at `V = 128,256`: fewer rows make the products slower per row). On wgpu the products are
+/// CubeCL's matrix product through Burn's `matmul`, and the default chunk holds at most twice
+/// as many logits as `hidden` holds values (at least 2^20, at most 2^24 logits; 256 rows at
+/// `[4096, 1024]` and `V = 32,000`), a multiple of 8 rows.
 ///
 /// **Composite path** (every other backend, or under [`LossPath::Composite`]): `linear` then
 /// [`cross_entropy`](crate::cross_entropy), with the same numbers; it holds the full logits

@@ -12,7 +12,8 @@ Times: for each case, one untimed run, runs for `--warm-up` seconds, then runs u
 median is printed in milliseconds, as criterion prints Burn's. A run is what
 benches/losses.rs times: for forward + backward, a fresh leaf
 `x = input.detach().requires_grad_()` from inputs already made, the loss (reduction mean),
-`loss.backward()` and one element of `x.grad` read; for forward, the loss on the inputs, which
+`loss.backward()` and one element of `x.grad` read; for step, the same with the loss on
+`x * 1` (the input owned by the loss, as in a training step); for forward, the loss on the inputs, which
 do not require grad (no graph), and `loss.item()`. Freeing the graph and the gradient is part
 of the run.
 
@@ -55,7 +56,9 @@ SHAPES = {
 }
 TINY = {"cross_entropy": (128, 10), "nll_loss": (128, 10), "bce": (64, 16), "bce_with_logits": (64, 16),
         "linear_cross_entropy": (64, 16, 100)}
-MODES = ["forward", "forward_backward"]
+# "step": forward + backward with the loss's input made by an operation on the tracked leaf
+# (`x * 1`), timed with it, as in a training step (benches/common/mod.rs's burn-xent-step).
+MODES = ["forward", "forward_backward", "step"]
 # The linear loss is measured forward + backward only (the target).
 LOSS_MODES = {"linear_cross_entropy": ["forward_backward"]}
 
@@ -124,7 +127,7 @@ def run(loss, mode, inputs):
     if mode == "forward":
         return LOSSES[loss](x0, target).item()
     x = x0.detach().requires_grad_()
-    value = LOSSES[loss](x, target)
+    value = LOSSES[loss](x * 1 if mode == "step" else x, target)
     value.backward()
     return x.grad.view(-1)[0].item()
 

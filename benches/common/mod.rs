@@ -83,11 +83,22 @@ impl Loss {
                 Impl::XentNoCheck,
                 Impl::XentComposite,
                 Impl::BurnNn,
+                Impl::XentStep,
             ],
             // burn::nn has no NLL loss.
-            Loss::Nll => &[Impl::Xent, Impl::XentNoCheck, Impl::XentComposite],
+            Loss::Nll => &[
+                Impl::Xent,
+                Impl::XentNoCheck,
+                Impl::XentComposite,
+                Impl::XentStep,
+            ],
             // burn-xent's BCE with logits reads nothing back: no value check to switch off.
-            Loss::BceWithLogits => &[Impl::Xent, Impl::XentComposite, Impl::BurnNn],
+            Loss::BceWithLogits => &[
+                Impl::Xent,
+                Impl::XentComposite,
+                Impl::BurnNn,
+                Impl::XentStep,
+            ],
         }
     }
 
@@ -137,12 +148,14 @@ impl Loss {
 
 /// Who computes the loss.
 ///
-/// Burn 0.21's runs also had `burn-xent-owned`: the logits handed to the loss as its only
-/// reference, the gradient read through a tensor that shared the leaf's autodiff node but not
-/// its storage (the storage swapped out of a clone's `AutodiffTensor`). Burn 0.22 makes that
-/// field private (`AutodiffTensor::primitive` is `pub(crate)`, with no constructor from a
-/// primitive and a node), so the case is gone: every run here keeps a clone of the leaf to read
-/// its gradient, and the loss sees the logits shared.
+/// Every implementation but [`Impl::XentStep`] gets a clone of the tracked leaf, which the run
+/// keeps to read the gradient: the loss sees its input shared, as a loss on a parameter or a
+/// reused activation does ("loss alone"). [`Impl::XentStep`] is what a training step does:
+/// the loss's input comes out of an operation on the tracked leaf (`x · 1`, the least such
+/// operation), so the loss holds the only reference to it and the fused CPU kernels write the
+/// gradient over it; the operation and its backward are timed too. (Burn 0.21's runs had a
+/// `burn-xent-owned` case that swapped the leaf's storage out of a clone; no step can do that,
+/// and Burn 0.22 makes the field private.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {
     /// burn-xent's function with its defaults (value checks on).
@@ -154,13 +167,21 @@ pub enum Impl {
     XentComposite,
     /// The nearest `burn::nn::loss` module.
     BurnNn,
+    /// burn-xent with its defaults on `x · 1` of the tracked leaf `x`: the input owned by the
+    /// loss, as in a training step (forward + backward only; `tools/bench_torch.py` times
+    /// PyTorch's same step).
+    XentStep,
 }
 
 impl Impl {
     /// Whether this implementation is benchmarked at `shape`: burn-nn has no `ignore_index`
     /// for the segmentation batch.
-    pub fn runs(self, shape: &[usize]) -> bool {
-        self != Impl::BurnNn || shape.len() <= 2
+    pub fn runs(self, shape: &[usize], mode: Mode) -> bool {
+        match self {
+            Impl::BurnNn => shape.len() <= 2,
+            Impl::XentStep => mode == Mode::ForwardBackward,
+            _ => true,
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -169,6 +190,7 @@ impl Impl {
             Impl::XentNoCheck => "burn-xent-nocheck",
             Impl::XentComposite => "burn-xent-composite",
             Impl::BurnNn => "burn-nn",
+            Impl::XentStep => "burn-xent-step",
         }
     }
 
@@ -178,6 +200,7 @@ impl Impl {
             Impl::XentNoCheck,
             Impl::XentComposite,
             Impl::BurnNn,
+            Impl::XentStep,
         ]
         .into_iter()
         .find(|i| i.name() == name)
@@ -409,8 +432,12 @@ impl Inputs {
         }
     }
 
-    /// The run: the loss gets a clone of the leaf, which the run keeps to read the gradient.
+    /// The run: the loss gets a clone of the leaf (or, for [`Impl::XentStep`], `leaf · 1`),
+    /// and the run keeps the leaf to read its gradient.
     fn compute(self, loss: Loss, imp: Impl, mode: Mode) -> f32 {
+        let step = imp == Impl::XentStep;
+        let imp = if step { Impl::Xent } else { imp };
+        let run_on = |input, mode, loss| run_on(input, mode, step, loss);
         match self {
             Inputs::Class { input, target } => run_on(input, mode, |x| match (loss, imp) {
                 (Loss::CrossEntropy, Impl::Xent | Impl::XentNoCheck) => {
@@ -451,14 +478,20 @@ impl Inputs {
     }
 }
 
-/// Runs `loss` on the input as [`Inputs::compute`] says and reads one value back.
+/// Runs `loss` on the input as [`Inputs::compute`] says (on `leaf · 1` for a `step`) and
+/// reads one value back.
 fn run_on<const D: usize>(
     input: Tensor<D>,
     mode: Mode,
+    step: bool,
     loss: impl FnOnce(Tensor<D>) -> Tensor<1>,
 ) -> f32 {
     let x = leaf(input, mode);
-    let value = loss(x.clone());
+    let value = if step {
+        loss(x.clone().mul_scalar(1.0))
+    } else {
+        loss(x.clone())
+    };
     finish(x, value, mode)
 }
 

@@ -1,6 +1,6 @@
 //! The CPU backends' `gemm` products at sizes and layouts the small cases do not reach: `D`
-//! and `V` not multiples of any vector width, products large enough to be split over threads,
-//! the CPU's default chunk (256 rows) not dividing `N`, no bias, and `hidden` and `weight`
+//! and `V` not multiples of any vector width, products large enough to be split over threads
+//! (the default chunk, all 300 rows here), chunks of 128 rows not dividing `N`, no bias, and `hidden` and `weight`
 //! handed over as views: `hidden` the transpose of a `[D, N]` leaf or rows of a larger leaf,
 //! `weight` the transpose of a `[V, D]` leaf (a tied embedding), `hidden` columns of a wider
 //! leaf (a view with gaps, which the products read through a copy). Values and the leaves'
@@ -42,6 +42,7 @@ fn evaluate(
     mode: Mode,
     layout: HiddenLayout,
     tied: bool,
+    chunk: Option<usize>,
     b: &TestBackend,
 ) -> Evaluation {
     let (n, d, v) = (data.rows, data.width, data.classes);
@@ -84,7 +85,10 @@ fn evaluate(
     };
     let bias = setup.bias.then(|| b.float(&data.bias, [v]).require_grad());
     let target = b.int(&data.target, [n]);
-    let options = LinearCrossEntropyOptions::new().with_ignore_index(setup.ignore_index);
+    let options = LinearCrossEntropyOptions {
+        chunk_size: chunk,
+        ..LinearCrossEntropyOptions::new().with_ignore_index(setup.ignore_index)
+    };
     let loss = match mode {
         Mode::Reduced(reduction) => {
             linear_cross_entropy(hidden, weight, bias.clone(), target, reduction, &options)
@@ -130,8 +134,8 @@ fn evaluate(
 }
 
 fn layouts_equal_definition(b: &TestBackend, rtol: f64) {
-    // 300 rows: the CPU's default chunk of 256 rows and a last chunk of 44; a chunk's products
-    // (256 · 421 · 19 multiply-adds) run on several threads.
+    // 300 rows: the CPU's default chunk takes them all, and its products (300 · 421 · 19
+    // multiply-adds) run on several threads; chunks of 128 rows leave a last one of 44.
     let (n, d, v) = (300, 19, 421);
     for (setup, seed) in [
         (PLAIN, 41),
@@ -152,12 +156,17 @@ fn layouts_equal_definition(b: &TestBackend, rtol: f64) {
                 HiddenLayout::RowsOfLarger,
                 HiddenLayout::ColumnsOfWider,
             ] {
-                for tied in [false, true] {
+                for (tied, chunk) in [
+                    (false, None),
+                    (true, None),
+                    (false, Some(128)),
+                    (true, Some(128)),
+                ] {
                     let got = with_loss_path(LossPath::Fused, || {
-                        evaluate(&data, setup, mode, layout, tied, b)
+                        evaluate(&data, setup, mode, layout, tied, chunk, b)
                     });
                     let context = format!(
-                        "{} bias {}, {mode:?}, hidden {layout:?}, tied weight {tied}",
+                        "{} bias {}, {mode:?}, hidden {layout:?}, tied weight {tied}, chunk {chunk:?}",
                         b.label(),
                         setup.bias
                     );

@@ -16,21 +16,19 @@ use rayon::prelude::*;
 
 use super::gemm::{Matrix, multiply};
 use super::{CpuTensors, Element, tensor};
-use crate::fused::linear_products::{
-    BurnProducts, Grads, LinearOperands, LinearProducts, default_chunk_rows,
-};
+use crate::fused::linear_products::{BurnProducts, Grads, LinearOperands, LinearProducts};
 
-/// The CPU's rows per chunk: as [`default_chunk_rows`], but at least 256 rows (as many as
-/// `hidden` has) where a chunk of 256 rows stays within 2^25 logits, and a multiple of 64
-/// rows from 64 up. The products' speed per row grows with the rows up to about 256 to 512
-/// (measured with `gemm` on 2 threads at `D = 1024`, `V = 32,000`: all three products at 128
-/// rows took about 1.3× as long per row as at 512); the chunk's logits (and their gradient,
-/// written over them) are the only buffer that grows with it: 64 MiB in `f32` at 512 rows
-/// and `V = 32,000`, 128 MiB at 256 rows and `V = 128,256`.
-pub(super) fn chunk_rows(rows: usize, width: usize, classes: usize) -> usize {
+/// The CPU's rows per chunk: as many as 2^24 logits hold, and at least 256 where 256 rows
+/// stay within 2^25 logits, a multiple of 64 from 64 up, at most `N`: 512 rows at
+/// `V = 32,000`, 256 at `V = 128,256`. The products' speed per row grows with the rows up to
+/// about 256 to 512 (measured with `gemm` on 2 threads at `D = 1024`, `V = 32,000`: the three
+/// products at 128 rows took about 1.3× as long per row as at 512); the chunk's logits (their
+/// gradient written over them) are the only buffer that grows with it: 64 MiB in `f32` at 512
+/// rows and `V = 32,000`, 125 MiB at 256 rows and `V = 128,256`.
+pub(super) fn chunk_rows(rows: usize, _width: usize, classes: usize) -> usize {
     let classes = classes.max(1);
-    let at_least = if 256 * classes <= 1 << 25 { 256 } else { 0 };
-    let chunk = default_chunk_rows(rows, width, classes).max(at_least);
+    let at_least = if 256 * classes <= 1 << 25 { 256 } else { 1 };
+    let chunk = ((1 << 24) / classes).max(at_least);
     let chunk = if chunk >= 64 { chunk / 64 * 64 } else { chunk };
     chunk.clamp(1, rows.max(1))
 }

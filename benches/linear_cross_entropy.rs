@@ -219,8 +219,10 @@ fn main() {
         std::env::var("BURN_XENT_LCE_RUNS").map_or(3, |r| r.parse().expect("a number of runs"))
     };
     let impls = std::env::var("BURN_XENT_LCE_IMPLS").unwrap_or_else(|_| "all".into());
+    let backends =
+        std::env::var("BURN_XENT_LCE_BACKENDS").unwrap_or_else(|_| "ndarray,flex".into());
     eprintln!(
-        "linear_cross_entropy bench: ndarray (autodiff, f32), rayon threads {}, median of {runs} \
+        "linear_cross_entropy bench: {backends} (autodiff, f32), rayon threads {}, median of {runs} \
          run(s) after one untimed run",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );

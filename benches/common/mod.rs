@@ -437,9 +437,8 @@ impl Inputs {
     fn compute(self, loss: Loss, imp: Impl, mode: Mode) -> f32 {
         let step = imp == Impl::XentStep;
         let imp = if step { Impl::Xent } else { imp };
-        let run_on = |input, mode, loss| run_on(input, mode, step, loss);
         match self {
-            Inputs::Class { input, target } => run_on(input, mode, |x| match (loss, imp) {
+            Inputs::Class { input, target } => run_on(input, mode, step, |x| match (loss, imp) {
                 (Loss::CrossEntropy, Impl::Xent | Impl::XentNoCheck) => {
                     let options = CrossEntropyOptions::new().with_check_values(imp == Impl::Xent);
                     cross_entropy(x, target, Reduction::Mean, &options)
@@ -453,7 +452,7 @@ impl Inputs {
                 }
                 other => panic!("no benchmark for {other:?}"),
             }),
-            Inputs::Segmentation { input, target } => run_on(input, mode, |x| {
+            Inputs::Segmentation { input, target } => run_on(input, mode, step, |x| {
                 let options = CrossEntropyOptions::new()
                     .with_ignore_index(SEGMENTATION_IGNORE)
                     .with_check_values(imp != Impl::XentNoCheck);
@@ -468,12 +467,16 @@ impl Inputs {
                 input,
                 labels,
                 int_labels,
-            } => run_on(input, mode, |x| binary(x, labels, int_labels, loss, imp)),
+            } => run_on(input, mode, step, |x| {
+                binary(x, labels, int_labels, loss, imp)
+            }),
             Inputs::Binary1 {
                 input,
                 labels,
                 int_labels,
-            } => run_on(input, mode, |x| binary(x, labels, int_labels, loss, imp)),
+            } => run_on(input, mode, step, |x| {
+                binary(x, labels, int_labels, loss, imp)
+            }),
         }
     }
 }

@@ -150,7 +150,7 @@ impl<'a, X: Kernels> Sweep<'a, X> {
             &target,
             class_weight.as_ref(),
             p.ignore_index,
-            TensorMetadata::dtype(&inputs.hidden).into(),
+            TensorMetadata::dtype(&inputs.hidden),
         );
         let chunk_rows = p
             .chunk_rows

@@ -69,7 +69,7 @@ fn evaluate(
     let hidden = match layout {
         HiddenLayout::Plain => hidden_leaf.clone(),
         HiddenLayout::Transposed => hidden_leaf.clone().transpose(),
-        HiddenLayout::RowsOfLarger => hidden_leaf.clone().slice([1..n + 1]),
+        HiddenLayout::RowsOfLarger => hidden_leaf.clone().slice([1..n + 1, 0..d]),
         HiddenLayout::ColumnsOfWider => hidden_leaf.clone().slice([0..n, 1..d + 1]),
     };
     let weight_leaf: Tensor<2> = if tied {

@@ -490,11 +490,11 @@ fn run_on<const D: usize>(
     loss: impl FnOnce(Tensor<D>) -> Tensor<1>,
 ) -> f32 {
     let x = leaf(input, mode);
-    let value = if step {
-        loss(x.clone().mul_scalar(1.0))
+    let value = loss(if step {
+        x.clone().mul_scalar(1.0)
     } else {
-        loss(x.clone())
-    };
+        x.clone()
+    });
     finish(x, value, mode)
 }
 

@@ -1,7 +1,7 @@
 //! The CPU backends' `gemm` products at sizes and layouts the small cases do not reach: `D`
 //! and `V` not multiples of any vector width, products large enough to be split over threads
-//! (the default chunk, all 300 rows here), chunks of 128 rows not dividing `N`, no bias, and `hidden` and `weight`
-//! handed over as views: `hidden` the transpose of a `[D, N]` leaf or rows of a larger leaf,
+//! (the default chunk, all 300 rows here), chunks of 128 rows not dividing `N`, no bias, and
+//! `hidden` and `weight` handed over as views: `hidden` the transpose of a `[D, N]` leaf or rows of a larger leaf,
 //! `weight` the transpose of a `[V, D]` leaf (a tied embedding), `hidden` columns of a wider
 //! leaf (a view with gaps, which the products read through a copy). Values and the leaves'
 //! gradients against the definition in f64 (the parent module's `reference`), mean, sum and

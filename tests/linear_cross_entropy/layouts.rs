@@ -1,6 +1,8 @@
 //! The CPU backends' `gemm` products at sizes and layouts the small cases do not reach: `D`
 //! and `V` not multiples of any vector width, products large enough to be split over threads
-//! (the default chunk, all 300 rows here), chunks of 128 rows not dividing `N`, no bias, and
+//! (the default chunk, all 600 rows here: `grad_hidden` as one product), chunks of 128 rows
+//! not dividing `N` (`grad_hidden` through its transpose; the logits of chunks after the first
+//! written over the last chunk's gradient, the short last chunk in a new buffer), no bias, and
 //! `hidden` and `weight` handed over as views: `hidden` the transpose of a `[D, N]` leaf or rows of a larger leaf,
 //! `weight` the transpose of a `[V, D]` leaf (a tied embedding), `hidden` columns of a wider
 //! leaf (a view with gaps, which the products read through a copy). Values and the leaves'
@@ -134,9 +136,10 @@ fn evaluate(
 }
 
 fn layouts_equal_definition(b: &TestBackend, rtol: f64) {
-    // 300 rows: the CPU's default chunk takes them all, and its products (300 · 421 · 19
-    // multiply-adds) run on several threads; chunks of 128 rows leave a last one of 44.
-    let (n, d, v) = (300, 19, 421);
+    // 600 rows: the CPU's default chunk takes them all (more rows than `grad_hidden`'s
+    // transposed product takes), and its products (600 · 421 · 19 multiply-adds) run on
+    // several threads; chunks of 128 rows leave a last one of 88.
+    let (n, d, v) = (600, 19, 421);
     for (setup, seed) in [
         (PLAIN, 41),
         (

@@ -9,8 +9,10 @@
 //! BURN_XENT_LCE_SHAPES=4096x1024x32000 cargo bench --bench linear_cross_entropy -- --no-criterion
 //! ```
 //!
-//! **The issue's shapes** (`BURN_XENT_LCE_SHAPES`, default `4096x1024x32000,2048x2048x128256`,
-//! hidden `[N, D]`, `V` classes, with a bias): each run is what `tools/bench_torch.py` times,
+//! **The issue's shapes** (`BURN_XENT_LCE_SHAPES`, default
+//! `4096x1024x32000,2048x2048x128256,4096x1024x128256`: hidden `[N, D]`, `V` classes, with a
+//! bias; the last is a language model's step, `[8, 512, 1024]` hidden states of a batch of 8
+//! sequences of 512 flattened to rows, over Llama 3's vocabulary): each run is what `tools/bench_torch.py` times,
 //! a fresh `require_grad` leaf for `hidden`, `weight` and `bias` from inputs already made, the
 //! mean loss, `backward()`, the three gradients read back (one element each). Each case runs
 //! once untimed, then `BURN_XENT_LCE_RUNS` times (default 3); the median is printed. Peak
@@ -211,7 +213,7 @@ fn main() {
         "64x16x100".to_string()
     } else {
         std::env::var("BURN_XENT_LCE_SHAPES")
-            .unwrap_or_else(|_| "4096x1024x32000,2048x2048x128256".into())
+            .unwrap_or_else(|_| "4096x1024x32000,2048x2048x128256,4096x1024x128256".into())
     };
     let runs: usize = if test_mode {
         1

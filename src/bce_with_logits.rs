@@ -146,9 +146,7 @@ fn composite_loss<const D: usize>(
     let xs = x.clone().mask_fill(other.clone(), 0.0);
     let ts = t.mask_fill(other.clone(), 0.0);
     let pws = pw.clone().map(|pw| pw.mask_fill(other.clone(), 0.0));
-    let tail_s = tail(xs.clone());
-    let softplus = xs.clone().clamp_min(0.0) + tail_s.clone(); // -log σ(-x)
-    let softplus_of_neg = xs.neg().clamp_min(0.0) + tail_s; // -log σ(x)
+    let (softplus, softplus_of_neg) = softplus_pair(xs);
     let negative_weight = ts.clone().neg() + 1.0;
     let positive_weight = match &pws {
         Some(pws) => pws.clone() * ts.clone(),
@@ -186,6 +184,14 @@ fn tail<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.abs().neg().exp().log1p()
 }
 
+/// `(softplus(x), softplus(-x))` = `(-log σ(-x), -log σ(x))`, each `max(±x, 0)` plus their
+/// shared [`tail`], computed once.
+fn softplus_pair<const D: usize>(x: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
+    let tail = tail(x.clone());
+    let softplus = x.clone().clamp_min(0.0) + tail.clone();
+    (softplus, x.neg().clamp_min(0.0) + tail)
+}
+
 /// PyTorch's own formula `(1 - t) x + (1 + (pw - 1) t) softplus(-x)`, with
 /// `softplus(-x) = max(-x, 0) + log1p(exp(-|x|))`, for the elements where a logit, target or
 /// `pos_weight` is infinite or NaN: its value (NaN and infinities included) and its gradients.
@@ -204,8 +210,7 @@ fn pytorch_form<const D: usize>(
     let x = input.clone().detach();
     let t = target.clone().detach();
     let sigmoid = burn::tensor::activation::sigmoid(x.clone());
-    let softplus = x.clone().clamp_min(0.0) + tail(x.clone());
-    let softplus_of_neg = x.clone().neg().clamp_min(0.0) + tail(x.clone());
+    let (softplus, softplus_of_neg) = softplus_pair(x.clone());
     let (slope_input, slope_target) = match &pos_weight {
         Some(pos_weight) => {
             let pw = pos_weight.clone().detach();

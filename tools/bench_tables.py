@@ -37,16 +37,16 @@ SHAPES = {
     "bce_with_logits": ["4096x1024", "4194304"],
 }
 MODES = {"forward": "fwd", "forward_backward": "fwd+bwd"}
-IMPLS = ["burn-xent", "burn-xent-owned", "burn-xent-nocheck", "burn-xent-composite", "burn-nn"]
+IMPLS = ["burn-xent", "burn-xent-step", "burn-xent-nocheck", "burn-xent-composite", "burn-nn"]
 DEFAULT_IMPLS = {
     "cross_entropy": IMPLS,
-    "nll_loss": ["burn-xent", "burn-xent-owned", "burn-xent-nocheck", "burn-xent-composite"],
+    "nll_loss": ["burn-xent", "burn-xent-step", "burn-xent-nocheck", "burn-xent-composite"],
     "bce": IMPLS,
-    "bce_with_logits": ["burn-xent", "burn-xent-owned", "burn-xent-composite", "burn-nn"],
+    "bce_with_logits": ["burn-xent", "burn-xent-step", "burn-xent-composite", "burn-nn"],
 }
 IMPL_TITLES = {
     "burn-xent": "burn-xent (fused, shared logits)",
-    "burn-xent-owned": "burn-xent (fused, owned logits)",
+    "burn-xent-step": "burn-xent in a step (loss on x · 1)",
     "burn-xent-nocheck": "burn-xent, no check",
     "burn-xent-composite": "burn-xent composite (before)",
     "burn-nn": "burn-nn",
@@ -164,10 +164,12 @@ def tables(root, torch_json=None):
         emit("Time on `Autodiff<NdArray<f32>>` and PyTorch (CPU, same 2 threads): median ms, and in "
              "brackets the time over the floor:")
         emit("")
+        step = "burn-xent-step" in impls
         head = ["shape", "pass", "floor"] + [IMPL_TITLES[i] for i in impls] + ["PyTorch"]
+        head += ["PyTorch in a step"] if step else []
         head += ["burn-xent / burn-nn"] if "burn-nn" in impls else []
         head += ["burn-xent / PyTorch"]
-        head += ["owned / PyTorch"] if "burn-xent-owned" in impls else []
+        head += ["step / PyTorch step"] if step else []
         emit("| " + " | ".join(head) + " |")
         emit("|" + "---|" * len(head))
         for shape in SHAPES[loss]:
@@ -177,14 +179,18 @@ def tables(root, torch_json=None):
                 row = [shape.replace("x", "×"), short, ms(floor)]
                 got = {i: times.get((loss, shape, mode, i, "ndarray")) for i in impls}
                 tt = torch_times.get((loss, shape, mode))
+                # PyTorch's step (the loss on x * 1, forward + backward) pairs with the
+                # fwd+bwd row.
+                ts = torch_times.get((loss, shape, "step")) if mode == "forward_backward" else None
                 if all(v is None for v in got.values()) and tt is None:
                     continue
                 row += [cell(got[i], floor) for i in impls] + [cell(tt, floor)]
+                row += [cell(ts, floor)] if step else []
                 if "burn-nn" in impls:
                     row.append(ratio(got["burn-xent"], got["burn-nn"]))
                 row.append(ratio(got["burn-xent"], tt))
-                if "burn-xent-owned" in impls:
-                    row.append(ratio(got["burn-xent-owned"], tt))
+                if step:
+                    row.append(ratio(got["burn-xent-step"], ts))
                 emit("| " + " | ".join(row) + " |")
         emit("")
         flex_rows = []

@@ -52,7 +52,7 @@ SHAPES = {
     "bce_with_logits": [(4096, 1024), (4194304,)],
     # hidden [N, D] and V classes: F.cross_entropy(F.linear(h, W, b), t), as
     # benches/linear_cross_entropy.rs measures burn-xent's linear_cross_entropy.
-    "linear_cross_entropy": [(4096, 1024, 32000), (2048, 2048, 128256)],
+    "linear_cross_entropy": [(4096, 1024, 32000), (2048, 2048, 128256), (4096, 1024, 128256)],
 }
 TINY = {"cross_entropy": (128, 10), "nll_loss": (128, 10), "bce": (64, 16), "bce_with_logits": (64, 16),
         "linear_cross_entropy": (64, 16, 100)}

@@ -224,8 +224,8 @@ pub(super) fn class_index<T: Element>(
                         None => T::ZERO,
                     };
                     // A gradient zero but for the target: an `Into` row's buffer is zero-filled
-                    // already (and its untouched pages stay unmapped); a row written over
-                    // holds logits to clear.
+                    // already; a row written over (an input the loss holds alone) holds
+                    // logits to clear.
                     let out = match row {
                         Row::Write(out) => {
                             out.fill(T::ZERO);

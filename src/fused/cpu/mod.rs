@@ -170,19 +170,15 @@ enum Input<'a, X: Backend> {
 impl<X: CpuTensors> Input<'_, X> {
     /// Runs `kernel` on the input's logits, with where their gradient goes when it is
     /// wanted, and returns that gradient (the input's shape): the input itself when its
-    /// storage is its own, a new tensor otherwise.
+    /// storage is its own, a new zero-filled tensor otherwise.
+    ///
+    /// Written over the input even where the gradient is sparse (NLL's: zero but for one
+    /// element per row): a fresh buffer would leave its zero pages unmapped, but whatever
+    /// reads the gradient next (the backward of the op that made the input) then maps every
+    /// page of it and writes its own result into new ones. Measured at `[4096, 32000]` on
+    /// ndarray (2 threads), NLL on `x · 1`, forward + backward: 575 ms with a fresh buffer,
+    /// 290 ms over the input (PyTorch: 374 ms).
     fn run<T: Element>(self, kernel: impl FnOnce(Logits<'_, T>)) -> Option<FloatTensor<X>> {
-        self.run_into::<T>(true, kernel)
-    }
-
-    /// [`Input::run`], with `in_place` false for a gradient that is better written into a
-    /// fresh zero-filled buffer (NLL's: zero but for one element per row, so most of its pages
-    /// are never touched, while writing over the logits would clear them all).
-    fn run_into<T: Element>(
-        self,
-        in_place: bool,
-        kernel: impl FnOnce(Logits<'_, T>),
-    ) -> Option<FloatTensor<X>> {
         let mut input = match self {
             Input::Borrowed(input) => {
                 kernel(Logits::Read(&X::reals::<T>(input)));
@@ -190,7 +186,7 @@ impl<X: CpuTensors> Input<'_, X> {
             }
             Input::Owned(input) => input,
         };
-        if in_place && let Some(values) = X::unique_reals_mut::<T>(&mut input) {
+        if let Some(values) = X::unique_reals_mut::<T>(&mut input) {
             kernel(Logits::InPlace(values));
             return Some(input);
         }
@@ -223,8 +219,7 @@ fn class_index_op<T: Element, X: CpuTensors>(
     };
     let scale = unit_scale::<T>(params.output, total);
     let mut loss = vec![T::ZERO; targets.len()];
-    let in_place = params.kind == ClassIndexKind::CrossEntropy;
-    let grad = input.run_into::<T>(in_place, |logits| {
+    let grad = input.run::<T>(|logits| {
         class::class_index(walk, logits, &targets, weight, params, scale, &mut loss)
     });
     Ok((loss_output::<T, X>(loss, params.output, total), total, grad))
@@ -587,14 +582,23 @@ mod tests {
     }
 
     fn in_place_when_unique<T: Element, X: CpuTensors>() {
-        for spatial in [1, 4] {
+        // NLL's sparse gradient too: see `Input::run`.
+        for (kind, spatial) in [1, 4]
+            .map(|s| [ClassIndexKind::CrossEntropy, ClassIndexKind::Nll].map(|k| (k, s)))
+            .concat()
+        {
             let (mut input, target, params) = case::<T, X>(spatial);
+            let params = ClassIndexParams { kind, ..params };
             let before = address::<T, X>(&mut input).expect("a fresh tensor is unique");
             let Ran::Done((_, mut grad)) = X::class_index_with_grad(input, &target, None, &params)
             else {
                 panic!("covered");
             };
-            assert_eq!(address::<T, X>(&mut grad), Some(before), "S = {spatial}");
+            assert_eq!(
+                address::<T, X>(&mut grad),
+                Some(before),
+                "{kind:?}, S = {spatial}"
+            );
         }
     }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every benchmark behind BENCHMARKS.md and rewrites its tables:
-#   bash tools/bench_all.sh            # the full run (about 25 minutes on 2 cores)
+#   bash tools/bench_all.sh            # the full run (about 40 minutes on 2 cores)
 #   bash tools/bench_all.sh --quick    # timings only: criterion's --quick and PyTorch's
 #                                      # --quick on the small shapes (about 2 minutes); prints
 #                                      # the tables instead of writing BENCHMARKS.md (it does
@@ -42,5 +42,18 @@ load "after losses; python tools/bench_torch.py"
 time python tools/bench_torch.py
 load "after bench_torch; cargo bench --bench memory"
 time cargo bench --bench memory
+# Linear cross-entropy (benches/linear_cross_entropy.rs): the fused path on both CPU backends,
+# medians of 3; the composite path once, for its memory (tens of seconds a run at 128k).
+lce=target/bench-results
+load "after memory; linear_cross_entropy fused"
+time BURN_XENT_LCE_IMPLS=fused cargo bench --bench linear_cross_entropy -- --no-criterion
+cp "$lce/linear_cross_entropy.json" "$lce/linear_fused.json"
+load "after linear fused; linear_cross_entropy composite (ndarray, one run)"
+time BURN_XENT_LCE_IMPLS=composite BURN_XENT_LCE_RUNS=1 BURN_XENT_LCE_WARM_UP=0 \
+  BURN_XENT_LCE_BACKENDS=ndarray cargo bench --bench linear_cross_entropy -- --no-criterion
+cp "$lce/linear_cross_entropy.json" "$lce/linear_composite.json"
+load "after linear composite; python tools/bench_torch.py --losses linear_cross_entropy"
+time python tools/bench_torch.py --losses linear_cross_entropy --runs 3 --time 0 --warm-up 0 \
+  --no-bandwidth --json "$lce/torch-linear.json"
 load "end"
 python tools/bench_tables.py --write BENCHMARKS.md

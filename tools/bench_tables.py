@@ -273,11 +273,50 @@ def tables(root, torch_json=None):
                 row.append(ratio(rss["burn-xent"], tm, 2**20 / 10))
                 emit("| " + " | ".join(row) + " |")
         emit("")
+    linear_tables(results, emit)
     emit(f"Burn's resident-set numbers and its counting allocator's (`alloc_extra_bytes` in `memory.json`) "
          f"differ by at most {worst_gap[0] / 2**20:.1f} MiB, in `{worst_gap[1]}`. Where they differ, the "
          "allocator counts a zero-filled gradient (`calloc`) of which the kernel maps only the pages "
          "written: NLL's gradient is zero but for one element per row.")
     return "\n".join(lines)
+
+
+def linear_tables(results, emit):
+    """Linear cross-entropy (`tools/bench_all.sh`'s linear step): the fused path's medians on
+    each CPU backend, the composite path's memory, PyTorch's eager `cross_entropy(linear(…))`."""
+    fused = load_json(os.path.join(results, "linear_fused.json"), [])
+    composite = load_json(os.path.join(results, "linear_composite.json"), [])
+    torch = load_json(os.path.join(results, "torch-linear.json"), {"times": [], "memory": []})
+    if not fused:
+        return
+    key = lambda shape: "x".join(map(str, shape))
+    torch_t = {key(t["shape"]): t["median_ms"] for t in torch["times"]}
+    torch_m = {key(m["shape"]): m["rss_extra_bytes"] for m in torch["memory"]}
+    fused_by = {(r["shape"], r["backend"]): r for r in fused}
+    comp_by = {r["shape"]: r for r in composite if r["backend"] == "ndarray"}
+    emit("### Linear cross-entropy (`linear_cross_entropy`)")
+    emit("")
+    emit("Forward + backward, hidden `[N, D]`, weight `[D, V]`, bias, mean loss; median ms of 3 "
+         "(the composite path: one run); extra memory beyond the inputs and the three gradients, "
+         "MiB (Burn: counting allocator; PyTorch: resident set):")
+    emit("")
+    head = ["N × D × V", "fused ndarray", "fused Flex", "PyTorch", "PyTorch / fused ndarray",
+            "PyTorch / fused Flex", "composite ndarray", "fused extra", "composite extra",
+            "PyTorch extra", "composite / fused extra"]
+    emit("| " + " | ".join(head) + " |")
+    emit("|" + "---|" * len(head))
+    for shape in dict.fromkeys(r["shape"] for r in fused):
+        nd, fx = fused_by.get((shape, "ndarray")), fused_by.get((shape, "flex"))
+        comp, tt = comp_by.get(shape), torch_t.get(shape)
+        extra = nd["extra_bytes"] if nd else None
+        row = [shape.replace("x", " × "),
+               ms(nd["median_ms"]) if nd else "—", ms(fx["median_ms"]) if fx else "—", ms(tt),
+               ratio(tt, nd["median_ms"] if nd else None), ratio(tt, fx["median_ms"] if fx else None),
+               ms(comp["median_ms"]) if comp else "—", mib(extra),
+               mib(comp["extra_bytes"] if comp else None), mib(torch_m.get(shape)),
+               ratio(comp["extra_bytes"] if comp else None, extra)]
+        emit("| " + " | ".join(row) + " |")
+    emit("")
 
 
 def main():

@@ -170,14 +170,13 @@ impl<T: Element, X: CpuTensors> LinearProducts<X> for GemmProducts<'_, T, X> {
                 }
             }
         };
-        if let Some(mut spare) = self.spare.take() {
-            if spare.shape().dims::<2>() == [count, classes] {
-                if let Some(logits) = X::unique_reals_mut::<T>(&mut spare) {
-                    start(logits);
-                    multiply(logits, hidden, weight, with_bias);
-                    return spare;
-                }
-            }
+        if let Some(mut spare) = self.spare.take()
+            && spare.shape().dims::<2>() == [count, classes]
+            && let Some(logits) = X::unique_reals_mut::<T>(&mut spare)
+        {
+            start(logits);
+            multiply(logits, hidden, weight, with_bias);
+            return spare;
         }
         // Zeroed buffers are allocated zeroed by the system: without a bias the product
         // writes every value once.

@@ -26,9 +26,8 @@ use rayon::prelude::*;
 
 use super::concrete::Concrete;
 use super::kernels::{
-    BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexKind, ClassIndexParams,
-    ClassIndexSaved, ClassProbsArgs, ClassProbsParams, Kernels, LossAndGrads, Output, Periodic,
-    Ran, Upstream,
+    BadValue, BinaryArgs, BinaryParams, ClassIndexArgs, ClassIndexParams, ClassIndexSaved,
+    ClassProbsArgs, ClassProbsParams, Kernels, LossAndGrads, Output, Periodic, Ran, Upstream,
 };
 use crate::fused::linear_products::{LinearOperands, LinearProducts};
 use crate::reduction::Reduction;

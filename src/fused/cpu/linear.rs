@@ -133,24 +133,23 @@ const BIAS_COLUMNS: usize = 1 << 10;
 /// against 234 at 256 rows; at 1024 rows it was slower (230 against 292 at `D = 2048`).
 const TRANSPOSED_ROWS: usize = 512;
 
-/// Rows (and columns) of one tile of [`transpose_into`].
-const TILE: usize = 32;
+/// Rows of `dst` each rayon task of [`transpose_into`] fills.
+const STRIP_ROWS: usize = 32;
 
 /// `dst[i·cols + j] = src[j·rows + i]`: the `[cols, rows]` row-major `src` transposed into
-/// the `[rows, cols]` row-major `dst`, a tile at a time, rayon tasks over `dst`'s row tiles.
+/// the `[rows, cols]` row-major `dst`, rayon tasks over strips of [`STRIP_ROWS`] rows of
+/// `dst` (each reads a short contiguous run of every row of `src`).
 fn transpose_into<T: Element>(dst: &mut [T], src: &[T], rows: usize, cols: usize) {
     debug_assert!(dst.len() == rows * cols && src.len() == rows * cols);
-    dst.par_chunks_mut(TILE * cols)
+    dst.par_chunks_mut(STRIP_ROWS * cols)
         .enumerate()
-        .for_each(|(tile_row, block)| {
-            let first_row = tile_row * TILE;
+        .for_each(|(strip, block)| {
+            let first_row = strip * STRIP_ROWS;
             let block_rows = block.len() / cols;
-            for first_col in (0..cols).step_by(TILE) {
-                for col in first_col..(first_col + TILE).min(cols) {
-                    let column = &src[col * rows + first_row..][..block_rows];
-                    for (i, &value) in column.iter().enumerate() {
-                        block[i * cols + col] = value;
-                    }
+            for col in 0..cols {
+                let column = &src[col * rows + first_row..][..block_rows];
+                for (i, &value) in column.iter().enumerate() {
+                    block[i * cols + col] = value;
                 }
             }
         });
@@ -162,27 +161,27 @@ impl<T: Element, X: CpuTensors> LinearProducts<X> for GemmProducts<'_, T, X> {
         let hidden = self.hidden.matrix().rows(rows);
         let weight = self.weight.matrix();
         let with_bias = self.bias.is_some();
-        // The bias as every row's starting value (the product adds to it), or none.
-        let start = |logits: &mut [T]| {
+        // The bias as every row's starting value, then the product added to it (without a
+        // bias the product overwrites every value).
+        let compute = |logits: &mut [T]| {
             if let Some(bias) = &self.bias {
                 for row in logits.chunks_exact_mut(classes) {
                     row.copy_from_slice(bias);
                 }
             }
+            multiply(logits, hidden, weight, with_bias);
         };
         if let Some(mut spare) = self.spare.take()
             && spare.shape().dims::<2>() == [count, classes]
             && let Some(logits) = X::unique_reals_mut::<T>(&mut spare)
         {
-            start(logits);
-            multiply(logits, hidden, weight, with_bias);
+            compute(logits);
             return spare;
         }
-        // Zeroed buffers are allocated zeroed by the system: without a bias the product
-        // writes every value once.
+        // Zeroed buffers are allocated zeroed by the system: pages are only touched where
+        // written.
         let mut logits = vec![T::ZERO; count * classes];
-        start(&mut logits);
-        multiply(&mut logits, hidden, weight, with_bias);
+        compute(&mut logits);
         tensor::<T, X>(logits, &[count, classes])
     }
 

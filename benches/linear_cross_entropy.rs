@@ -12,8 +12,8 @@
 //! **The shapes** (`BURN_XENT_LCE_SHAPES`, default
 //! `4096x1024x32000,2048x2048x128256,4096x1024x128256`: hidden `[N, D]`, `V` classes, with a
 //! bias; the last is a language model's step, `[8, 512, 1024]` hidden states of a batch of 8
-//! sequences of 512 flattened to rows, over Llama 3's vocabulary): each run is what `tools/bench_torch.py` times,
-//! a fresh `require_grad` leaf for `hidden`, `weight` and `bias` from inputs already made, the
+//! sequences of 512 flattened to rows, over Llama 3's vocabulary): each run is what
+//! `tools/bench_torch.py` times, a fresh `require_grad` leaf for `hidden`, `weight` and `bias` from inputs already made, the
 //! mean loss, `backward()`, the three gradients read back (one element each). Each case runs
 //! once untimed, then `BURN_XENT_LCE_RUNS` times (default 3); the median is printed. Peak
 //! memory comes from a counting global allocator: the peak of live bytes during one run minus

@@ -306,15 +306,14 @@ def linear_tables(results, emit):
     emit("| " + " | ".join(head) + " |")
     emit("|" + "---|" * len(head))
     for shape in dict.fromkeys(r["shape"] for r in fused):
-        nd, fx = fused_by.get((shape, "ndarray")), fused_by.get((shape, "flex"))
+        field = lambda record, name: record[name] if record else None
+        nd = fused_by.get((shape, "ndarray"))
+        nd_ms, fx_ms = field(nd, "median_ms"), field(fused_by.get((shape, "flex")), "median_ms")
         comp, tt = comp_by.get(shape), torch_t.get(shape)
-        extra = nd["extra_bytes"] if nd else None
-        row = [shape.replace("x", " × "),
-               ms(nd["median_ms"]) if nd else "—", ms(fx["median_ms"]) if fx else "—", ms(tt),
-               ratio(tt, nd["median_ms"] if nd else None), ratio(tt, fx["median_ms"] if fx else None),
-               ms(comp["median_ms"]) if comp else "—", mib(extra),
-               mib(comp["extra_bytes"] if comp else None), mib(torch_m.get(shape)),
-               ratio(comp["extra_bytes"] if comp else None, extra)]
+        extra, comp_extra = field(nd, "extra_bytes"), field(comp, "extra_bytes")
+        row = [shape.replace("x", " × "), ms(nd_ms), ms(fx_ms), ms(tt), ratio(tt, nd_ms),
+               ratio(tt, fx_ms), ms(field(comp, "median_ms")), mib(extra), mib(comp_extra),
+               mib(torch_m.get(shape)), ratio(comp_extra, extra)]
         emit("| " + " | ".join(row) + " |")
     emit("")
 

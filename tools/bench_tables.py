@@ -300,9 +300,9 @@ def linear_tables(results, emit):
          "(the composite path: one run); extra memory beyond the inputs and the three gradients, "
          "MiB (Burn: counting allocator; PyTorch: resident set):")
     emit("")
-    head = ["N × D × V", "fused ndarray", "fused Flex", "PyTorch", "PyTorch / fused ndarray",
-            "PyTorch / fused Flex", "composite ndarray", "fused extra", "composite extra",
-            "PyTorch extra", "composite / fused extra"]
+    head = ["N × D × V", "fused ndarray", "fused Flex", "PyTorch", "fused ndarray / PyTorch",
+            "fused Flex / PyTorch", "composite ndarray", "fused extra", "composite extra",
+            "PyTorch extra", "fused / composite extra"]
     emit("| " + " | ".join(head) + " |")
     emit("|" + "---|" * len(head))
     for shape in dict.fromkeys(r["shape"] for r in fused):
@@ -311,9 +311,9 @@ def linear_tables(results, emit):
         nd_ms, fx_ms = field(nd, "median_ms"), field(fused_by.get((shape, "flex")), "median_ms")
         comp, tt = comp_by.get(shape), torch_t.get(shape)
         extra, comp_extra = field(nd, "extra_bytes"), field(comp, "extra_bytes")
-        row = [shape.replace("x", " × "), ms(nd_ms), ms(fx_ms), ms(tt), ratio(tt, nd_ms),
-               ratio(tt, fx_ms), ms(field(comp, "median_ms")), mib(extra), mib(comp_extra),
-               mib(torch_m.get(shape)), ratio(comp_extra, extra)]
+        row = [shape.replace("x", " × "), ms(nd_ms), ms(fx_ms), ms(tt), ratio(nd_ms, tt),
+               ratio(fx_ms, tt), ms(field(comp, "median_ms")), mib(extra), mib(comp_extra),
+               mib(torch_m.get(shape)), ratio(extra, comp_extra)]
         emit("| " + " | ".join(row) + " |")
     emit("")
 

@@ -37,7 +37,7 @@ pub fn backends() -> [(&'static str, Device); 3] {
 /// Chooses the shapes: `all` (default), `small` (everything but `4096x32000`), or a comma
 /// list of shape labels such as `65536x10,4194304`.
 pub const SHAPES_VAR: &str = "BURN_XENT_BENCH_SHAPES";
-/// Chooses the backends: a comma list of `ndarray` and `wgpu` (default `ndarray,wgpu`).
+/// Chooses the backends: a comma list of `ndarray`, `flex` and `wgpu` (default all three).
 pub const BACKENDS_VAR: &str = "BURN_XENT_BENCH_BACKENDS";
 /// The shapes run on wgpu, same syntax as [`SHAPES_VAR`] (default `small`: the software
 /// Vulkan driver this was written on takes minutes per iteration at `4096x32000`).

@@ -86,9 +86,10 @@ fn tensor<T: Element, X: CpuTensors>(values: Vec<T>, shape: &[usize]) -> FloatTe
     X::float_from_data(TensorData::new(values, shape.to_vec()), &Default::default())
 }
 
-/// Defines `fn $name<T: Element>(…)` twice, once compiled for AVX2 and FMA (the closures in
-/// its body, rayon's tasks among them, inherit the features, so their loops are vectorised
-/// 8 `f32` wide) and once for the baseline, and picks one at run time by the CPU's features.
+/// Defines `fn $name<T: Element>(…)` three times, compiled for AVX-512 (F, BW, DQ, VL: loops
+/// vectorised 16 `f32` wide), for AVX2 and FMA (8 wide) and for the baseline, and picks one
+/// at run time by the CPU's features ([`simd::tier`]). The closures in its body, rayon's tasks among them,
+/// inherit the features.
 macro_rules! multiversioned {
     (
         $(#[$meta:meta])*
@@ -98,14 +99,17 @@ macro_rules! multiversioned {
         $vis fn $name<T: Element>($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                $(#[$meta])*
+                fn avx512<T: Element>($($arg: $ty),*) -> $ret $body
                 #[target_feature(enable = "avx2,fma")]
                 $(#[$meta])*
                 fn avx2<T: Element>($($arg: $ty),*) -> $ret $body
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU was just found to support AVX2 and FMA.
-                    return unsafe { avx2::<T>($($arg),*) };
+                match super::simd::tier() {
+                    // SAFETY: `tier` found the CPU to support the features of each.
+                    super::simd::Tier::Avx512 => return unsafe { avx512::<T>($($arg),*) },
+                    super::simd::Tier::Avx2 => return unsafe { avx2::<T>($($arg),*) },
+                    super::simd::Tier::Baseline => {}
                 }
             }
             $(#[$meta])*
@@ -121,6 +125,7 @@ mod class;
 mod gemm;
 mod layout;
 mod linear;
+mod simd;
 
 /// Elements each rayon task works on, at least.
 const TASK_ELEMENTS: usize = 1 << 15;

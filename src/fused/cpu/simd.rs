@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 /// An instruction-set tier of the CPU kernels, from the most to the least capable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only x86-64 has the upper two
 pub(crate) enum Tier {
     Baseline,
     Avx2,

@@ -1,7 +1,8 @@
 //! `linear_cross_entropy` on ndarray (autodiff, f32), fused (chunked) against the composite
 //! path (`linear` then the composite `cross_entropy`, the `[N, V]` logits whole) and against
 //! what a user writes without it (`logits+ce`: the logits whole, then `cross_entropy` on its
-//! fused path): forward + backward time and peak extra memory. PyTorch's side is `python3 tools/bench_torch.py --losses linear_cross_entropy`.
+//! fused path): forward + backward time and peak extra memory. PyTorch's side is
+//! `python3 tools/bench_torch.py --losses linear_cross_entropy`.
 //!
 //! ```sh
 //! cargo bench --bench linear_cross_entropy                      # the issue's shapes, then criterion
@@ -13,12 +14,13 @@
 //! `4096x1024x32000,2048x2048x128256,4096x1024x128256`: hidden `[N, D]`, `V` classes, with a
 //! bias; the last is a language model's step, `[8, 512, 1024]` hidden states of a batch of 8
 //! sequences of 512 flattened to rows, over Llama 3's vocabulary): each run is what
-//! `tools/bench_torch.py` times, a fresh `require_grad` leaf for `hidden`, `weight` and `bias` from inputs already made, the
-//! mean loss, `backward()`, the three gradients read back (one element each). Each case runs
-//! once untimed, then `BURN_XENT_LCE_RUNS` times (default 3); the median is printed. Peak
-//! memory comes from a counting global allocator: the peak of live bytes during one run minus
-//! the live bytes before it, minus the three gradients (`N·D + D·V + V` values, which both
-//! paths must return): the "peak extra memory beyond the inputs and the gradients". These
+//! `tools/bench_torch.py` times, a fresh `require_grad` leaf for `hidden`, `weight` and
+//! `bias` from inputs already made, the mean loss, `backward()`, the three gradients read
+//! back (one element each). Each case runs once untimed, then `BURN_XENT_LCE_RUNS` times
+//! (default 3); the median is printed. Peak memory comes from a counting global allocator:
+//! the peak of live bytes during one run minus the live bytes before it, minus the three
+//! gradients (`N·D + D·V + V` values, which both paths must return): the "peak extra memory
+//! beyond the inputs and the gradients". These
 //! cases are too slow for criterion's ten samples (the composite path takes tens of seconds
 //! at `V = 128,256`), hence the plain medians.
 //!

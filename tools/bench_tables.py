@@ -305,8 +305,8 @@ def linear_tables(results, emit):
             "PyTorch extra", "fused / composite extra"]
     emit("| " + " | ".join(head) + " |")
     emit("|" + "---|" * len(head))
+    field = lambda record, name: record[name] if record else None
     for shape in dict.fromkeys(r["shape"] for r in fused):
-        field = lambda record, name: record[name] if record else None
         nd = fused_by.get((shape, "ndarray"))
         nd_ms, fx_ms = field(nd, "median_ms"), field(fused_by.get((shape, "flex")), "median_ms")
         comp, tt = comp_by.get(shape), torch_t.get(shape)

@@ -4,8 +4,9 @@
 //! not dividing `N` (`grad_hidden` through its transpose; the logits of chunks after the first
 //! written over the last chunk's gradient, the short last chunk in a new buffer), no bias, and
 //! `hidden` and `weight` handed over as views: `hidden` the transpose of a `[D, N]` leaf or
-//! rows of a larger leaf, `weight` the transpose of a `[V, D]` leaf (a tied embedding), `hidden` columns of a wider
-//! leaf (a view with gaps, which the products read through a copy). Values and the leaves'
+//! rows of a larger leaf, `weight` the transpose of a `[V, D]` leaf (a tied embedding),
+//! `hidden` columns of a wider leaf (a view with gaps, which the products read through a
+//! copy). Values and the leaves'
 //! gradients against the definition in f64 (the parent module's `reference`), mean, sum and
 //! per row, in f32 and f64, on ndarray and Flex.
 

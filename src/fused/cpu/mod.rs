@@ -88,8 +88,8 @@ fn tensor<T: Element, X: CpuTensors>(values: Vec<T>, shape: &[usize]) -> FloatTe
 
 /// Defines `fn $name<T: Element>(…)` three times, compiled for AVX-512 (F, BW, DQ, VL: loops
 /// vectorised 16 `f32` wide), for AVX2 and FMA (8 wide) and for the baseline, and picks one
-/// at run time by the CPU's features ([`simd::tier`]). The closures in its body, rayon's tasks among them,
-/// inherit the features.
+/// at run time by the CPU's features ([`simd::tier`]). The closures in its body, rayon's
+/// tasks among them, inherit the features.
 macro_rules! multiversioned {
     (
         $(#[$meta:meta])*

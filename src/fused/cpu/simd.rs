@@ -16,7 +16,7 @@ pub(crate) enum Tier {
 }
 
 /// The environment variable that caps the tier.
-pub(crate) const FEATURES_VAR: &str = "BURN_XENT_CPU_FEATURES";
+const FEATURES_VAR: &str = "BURN_XENT_CPU_FEATURES";
 
 /// The tier the kernels run with (decided once).
 pub(crate) fn tier() -> Tier {
